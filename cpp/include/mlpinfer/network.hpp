@@ -1,0 +1,69 @@
+// The forward pass of a dense multilayer perceptron. Plain C++17: no Python here.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace mlpinfer {
+
+enum class Activation { identity, sigmoid, relu, tanh, softmax };
+
+// Parses "identity", "sigmoid", "relu", "tanh", "softmax"; throws std::invalid_argument otherwise.
+Activation parse_activation(const std::string& name);
+const char* activation_name(Activation activation);
+
+struct DenseLayer {
+  std::size_t inputs = 0;
+  std::size_t outputs = 0;
+  std::vector<float> weights;  // row-major, inputs x outputs: y = x W + b
+  std::vector<float> bias;     // outputs
+  Activation activation = Activation::identity;
+};
+
+enum class ElementType { float32, float64, uint8 };
+
+// A borrowed rows x cols matrix of any supported element type and any byte strides
+// (negative, unaligned and zero-row views included). The caller keeps it alive
+// for the duration of the call.
+struct InputView {
+  const void* data = nullptr;
+  ElementType type = ElementType::float32;
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::ptrdiff_t row_stride_bytes = 0;
+  std::ptrdiff_t col_stride_bytes = 0;
+};
+
+class Network {
+ public:
+  // Validates the shape chain and activations; throws std::invalid_argument with
+  // the expected and the actual value.
+  explicit Network(std::vector<DenseLayer> layers);
+
+  std::size_t input_width() const { return layers_.front().inputs; }
+  std::size_t output_width() const { return layers_.back().outputs; }
+  const std::vector<DenseLayer>& layers() const { return layers_; }
+
+  // Writes input.rows x output_width() floats, row-major, to `output`.
+  // `input_scale` multiplies every input element before the first layer (1/255
+  // turns uint8 pixels into the textbook's [0, 1]); it costs nothing, being the
+  // alpha of the first GEMM. `threads` == 0 means default_threads().
+  // Contract: `output` does not alias the input. Safe to call concurrently from
+  // several threads on one Network.
+  void forward(const InputView& input, float input_scale, float* output,
+               unsigned threads) const;
+
+ private:
+  std::vector<DenseLayer> layers_;
+  std::size_t widest_hidden_ = 0;
+};
+
+// Threads used when forward() is given 0. Defaults to the CPUs this process may run on.
+unsigned default_threads();
+void set_default_threads(unsigned threads);
+
+// The name of the BLAS library and kernel in use, for benchmarks and bug reports.
+std::string blas_info();
+
+}  // namespace mlpinfer

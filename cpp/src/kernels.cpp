@@ -1,0 +1,176 @@
+#include "kernels.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+// Runtime CPU dispatch instead of -march=native: the hot loops are compiled for
+// x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline, and the loader
+// picks one per process. The loops are written branch-free so that every clone
+// auto-vectorises.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define MLPINFER_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MLPINFER_DISPATCH
+#endif
+
+namespace mlpinfer::kernels {
+namespace {
+
+// exp(x) for float, vectorisable (std::exp is a libm call that GCC only vectorises
+// under -ffast-math, which we never use). Cephes' range reduction and degree-5
+// polynomial: relative error below 2e-7 over the whole range. Inputs below
+// ln(FLT_MIN) give 0, above ln(FLT_MAX) give +inf, NaN stays NaN; no
+// floating-point exception is raised for any finite input.
+inline float exp_approx(float x) {
+  constexpr float kMaxArg = 88.7228f;   // expf overflows above
+  constexpr float kMinArg = -87.3365f;  // below: result is subnormal, return 0
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2High = 0.693359375f;
+  constexpr float kLn2Low = -2.12194440e-4f;
+  // Written so that NaN lands on kMinArg: converting NaN to int below would be undefined.
+  float clamped = x >= kMinArg ? x : kMinArg;
+  clamped = clamped > kMaxArg ? kMaxArg : clamped;
+  // Round to nearest by adding and subtracting 1.5 * 2^23 (no libm call, so it
+  // vectorises); valid while |clamped * log2e| < 2^22.
+  constexpr float kRoundingShift = 12582912.0f;
+  const float n = (clamped * kLog2e + kRoundingShift) - kRoundingShift;
+  const float r = (clamped - n * kLn2High) - n * kLn2Low;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // 2^n built in the exponent bits; n is in [-126, 128] after the clamp, and
+  // 2^128 is split in two factors so that it overflows to inf instead of wrapping.
+  const auto n_int = static_cast<std::int32_t>(n);
+  const std::int32_t half = n_int >> 1;
+  const std::int32_t bits_a = (half + 127) << 23;
+  const std::int32_t bits_b = (n_int - half + 127) << 23;
+  float scale_a;
+  float scale_b;
+  std::memcpy(&scale_a, &bits_a, sizeof scale_a);
+  std::memcpy(&scale_b, &bits_b, sizeof scale_b);
+  float result = p * scale_a * scale_b;
+  result = x < kMinArg ? 0.0f : result;
+  result = x > kMaxArg ? std::numeric_limits<float>::infinity() : result;
+  return x != x ? x : result;
+}
+
+// 1 / (1 + e^-x) evaluated as e^-|x| based so that the exponential never overflows.
+inline float sigmoid(float x) {
+  const float e = exp_approx(-std::fabs(x));
+  const float positive = 1.0f / (1.0f + e);
+  return x >= 0.0f ? positive : e * positive;
+}
+
+// tanh: a Taylor polynomial where 1 - 2/(e^2x + 1) would cancel (|x| < 0.5; truncation
+// error below 5e-9 there), the exponential form elsewhere.
+inline float tanh_approx(float x) {
+  const float a = std::fabs(x);
+  const float e = exp_approx(-2.0f * a);
+  const float far = (1.0f - e) / (1.0f + e);
+  const float x2 = a * a;
+  float p = 21844.0f / 6081075.0f;
+  p = p * x2 - 1382.0f / 155925.0f;
+  p = p * x2 + 62.0f / 2835.0f;
+  p = p * x2 - 17.0f / 315.0f;
+  p = p * x2 + 2.0f / 15.0f;
+  p = p * x2 - 1.0f / 3.0f;
+  const float near = a + a * x2 * p;
+  const float magnitude = a < 0.5f ? near : far;
+  const float result = std::copysign(magnitude, x);
+  return x != x ? x : result;
+}
+
+MLPINFER_DISPATCH
+void bias_identity(float* row, std::size_t width, const float* bias) {
+  for (std::size_t c = 0; c < width; ++c) row[c] += bias[c];
+}
+
+MLPINFER_DISPATCH
+void bias_relu(float* row, std::size_t width, const float* bias) {
+  for (std::size_t c = 0; c < width; ++c) {
+    const float v = row[c] + bias[c];
+    row[c] = v < 0.0f ? 0.0f : v;  // NaN fails the test and passes through, as in NumPy
+  }
+}
+
+MLPINFER_DISPATCH
+void bias_sigmoid(float* row, std::size_t width, const float* bias) {
+  for (std::size_t c = 0; c < width; ++c) row[c] = sigmoid(row[c] + bias[c]);
+}
+
+MLPINFER_DISPATCH
+void bias_tanh(float* row, std::size_t width, const float* bias) {
+  for (std::size_t c = 0; c < width; ++c) row[c] = tanh_approx(row[c] + bias[c]);
+}
+
+MLPINFER_DISPATCH
+void bias_softmax(float* row, std::size_t width, const float* bias) {
+  float row_max = -std::numeric_limits<float>::infinity();
+  for (std::size_t c = 0; c < width; ++c) {
+    row[c] += bias[c];
+    row_max = row[c] > row_max ? row[c] : row_max;  // skips NaN; the sum below carries it
+  }
+  float sum = 0.0f;
+  for (std::size_t c = 0; c < width; ++c) {
+    row[c] = exp_approx(row[c] - row_max);
+    sum += row[c];
+  }
+  const float inverse = 1.0f / sum;
+  for (std::size_t c = 0; c < width; ++c) row[c] *= inverse;
+}
+
+template <typename T>
+inline float load_as_float(const unsigned char* address) {
+  T value;
+  std::memcpy(&value, address, sizeof value);  // the view may be unaligned
+  return static_cast<float>(value);
+}
+
+template <typename T>
+void gather(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
+  const auto* base = static_cast<const unsigned char*>(src.data);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const unsigned char* row =
+        base + static_cast<std::ptrdiff_t>(first_row + r) * src.row_stride_bytes;
+    float* out = dst + r * src.cols;
+    if (src.col_stride_bytes == static_cast<std::ptrdiff_t>(sizeof(T))) {
+      for (std::size_t c = 0; c < src.cols; ++c) out[c] = load_as_float<T>(row + c * sizeof(T));
+    } else {
+      for (std::size_t c = 0; c < src.cols; ++c) {
+        out[c] = load_as_float<T>(row + static_cast<std::ptrdiff_t>(c) * src.col_stride_bytes);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void bias_activation(float* tile, std::size_t rows, std::size_t width, const float* bias,
+                     Activation activation) {
+  void (*per_row)(float*, std::size_t, const float*) = nullptr;
+  switch (activation) {
+    case Activation::identity: per_row = bias_identity; break;
+    case Activation::sigmoid: per_row = bias_sigmoid; break;
+    case Activation::relu: per_row = bias_relu; break;
+    case Activation::tanh: per_row = bias_tanh; break;
+    case Activation::softmax: per_row = bias_softmax; break;
+  }
+  for (std::size_t r = 0; r < rows; ++r) per_row(tile + r * width, width, bias);
+}
+
+void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
+  switch (src.type) {
+    case ElementType::float32: gather<float>(src, first_row, rows, dst); break;
+    case ElementType::float64: gather<double>(src, first_row, rows, dst); break;
+    case ElementType::uint8: gather<std::uint8_t>(src, first_row, rows, dst); break;
+  }
+}
+
+}  // namespace mlpinfer::kernels

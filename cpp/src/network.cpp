@@ -1,0 +1,192 @@
+#include "mlpinfer/network.hpp"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "blas.hpp"
+#include "kernels.hpp"
+#include "thread_pool.hpp"
+
+namespace mlpinfer {
+namespace {
+
+// Rows of one block, carried through every layer before the next block starts:
+// 256 rows of the widest textbook layer (784 floats in, 100 out) is ~0.9 MB, which
+// stays in this machine's 1 MB L2 per core.
+constexpr std::size_t kBlockRows = 256;
+// Below this many rows per thread, waking a worker costs more than it saves.
+constexpr std::size_t kMinRowsPerThread = 32;
+
+unsigned cpus_available() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return static_cast<unsigned>(count);
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::atomic<unsigned>& default_thread_setting() {
+  static std::atomic<unsigned> threads{cpus_available()};
+  return threads;
+}
+
+// Per-thread buffers, grown on demand and kept: repeated calls allocate nothing.
+struct Scratch {
+  std::vector<float> input;
+  std::vector<float> ping;
+  std::vector<float> pong;
+};
+
+float* at_least(std::vector<float>& buffer, std::size_t size) {
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
+}
+
+std::string layer_error(std::size_t index, const std::string& what) {
+  return "layer " + std::to_string(index + 1) + ": " + what;
+}
+
+bool fits_blas_int(std::size_t value) { return value <= static_cast<std::size_t>(INT_MAX); }
+
+}  // namespace
+
+Activation parse_activation(const std::string& name) {
+  for (Activation a : {Activation::identity, Activation::sigmoid, Activation::relu,
+                       Activation::tanh, Activation::softmax}) {
+    if (name == activation_name(a)) return a;
+  }
+  throw std::invalid_argument("unknown activation '" + name +
+                              "'; expected one of identity, sigmoid, relu, tanh, softmax");
+}
+
+const char* activation_name(Activation activation) {
+  switch (activation) {
+    case Activation::identity: return "identity";
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::relu: return "relu";
+    case Activation::tanh: return "tanh";
+    case Activation::softmax: return "softmax";
+  }
+  return "unknown";
+}
+
+Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
+  if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer, got 0");
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const DenseLayer& layer = layers_[i];
+    if (layer.inputs == 0 || layer.outputs == 0) {
+      throw std::invalid_argument(layer_error(i, "W must have at least one row and column, got " +
+                                                     std::to_string(layer.inputs) + "x" +
+                                                     std::to_string(layer.outputs)));
+    }
+    if (!fits_blas_int(layer.inputs) || !fits_blas_int(layer.outputs)) {
+      throw std::invalid_argument(layer_error(i, "widths above 2^31-1 are not supported"));
+    }
+    if (layer.weights.size() != layer.inputs * layer.outputs) {
+      throw std::invalid_argument(layer_error(i, "W holds " + std::to_string(layer.weights.size()) +
+                                                     " values, expected " +
+                                                     std::to_string(layer.inputs) + "x" +
+                                                     std::to_string(layer.outputs)));
+    }
+    if (layer.bias.size() != layer.outputs) {
+      throw std::invalid_argument(layer_error(i, "b has " + std::to_string(layer.bias.size()) +
+                                                     " values, W has " +
+                                                     std::to_string(layer.outputs) + " columns"));
+    }
+    if (i > 0 && layer.inputs != layers_[i - 1].outputs) {
+      throw std::invalid_argument(layer_error(
+          i, "W has " + std::to_string(layer.inputs) + " rows, previous layer has " +
+                 std::to_string(layers_[i - 1].outputs) + " outputs"));
+    }
+    if (layer.activation == Activation::softmax && i + 1 != layers_.size()) {
+      throw std::invalid_argument(layer_error(i, "softmax is only supported on the last layer"));
+    }
+    if (i + 1 != layers_.size()) widest_hidden_ = std::max(widest_hidden_, layer.outputs);
+  }
+  static std::once_flag blas_configured;
+  std::call_once(blas_configured, blas::make_single_threaded);
+}
+
+void Network::forward(const InputView& input, float input_scale, float* output,
+                      unsigned threads) const {
+  if (input.cols != input_width()) {
+    throw std::invalid_argument("input has " + std::to_string(input.cols) +
+                                " features, the network expects " +
+                                std::to_string(input_width()));
+  }
+  const std::size_t rows = input.rows;
+  if (rows == 0) return;
+  if (threads == 0) threads = default_threads();
+
+  // float32 rows with unit column stride go to the GEMM as they are (lda = row
+  // stride); anything else is converted block by block, never as a whole batch.
+  const bool aligned = reinterpret_cast<std::uintptr_t>(input.data) % alignof(float) == 0;
+  const std::ptrdiff_t row_stride_floats = input.row_stride_bytes / std::ptrdiff_t{sizeof(float)};
+  const bool direct =
+      input.type == ElementType::float32 && aligned &&
+      input.col_stride_bytes == std::ptrdiff_t{sizeof(float)} &&
+      (rows == 1 || (input.row_stride_bytes % std::ptrdiff_t{sizeof(float)} == 0 &&
+                     row_stride_floats >= static_cast<std::ptrdiff_t>(input.cols) &&
+                     fits_blas_int(static_cast<std::size_t>(row_stride_floats))));
+  const std::size_t direct_lda =
+      rows == 1 ? input.cols : static_cast<std::size_t>(std::max<std::ptrdiff_t>(row_stride_floats, 0));
+
+  std::size_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  const std::size_t useful_threads = std::min<std::size_t>(threads, rows / kMinRowsPerThread);
+  blocks = std::max<std::size_t>(blocks, std::max<std::size_t>(useful_threads, 1));
+  const std::size_t rows_per_block = (rows + blocks - 1) / blocks;
+  blocks = (rows + rows_per_block - 1) / rows_per_block;
+
+  const std::size_t out_width = output_width();
+  const auto run_block = [&](std::size_t block) {
+    thread_local Scratch scratch;
+    const std::size_t first = block * rows_per_block;
+    const std::size_t count = std::min(rows_per_block, rows - first);
+
+    const float* activations;
+    std::size_t lda;
+    if (direct) {
+      activations = static_cast<const float*>(input.data) +
+                    static_cast<std::ptrdiff_t>(first) * row_stride_floats;
+      lda = direct_lda;
+    } else {
+      float* converted = at_least(scratch.input, count * input.cols);
+      kernels::gather_rows(input, first, count, converted);
+      activations = converted;
+      lda = input.cols;
+    }
+    float* hidden[2] = {at_least(scratch.ping, count * widest_hidden_),
+                        at_least(scratch.pong, count * widest_hidden_)};
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const DenseLayer& layer = layers_[i];
+      const bool last = i + 1 == layers_.size();
+      float* result = last ? output + first * out_width : hidden[i % 2];
+      blas::sgemm(count, layer.outputs, layer.inputs, i == 0 ? input_scale : 1.0f, activations,
+                  lda, layer.weights.data(), layer.outputs, result, layer.outputs);
+      kernels::bias_activation(result, count, layer.outputs, layer.bias.data(),
+                               layer.activation);
+      activations = result;
+      lda = layer.outputs;
+    }
+  };
+  ThreadPool::instance().run(blocks, threads, run_block);
+}
+
+unsigned default_threads() { return default_thread_setting().load(); }
+
+void set_default_threads(unsigned threads) {
+  if (threads == 0) throw std::invalid_argument("threads must be at least 1, got 0");
+  default_thread_setting().store(threads);
+}
+
+std::string blas_info() { return blas::describe(); }
+
+}  // namespace mlpinfer

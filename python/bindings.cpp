@@ -1,0 +1,75 @@
+// The only file that sees both Python and the core: convert, release the GIL, call,
+// convert back. Defaults and friendly validation live in python/mlpinfer.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "mlpinfer/network.hpp"
+
+namespace py = pybind11;
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+namespace {
+
+mlpinfer::Network make_network(const std::vector<std::tuple<FloatArray, FloatArray, std::string>>& specs) {
+  std::vector<mlpinfer::DenseLayer> layers;
+  for (const auto& [weights, bias, activation] : specs) {
+    if (weights.ndim() != 2 || bias.ndim() != 1) throw py::value_error("W must be 2-D and b 1-D");
+    mlpinfer::DenseLayer layer;
+    layer.inputs = static_cast<std::size_t>(weights.shape(0));
+    layer.outputs = static_cast<std::size_t>(weights.shape(1));
+    layer.weights.assign(weights.data(), weights.data() + weights.size());
+    layer.bias.assign(bias.data(), bias.data() + bias.size());
+    layer.activation = mlpinfer::parse_activation(activation);
+    layers.push_back(std::move(layer));
+  }
+  return mlpinfer::Network(std::move(layers));
+}
+
+mlpinfer::ElementType element_type(const py::array& x) {
+  if (py::isinstance<py::array_t<float>>(x)) return mlpinfer::ElementType::float32;
+  if (py::isinstance<py::array_t<double>>(x)) return mlpinfer::ElementType::float64;
+  if (py::isinstance<py::array_t<std::uint8_t>>(x)) return mlpinfer::ElementType::uint8;
+  throw py::type_error("input dtype must be float32, float64 or uint8, got " +
+                       py::str(x.dtype()).cast<std::string>());
+}
+
+void forward(const mlpinfer::Network& network, const py::array& x, float input_scale,
+             FloatArray& out, unsigned threads) {
+  if (x.ndim() != 2) throw py::value_error("input must be 2-D");
+  const auto rows = static_cast<std::size_t>(x.shape(0));
+  if (out.ndim() != 2 || static_cast<std::size_t>(out.shape(0)) != rows ||
+      static_cast<std::size_t>(out.shape(1)) != network.output_width()) {
+    throw py::value_error("out must have shape (" + std::to_string(rows) + ", " +
+                          std::to_string(network.output_width()) + ")");
+  }
+  const mlpinfer::InputView view{x.data(), element_type(x), rows,
+                                 static_cast<std::size_t>(x.shape(1)), x.strides(0), x.strides(1)};
+  float* output = out.mutable_data();
+  // Safe without the GIL: the caller's references keep x and out alive, and the core
+  // touches only their buffers, never a Python object.
+  py::gil_scoped_release release;
+  network.forward(view, input_scale, output, threads);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "mlpinfer's compiled engine; use the mlpinfer package, not this module";
+  m.attr("__version__") = MLPINFER_VERSION;
+
+  py::class_<mlpinfer::Network>(m, "Network")
+      .def(py::init(&make_network), py::arg("layers"))
+      .def_property_readonly("input_width", &mlpinfer::Network::input_width)
+      .def_property_readonly("output_width", &mlpinfer::Network::output_width)
+      .def("forward", &forward, py::arg("x"), py::arg("input_scale"), py::arg("out").noconvert(),
+           py::arg("threads"));
+
+  m.def("default_threads", &mlpinfer::default_threads);
+  m.def("set_default_threads", &mlpinfer::set_default_threads, py::arg("threads"));
+  m.def("blas_info", &mlpinfer::blas_info);
+}

@@ -1,0 +1,15 @@
+"""mlpinfer: fast, exact CPU inference for multilayer perceptrons."""
+
+from ._errors import DataError, MlpinferError, WeightsError
+from ._network import Layer, Network, get_num_threads, load, set_num_threads
+
+__all__ = [
+    "DataError",
+    "Layer",
+    "MlpinferError",
+    "Network",
+    "WeightsError",
+    "get_num_threads",
+    "load",
+    "set_num_threads",
+]

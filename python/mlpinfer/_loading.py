@@ -1,0 +1,247 @@
+"""Reading weight files without ever running code from them.
+
+Formats, recognised by content rather than by file name:
+- a pickle of a dict ``W1..Wn``, ``b1..bn`` (the textbook's ``sample_weight.pkl``),
+  read by an unpickler that can only rebuild NumPy arrays and plain containers;
+- an ``.npz`` with the same keys (``allow_pickle=False``);
+- the native format: such an ``.npz`` plus a JSON header recording the activations
+  and the input scale (written by ``Network.save``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ._errors import WeightsError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_KEY",
+    "WeightFile",
+    "header_bytes",
+    "ordered_layers",
+    "read_weight_file",
+]
+
+HEADER_KEY = "mlpinfer_header"
+FORMAT_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _numpy_core_module(name: str) -> Any:
+    # NumPy 2 renamed numpy.core to numpy._core and warns on the old name; pickles
+    # written by either carry their own spelling, so both map to whichever exists.
+    for package in ("numpy._core", "numpy.core"):
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ImportError:
+            continue
+    raise ImportError(f"numpy has neither numpy._core.{name} nor numpy.core.{name}")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    multiarray = _numpy_core_module("multiarray")
+    numeric = _numpy_core_module("numeric")
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("collections", "OrderedDict"): dict,
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        # Protocol 5 pickles rebuild arrays from out-of-band style buffers.
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Resolves only the globals that rebuilding NumPy arrays needs."""
+
+    _allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise WeightsError(
+                f"refusing to load global '{module}.{name}': a weight pickle may only "
+                "contain NumPy arrays in a dict (this file would run code while loading)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise WeightsError("refusing a pickle with persistent IDs: weight pickles have none")
+
+
+class _BoundedReader(io.RawIOBase):
+    """A file reader that refuses reads past the end instead of attempting them.
+
+    A pickle can declare a multi-gigabyte bytes object in a few bytes; the stock
+    file object would allocate the declared size before noticing the file is short.
+    """
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._remaining = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        wanted = len(view)
+        if wanted > self._remaining:
+            raise WeightsError(
+                f"truncated file: the pickle asks for {wanted} more bytes, "
+                f"{self._remaining} remain"
+            )
+        got = self._raw.readinto(view)
+        self._remaining -= got
+        return got
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._remaining
+        buffer = bytearray(size)
+        got = self.readinto(buffer)
+        return bytes(buffer[:got])
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = self._remaining if size is None or size < 0 else min(size, self._remaining)
+        line = self._raw.readline(limit)
+        self._remaining -= len(line)
+        return line
+
+
+class WeightFile:
+    """What a weight file holds: parameters, and the recorded settings if native."""
+
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        activations: list[str] | None,
+        input_scale: float | None,
+    ) -> None:
+        self.params = params
+        self.activations = activations
+        self.input_scale = input_scale
+
+
+def read_weight_file(path: str | os.PathLike[str]) -> WeightFile:
+    try:
+        with open(path, "rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
+            head = raw.read(4)
+            raw.seek(0)
+            if size == 0:
+                raise WeightsError(f"{os.fspath(path)}: empty file, expected a weight file")
+            if head == _ZIP_MAGIC:
+                return _read_npz(raw, path)
+            return WeightFile(_unpickle(raw, size, path), None, None)
+    except OSError as error:
+        raise WeightsError(f"cannot read weight file {os.fspath(path)!r}: {error.strerror or error}") from None
+
+
+def _unpickle(raw: BinaryIO, size: int, path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    try:
+        loaded = _ArrayOnlyUnpickler(_BoundedReader(raw, size)).load()
+    except WeightsError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError, MemoryError, OverflowError, RecursionError, UnicodeDecodeError) as error:
+        raise WeightsError(
+            f"{os.fspath(path)}: not a readable weight pickle or .npz "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(loaded, Mapping):
+        raise WeightsError(
+            f"{os.fspath(path)}: expected a dict of arrays W1..Wn, b1..bn, "
+            f"found a pickled {type(loaded).__name__}"
+        )
+    return dict(loaded)
+
+
+def _read_npz(raw: BinaryIO, path: str | os.PathLike[str]) -> WeightFile:
+    try:
+        with np.load(raw, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as error:
+        raise WeightsError(
+            f"{os.fspath(path)}: not a readable .npz of plain arrays ({type(error).__name__}: {error})"
+        ) from None
+    header = arrays.pop(HEADER_KEY, None)
+    if header is None:
+        return WeightFile(arrays, None, None)
+    return _with_header(arrays, header, path)
+
+
+def _with_header(
+    arrays: dict[str, np.ndarray], header: np.ndarray, path: str | os.PathLike[str]
+) -> WeightFile:
+    try:
+        meta = json.loads(header.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(f"{os.fspath(path)}: corrupt mlpinfer header ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "mlpinfer":
+        raise WeightsError(f"{os.fspath(path)}: header is not an mlpinfer network header")
+    version = meta.get("version")
+    if version != FORMAT_VERSION:
+        raise WeightsError(
+            f"{os.fspath(path)}: format version {version!r}; this mlpinfer reads version "
+            f"{FORMAT_VERSION} (upgrade mlpinfer for newer files)"
+        )
+    activations = meta.get("activations")
+    scale = meta.get("input_scale")
+    if not isinstance(activations, list) or not all(isinstance(a, str) for a in activations):
+        raise WeightsError(f"{os.fspath(path)}: header 'activations' must be a list of names")
+    if scale is not None and not isinstance(scale, (int, float)):
+        raise WeightsError(f"{os.fspath(path)}: header 'input_scale' must be a number or null")
+    return WeightFile(arrays, activations, None if scale is None else float(scale))
+
+
+def header_bytes(activations: list[str], input_scale: float | None) -> np.ndarray:
+    text = json.dumps(
+        {
+            "format": "mlpinfer",
+            "version": FORMAT_VERSION,
+            "activations": activations,
+            "input_scale": input_scale,
+        }
+    )
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+_PARAM_NAME = re.compile(r"([Wb])([1-9][0-9]*)\Z")
+
+
+def ordered_layers(params: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """``[(W1, b1), ..., (Wn, bn)]``; the keys must be exactly W1..Wn, b1..bn."""
+    found: dict[str, dict[int, Any]] = {"W": {}, "b": {}}
+    for key, value in params.items():
+        match = _PARAM_NAME.match(key) if isinstance(key, str) else None
+        if match is None:
+            raise WeightsError(f"unexpected key {key!r}: expected only W1..Wn and b1..bn")
+        found[match.group(1)][int(match.group(2))] = value
+    depth = len(found["W"])
+    if depth == 0:
+        raise WeightsError(f"no weights found: expected keys W1..Wn, b1..bn, got {sorted(params)!r}")
+    expected = set(range(1, depth + 1))
+    for kind in ("W", "b"):
+        if set(found[kind]) != expected:
+            missing = sorted(expected - set(found[kind]))
+            extra = sorted(set(found[kind]) - expected)
+            raise WeightsError(
+                f"keys must be W1..W{depth} and b1..b{depth} without gaps; "
+                f"missing {[kind + str(i) for i in missing]}, unexpected {[kind + str(i) for i in extra]}"
+            )
+    return [(found["W"][i], found["b"][i]) for i in range(1, depth + 1)]

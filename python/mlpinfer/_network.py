@@ -1,0 +1,369 @@
+"""The user-facing network: validation, defaults and dtype policy around the engine."""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _loading, _shipped
+from ._errors import WeightsError
+
+try:
+    from . import _core
+except ImportError as error:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "mlpinfer's compiled engine (mlpinfer._core) failed to import. Install the package "
+        "with `pip install .` (an in-place source tree has no compiled module); "
+        f"the import error was: {error}"
+    ) from error
+
+__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "load", "set_num_threads"]
+
+ACTIVATIONS = ("identity", "sigmoid", "relu", "tanh", "softmax")
+_PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
+_ENGINE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
+
+
+def get_num_threads() -> int:
+    """Threads that ``predict`` uses when not told otherwise."""
+    return int(_core.default_threads())
+
+
+def set_num_threads(threads: int) -> None:
+    """Set the threads that ``predict`` uses when not told otherwise (process-wide)."""
+    _core.set_default_threads(_positive_int(threads, "threads"))
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be at least 1, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One dense layer: ``activation(x @ weights + bias)``. Arrays are read-only float32."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    activation: str
+
+    @property
+    def inputs(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def outputs(self) -> int:
+        return int(self.weights.shape[1])
+
+
+def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise WeightsError(f"{name} must be a float array, got dtype {array.dtype}")
+    if array.ndim == 2 and ndim == 1 and array.shape[0] == 1:
+        array = array[0]  # a (1, n) bias row, as some exporters write it
+    if array.ndim != ndim:
+        raise WeightsError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    # Converted once here so that no call ever copies or converts weights again.
+    converted = np.array(array, dtype=np.float32, order="C", copy=True)
+    if not np.all(np.isfinite(converted)):
+        bad = np.argwhere(~np.isfinite(converted))[0]
+        raise WeightsError(
+            f"{name} has a non-finite value at index {tuple(int(i) for i in bad)} "
+            f"(value {array[tuple(bad)]!r} in the file, {converted[tuple(bad)]!r} as float32)"
+        )
+    converted.flags.writeable = False
+    return converted
+
+
+class Network:
+    """A dense multilayer perceptron running on mlpinfer's C++ engine.
+
+    ``input_scale`` multiplies every input before the first layer. ``None`` means:
+    uint8 input is pixels and is scaled by 1/255, float input is used as it is.
+    """
+
+    def __init__(self, layers: Sequence[Layer], *, input_scale: float | None = None) -> None:
+        layers = tuple(layers)
+        if not layers:
+            raise WeightsError("a network needs at least one layer, got 0")
+        for index, layer in enumerate(layers, start=1):
+            if layer.activation not in ACTIVATIONS:
+                raise WeightsError(
+                    f"layer {index}: unknown activation {layer.activation!r}; "
+                    f"expected one of {', '.join(ACTIVATIONS)}"
+                )
+            if layer.activation == "softmax" and index != len(layers):
+                raise WeightsError(f"layer {index}: softmax is only supported on the last layer")
+            if layer.bias.shape != (layer.outputs,):
+                raise WeightsError(
+                    f"layer {index}: b has shape {layer.bias.shape}, W has {layer.outputs} columns"
+                )
+            if index > 1 and layer.inputs != layers[index - 2].outputs:
+                raise WeightsError(
+                    f"layer {index}: W has {layer.inputs} rows, "
+                    f"previous layer has {layers[index - 2].outputs} outputs"
+                )
+        if input_scale is not None:
+            input_scale = float(input_scale)
+            if not math.isfinite(input_scale):
+                raise WeightsError(f"input_scale must be finite, got {input_scale}")
+        self._layers = layers
+        self._input_scale = input_scale
+        self._engine = _core.Network([(l.weights, l.bias, l.activation) for l in layers])
+
+    @classmethod
+    def from_params(
+        cls,
+        params: Mapping[str, npt.ArrayLike],
+        *,
+        hidden: str = "sigmoid",
+        output: str = "softmax",
+        activations: Sequence[str] | None = None,
+        input_scale: float | None = None,
+    ) -> Network:
+        """Build from a ``sample_weight.pkl``-style dict ``W1..Wn``, ``b1..bn``.
+
+        Hidden layers use ``hidden``, the last layer ``output``, unless ``activations``
+        names one per layer.
+        """
+        pairs = _loading.ordered_layers(params)
+        if activations is None:
+            activations = [hidden] * (len(pairs) - 1) + [output]
+        elif len(activations) != len(pairs):
+            raise WeightsError(
+                f"got {len(activations)} activations for a network of {len(pairs)} layers"
+            )
+        layers = [
+            Layer(_checked_array(w, f"W{i}", 2), _checked_array(b, f"b{i}", 1), activation)
+            for i, ((w, b), activation) in enumerate(zip(pairs, activations), start=1)
+        ]
+        return cls(layers, input_scale=input_scale)
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return self._layers
+
+    @property
+    def input_scale(self) -> float | None:
+        return self._input_scale
+
+    @property
+    def n_inputs(self) -> int:
+        return self._layers[0].inputs
+
+    @property
+    def n_outputs(self) -> int:
+        return self._layers[-1].outputs
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        return tuple(layer.activation for layer in self._layers)
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The ``W1..Wn``, ``b1..bn`` dict (read-only float32 arrays)."""
+        params = {}
+        for i, layer in enumerate(self._layers, start=1):
+            params[f"W{i}"] = layer.weights
+            params[f"b{i}"] = layer.bias
+        return params
+
+    def __repr__(self) -> str:
+        parts = [str(self.n_inputs)]
+        parts += [f"{layer.outputs} {layer.activation}" for layer in self._layers]
+        scale = "" if self._input_scale is None else f", input_scale={self._input_scale!r}"
+        return f"Network({' -> '.join(parts)}{scale})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.params(), list(self.activations), self._input_scale))
+
+    # ------------------------------------------------------------------ inference
+
+    def predict(
+        self, x: npt.ArrayLike, *, batch_size: int | None = None, threads: int | None = None
+    ) -> np.ndarray:
+        """Network outputs, float32: (N, outputs) for (N, inputs); (outputs,) for one sample.
+
+        ``x`` may be float32 (used in place when C-contiguous), float64 or uint8 (pixels),
+        and image batches (N, 28, 28) are flattened. A Python list is read as numbers.
+        ``batch_size`` splits the work into calls of at most that many rows.
+        """
+        batch, single = self._as_batch(x)
+        if batch_size is not None:
+            batch_size = _positive_int(batch_size, "batch_size")
+        thread_count = 0 if threads is None else _positive_int(threads, "threads")
+        scale = self._scale_for(batch.dtype)
+        rows = batch.shape[0]
+        out = np.empty((rows, self.n_outputs), dtype=np.float32)
+        step = rows if batch_size is None else batch_size
+        for start in range(0, rows, max(step, 1)):
+            stop = start + step
+            self._engine.forward(batch[start:stop], scale, out[start:stop], thread_count)
+        return out[0] if single else out
+
+    def classify(
+        self, x: npt.ArrayLike, *, batch_size: int | None = None, threads: int | None = None
+    ) -> np.ndarray:
+        """Class labels (int64): the argmax of the outputs.
+
+        A single-output network answers 0 or 1: 1 where a sigmoid output is >= 0.5
+        (or any other output >= 0). A row whose output is NaN gets the label -1.
+        """
+        outputs = self.predict(x, batch_size=batch_size, threads=threads)
+        matrix = np.atleast_2d(outputs)
+        if self.n_outputs == 1:
+            threshold = 0.5 if self._layers[-1].activation == "sigmoid" else 0.0
+            labels = (matrix[:, 0] >= threshold).astype(np.int64)
+        else:
+            labels = np.argmax(matrix, axis=1).astype(np.int64)
+        labels[np.isnan(matrix).any(axis=1)] = -1
+        return labels[0] if outputs.ndim == 1 else labels
+
+    def accuracy(
+        self,
+        x: npt.ArrayLike,
+        t: npt.ArrayLike,
+        *,
+        batch_size: int | None = 100,
+        threads: int | None = None,
+    ) -> float:
+        """Fraction of samples whose label equals ``t`` (labels, or one-hot rows)."""
+        labels = self.classify(x, batch_size=batch_size, threads=threads)
+        labels = np.atleast_1d(labels)
+        truth = np.asarray(t)
+        if truth.ndim == 2:
+            truth = np.argmax(truth, axis=1)
+        if truth.ndim != 1 or truth.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"t must hold one label or one-hot row per sample ({labels.shape[0]}), "
+                f"got shape {np.asarray(t).shape}"
+            )
+        if labels.shape[0] == 0:
+            raise ValueError("accuracy of an empty set is undefined: x has 0 samples")
+        return float(np.count_nonzero(labels == truth)) / labels.shape[0]
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the native format (``.npz`` with a JSON header, no pickle), atomically."""
+        target = Path(path)
+        arrays = dict(self.params())
+        arrays[_loading.HEADER_KEY] = _loading.header_bytes(
+            list(self.activations), self._input_scale
+        )
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, **arrays)
+            os.replace(temporary, target)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+    # ------------------------------------------------------------------ helpers
+
+    def _scale_for(self, dtype: np.dtype) -> float:
+        if self._input_scale is not None:
+            return self._input_scale
+        return _PIXEL_SCALE if dtype == np.uint8 else 1.0
+
+    def _as_batch(self, x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
+        array = _as_array(x)
+        width = self.n_inputs
+        if array.ndim == 1 and array.shape[0] == width:
+            return array.reshape(1, width), True
+        if array.ndim == 2 and array.shape[1] == width:
+            return array, False
+        if array.ndim >= 2 and math.prod(array.shape[1:]) == width:
+            return array.reshape(array.shape[0], width), False
+        if array.ndim == 2 and array.size == width:
+            return array.reshape(1, width), True  # one image, e.g. 28x28
+        raise ValueError(
+            f"expected {width} features per sample, as (N, {width}), ({width},) or "
+            f"(N, ...) with {width} values per sample; got an array of shape {array.shape}"
+        )
+
+
+def _as_array(x: npt.ArrayLike) -> np.ndarray:
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"expected an array of numbers, got {type(x).__name__}")
+    if isinstance(x, (list, tuple)):
+        try:
+            array = np.asarray(x, dtype=np.float64)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"could not read the list as a rectangular array of numbers: {error}"
+            ) from None
+    else:
+        array = np.asarray(x)
+    dtype = array.dtype
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return array.astype(np.float32)
+    if dtype in _ENGINE_DTYPES:
+        # Same kind, foreign byte order: the engine reads native numbers only.
+        return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+    hint = (
+        "; for pixels use x.astype(np.uint8), for numbers x.astype(np.float32)"
+        if dtype.kind in "iub"
+        else ""
+    )
+    raise TypeError(f"expected float32, float64 or uint8 input, got dtype {dtype}{hint}")
+
+
+def _rebuild(
+    params: dict[str, np.ndarray], activations: list[str], input_scale: float | None
+) -> Network:
+    return Network.from_params(params, activations=activations, input_scale=input_scale)
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    hidden: str | None = None,
+    output: str | None = None,
+    input_scale: float | None = None,
+) -> Network:
+    """Load a network from a weight file, or a shipped network by name.
+
+    A ``sample_weight.pkl``-style pickle or ``.npz`` (``W1..Wn``, ``b1..bn``) records no
+    activations: hidden layers use ``hidden`` (default sigmoid), the last ``output``
+    (default softmax). A native file (``Network.save``) records them, and passing
+    ``hidden``/``output``/``input_scale`` for it is an error.
+    """
+    source = _shipped.resolve(path)
+    weight_file = _loading.read_weight_file(source.path)
+    if weight_file.activations is not None:
+        given = [name for name, v in (("hidden", hidden), ("output", output),
+                                      ("input_scale", input_scale)) if v is not None]
+        if given:
+            raise WeightsError(
+                f"{os.fspath(source.path)} records its activations and input scale; "
+                f"do not pass {', '.join(given)}"
+            )
+        return Network.from_params(
+            weight_file.params,
+            activations=weight_file.activations,
+            input_scale=weight_file.input_scale,
+        )
+    return Network.from_params(
+        weight_file.params,
+        hidden=hidden or source.hidden,
+        output=output or source.output,
+        input_scale=input_scale,
+    )
