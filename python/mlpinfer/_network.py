@@ -315,8 +315,8 @@ def _as_array(x: npt.ArrayLike) -> np.ndarray:
     dtype = array.dtype
     if dtype.kind == "f" and dtype.itemsize < 4:
         return array.astype(np.float32)
-    if dtype in _ENGINE_DTYPES:
-        # Same kind, foreign byte order: the engine reads native numbers only.
+    if dtype.newbyteorder("=") in _ENGINE_DTYPES:
+        # A foreign byte order is converted: the engine reads native numbers only.
         return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
     hint = (
         "; for pixels use x.astype(np.uint8), for numbers x.astype(np.float32)"

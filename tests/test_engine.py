@@ -1,0 +1,208 @@
+"""The engine against the NumPy reference: every activation, awkward sizes, every layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import assert_close_to_reference
+
+import mlpinfer
+from mlpinfer import reference
+
+ACTIVATIONS = ["identity", "sigmoid", "relu", "tanh", "softmax"]
+HIDDEN = ["identity", "sigmoid", "relu", "tanh"]
+
+
+def random_network(rng, widths, hidden, output, input_scale=None):
+    params = {}
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        # 1/sqrt(fan-in) keeps activations near 1 at any depth, so that float32
+        # rounding is judged against outputs of a sensible size.
+        params[f"W{i}"] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+        params[f"b{i}"] = rng.standard_normal(n_out) * 0.5
+    return mlpinfer.Network.from_params(params, hidden=hidden, output=output,
+                                        input_scale=input_scale)
+
+
+def expected_outputs(network, x, scale=1.0):
+    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+    return reference.forward(layers, x, scale)
+
+
+@pytest.mark.parametrize("output", ACTIVATIONS)
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("batch", [0, 1, 7, 10_000])
+@pytest.mark.parametrize("width", [1, 50, 513])
+def test_awkward_sizes_match_reference(hidden, output, batch, width):
+    rng = np.random.default_rng([batch, width, len(hidden), len(output)])
+    network = random_network(rng, [width, 37, width, 3], hidden, output)
+    x = rng.uniform(-2, 2, (batch, width)).astype(np.float32)
+    actual = network.predict(x)
+    assert actual.shape == (batch, 3)
+    assert_close_to_reference(actual, expected_outputs(network, x))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts_give_identical_results(threads):
+    rng = np.random.default_rng(1)
+    network = random_network(rng, [784, 50, 100, 10], "sigmoid", "softmax")
+    x = rng.uniform(0, 1, (3001, 784)).astype(np.float32)
+    single = network.predict(x, threads=1)
+    np.testing.assert_array_equal(network.predict(x, threads=threads), single)
+
+
+def test_batch_size_chunks_match_one_call():
+    rng = np.random.default_rng(2)
+    network = random_network(rng, [30, 20, 5], "tanh", "softmax")
+    x = rng.standard_normal((1003, 30))
+    whole = network.predict(x)
+    for batch_size in (1, 7, 1000, 5000):
+        assert_close_to_reference(network.predict(x, batch_size=batch_size), whole.astype(np.float64),
+                                  atol=1e-6, rtol=1e-6)
+
+
+def test_empty_batch_gives_empty_output():
+    network = random_network(np.random.default_rng(3), [4, 3, 2], "relu", "softmax")
+    out = network.predict(np.zeros((0, 4), np.float32))
+    assert out.shape == (0, 2)
+    assert out.dtype == np.float32
+    assert network.classify(np.zeros((0, 4))).shape == (0,)
+
+
+def test_one_dimensional_input_gives_one_dimensional_output():
+    network = random_network(np.random.default_rng(4), [4, 3, 2], "relu", "softmax")
+    x = np.array([0.1, -0.2, 0.3, 0.4])
+    out = network.predict(x)
+    assert out.shape == (2,)
+    assert_close_to_reference(out, expected_outputs(network, x))
+    assert network.classify(x).shape == ()
+
+
+def input_layouts(rng, rows, cols):
+    base = rng.uniform(-1, 1, (rows, cols))
+    fortran = np.asfortranarray(base.astype(np.float32))
+    wide = rng.uniform(-1, 1, (rows * 2, cols * 3)).astype(np.float32)
+    misaligned_bytes = np.zeros(rows * cols * 4 + 1, np.uint8)
+    misaligned = np.frombuffer(misaligned_bytes.data, np.float32, rows * cols, offset=1).reshape(rows, cols)
+    misaligned[...] = base
+    readonly = base.astype(np.float32)
+    readonly.flags.writeable = False
+    return {
+        "float32 C": base.astype(np.float32),
+        "float64 C": base,
+        "float32 Fortran": fortran,
+        "float64 Fortran": np.asfortranarray(base),
+        "row and column slice": wide[::2, 1::3],
+        "column slice only": wide[:rows, :cols],
+        "reversed rows": base.astype(np.float32)[::-1],
+        "big-endian float32": base.astype(">f4"),
+        "misaligned float32": misaligned,
+        "read-only": readonly,
+        "float16": base.astype(np.float16),
+    }
+
+
+@pytest.mark.parametrize("layout", list(input_layouts(np.random.default_rng(0), 2, 2)))
+def test_input_layouts_match_reference(layout):
+    rng = np.random.default_rng(5)
+    network = random_network(rng, [29, 40, 6], "sigmoid", "softmax")
+    x = input_layouts(rng, 301, 29)[layout]
+    assert_close_to_reference(network.predict(x), expected_outputs(network, x.astype(np.float64)))
+
+
+def test_float32_c_contiguous_input_is_not_copied(monkeypatch):
+    network = random_network(np.random.default_rng(6), [8, 4], "sigmoid", "softmax")
+    x = np.random.default_rng(7).standard_normal((64, 8)).astype(np.float32)
+    seen = []
+    engine = network._engine
+
+    class Spy:
+        def forward(self, batch, scale, out, threads):
+            seen.append(batch)
+            return engine.forward(batch, scale, out, threads)
+
+    monkeypatch.setattr(network, "_engine", Spy())
+    network.predict(x)
+    assert np.shares_memory(seen[0], x)
+
+
+def test_uint8_is_scaled_inside_the_engine_unless_input_scale_says_otherwise():
+    rng = np.random.default_rng(8)
+    pixels = rng.integers(0, 256, (100, 16), dtype=np.uint8)
+    network = random_network(rng, [16, 12, 4], "sigmoid", "softmax")
+    assert_close_to_reference(network.predict(pixels), expected_outputs(network, pixels / 255.0))
+    scaled = random_network(np.random.default_rng(8), [16, 12, 4], "sigmoid", "softmax",
+                            input_scale=0.5)
+    assert_close_to_reference(scaled.predict(pixels), expected_outputs(scaled, pixels * 0.5))
+    floats = pixels.astype(np.float32)
+    assert_close_to_reference(scaled.predict(floats), expected_outputs(scaled, floats * 0.5))
+
+
+def test_sigmoid_and_softmax_are_stable_at_the_float32_extremes():
+    network = mlpinfer.Network.from_params(
+        {"W1": np.eye(4, dtype=np.float32), "b1": np.zeros(4, np.float32)},
+        hidden="identity", output="sigmoid")
+    x = np.array([[3e38, -3e38, 88.0, -88.0], [1e30, -1e30, 0.0, -0.0]], np.float32)
+    with np.errstate(all="raise"):
+        out = network.predict(x)
+    np.testing.assert_array_equal(out[:, :2], [[1.0, 0.0], [1.0, 0.0]])
+    assert_close_to_reference(out, expected_outputs(network, x))
+    softmax = mlpinfer.Network.from_params(
+        {"W1": np.eye(3, dtype=np.float32), "b1": np.zeros(3, np.float32)}, output="softmax")
+    logits = np.array([[1e30, -1e30, 0.0], [-1e30, -1e30, -1e30], [5.0, 5.0, 5.0]], np.float32)
+    probabilities = softmax.predict(logits)
+    assert not np.isnan(probabilities).any()
+    np.testing.assert_allclose(probabilities, [[1, 0, 0], [1 / 3] * 3, [1 / 3] * 3], atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_in_a_row_poisons_that_row_only(activation):
+    network = random_network(np.random.default_rng(9), [5, 7, 4], "tanh", activation)
+    x = np.random.default_rng(10).standard_normal((6, 5)).astype(np.float32)
+    x[2, 3] = np.nan
+    out = network.predict(x)
+    assert np.isnan(out[2]).all()
+    assert not np.isnan(np.delete(out, 2, axis=0)).any()
+    labels = network.classify(x)
+    assert labels[2] == -1
+    assert (np.delete(labels, 2) >= 0).all()
+
+
+@st.composite
+def network_and_batch(draw):
+    depth = draw(st.integers(1, 4))
+    widths = draw(st.lists(st.integers(1, 600), min_size=depth + 1, max_size=depth + 1))
+    activations = [draw(st.sampled_from(HIDDEN)) for _ in range(depth - 1)]
+    activations.append(draw(st.sampled_from(ACTIVATIONS)))
+    batch = draw(st.integers(0, 700))
+    dtype = draw(st.sampled_from(["float32", "float64", "uint8"]))
+    layout = draw(st.sampled_from(["C", "F", "sliced"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return widths, activations, batch, dtype, layout, seed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network_and_batch())
+def test_property_any_network_any_input_matches_reference(case):
+    widths, activations, batch, dtype, layout, seed = case
+    rng = np.random.default_rng(seed)
+    params = {}
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        params[f"W{i}"] = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        params[f"b{i}"] = rng.standard_normal(n_out).astype(np.float32)
+    network = mlpinfer.Network.from_params(params, activations=activations)
+    if dtype == "uint8":
+        source = rng.integers(0, 256, (batch, widths[0] * 2), dtype=np.uint8)
+        scale = 1 / 255
+    else:
+        source = rng.uniform(-3, 3, (batch, widths[0] * 2)).astype(dtype)
+        scale = 1.0
+    x = {"C": np.ascontiguousarray(source[:, : widths[0]]),
+         "F": np.asfortranarray(source[:, : widths[0]]),
+         "sliced": source[:, ::2]}[layout]
+    expected = reference.forward(
+        [(layer.weights, layer.bias, layer.activation) for layer in network.layers],
+        x, scale)
+    assert_close_to_reference(network.predict(x), expected)
