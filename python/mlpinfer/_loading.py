@@ -49,6 +49,16 @@ def _numpy_core_module(name: str) -> Any:
     raise ImportError(f"numpy has neither numpy._core.{name} nor numpy.core.{name}")
 
 
+def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    """Pickle protocols 0-2 spell a bytes object as ``_codecs.encode(text, "latin1")``.
+
+    Only that spelling is accepted: the codec registry can reach other codecs.
+    """
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise WeightsError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     multiarray = _numpy_core_module("multiarray")
     numeric = _numpy_core_module("numeric")
@@ -56,6 +66,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("collections", "OrderedDict"): dict,
+        ("_codecs", "encode"): _latin1_bytes,
     }
     for package in ("numpy.core", "numpy._core"):
         allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
@@ -97,24 +108,27 @@ class _BoundedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)
-        wanted = len(view)
+    def _claim(self, wanted: int) -> None:
         if wanted > self._remaining:
             raise WeightsError(
                 f"truncated file: the pickle asks for {wanted} more bytes, "
                 f"{self._remaining} remain"
             )
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        self._claim(len(view))
         got = self._raw.readinto(view)
         self._remaining -= got
         return got
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             size = self._remaining
-        buffer = bytearray(size)
-        got = self.readinto(buffer)
-        return bytes(buffer[:got])
+        self._claim(size)
+        data = self._raw.read(size)
+        self._remaining -= len(data)
+        return data
 
     def readline(self, size: int | None = -1) -> bytes:
         limit = self._remaining if size is None or size < 0 else min(size, self._remaining)
@@ -157,8 +171,14 @@ def _unpickle(raw: BinaryIO, size: int, path: str | os.PathLike[str]) -> dict[st
         loaded = _ArrayOnlyUnpickler(_BoundedReader(raw, size)).load()
     except WeightsError:
         raise
+    except MemoryError:
+        # The unpickler allocates a declared object before reading it.
+        raise WeightsError(
+            f"{os.fspath(path)}: the pickle declares an object larger than memory allows "
+            f"in a file of {size} bytes (corrupt or malicious)"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, MemoryError, OverflowError, RecursionError, UnicodeDecodeError) as error:
+            AttributeError, OverflowError, RecursionError, UnicodeDecodeError) as error:
         raise WeightsError(
             f"{os.fspath(path)}: not a readable weight pickle or .npz "
             f"({type(error).__name__}: {error})"

@@ -81,7 +81,8 @@ def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
     if array.ndim != ndim:
         raise WeightsError(f"{name} must be {ndim}-D, got shape {array.shape}")
     # Converted once here so that no call ever copies or converts weights again.
-    converted = np.array(array, dtype=np.float32, order="C", copy=True)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range: reported below
+        converted = np.array(array, dtype=np.float32, order="C", copy=True)
     if not np.all(np.isfinite(converted)):
         bad = np.argwhere(~np.isfinite(converted))[0]
         raise WeightsError(
@@ -126,7 +127,10 @@ class Network:
                 raise WeightsError(f"input_scale must be finite, got {input_scale}")
         self._layers = layers
         self._input_scale = input_scale
-        self._engine = _core.Network([(l.weights, l.bias, l.activation) for l in layers])
+        try:
+            self._engine = _core.Network([(l.weights, l.bias, l.activation) for l in layers])
+        except ValueError as error:
+            raise WeightsError(str(error)) from None
 
     @classmethod
     def from_params(
