@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Literal, NamedTuple
 
 from ._errors import DataError
+from ._progress import Progress, stderr_is_terminal
 
 __all__ = ["MAX_DOWNLOAD_BYTES", "TIMEOUT_SECONDS", "Checksum", "fetch"]
 
@@ -122,7 +122,7 @@ def _download_to(url: str, out: BinaryIO, name: str, timeout: float) -> str:
             raise _MirrorError(
                 f"server announces {expected} bytes, more than the {MAX_DOWNLOAD_BYTES} expected at most"
             )
-        progress = _Progress(name, expected) if _stderr_is_terminal() else None
+        progress = Progress(name, expected, unit="MB", scale=1e6) if stderr_is_terminal() else None
         try:
             while chunk := response.read(_CHUNK):
                 received += len(chunk)
@@ -179,40 +179,3 @@ def _sha256_decompressed(path: Path) -> str:
 def _hash_stream(stream: IO[bytes], sha: hashlib._Hash) -> None:
     while chunk := stream.read(_CHUNK):
         sha.update(chunk)
-
-
-def _stderr_is_terminal() -> bool:
-    stream = sys.stderr
-    try:
-        return stream is not None and stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class _Progress:
-    """A one-line progress bar on stderr, redrawn only when the visible text changes."""
-
-    _WIDTH = 30
-
-    def __init__(self, name: str, total: int | None) -> None:
-        self._name = name
-        self._total = total
-        self._last = ""
-
-    def update(self, done: int) -> None:
-        if self._total:
-            filled = min(self._WIDTH, self._WIDTH * done // self._total)
-            percent = min(100, 100 * done // self._total)
-            bar = "#" * filled + "-" * (self._WIDTH - filled)
-            text = f"{self._name} [{bar}] {percent:3d}% {done / 1e6:.1f}/{self._total / 1e6:.1f} MB"
-        else:
-            text = f"{self._name} {done / 1e6:.1f} MB"
-        if text != self._last:
-            sys.stderr.write("\r" + text)
-            sys.stderr.flush()
-            self._last = text
-
-    def close(self) -> None:
-        if self._last:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

@@ -32,15 +32,17 @@ NETWORKS: dict[str, tuple[str, str]] = {
 }
 
 
-def _package_dir() -> Path:
-    return Path(str(resources.files("mlpinfer")))
+def _package_file(*parts: str) -> Path:
+    # joinpath, not a path built from the package directory: an editable install
+    # spreads the package over the source tree and the build output.
+    return Path(str(resources.files("mlpinfer").joinpath(*parts)))
 
 
 def network_path(name: str) -> Path:
     """Path of the shipped network ``name`` (one of ``NETWORKS``)."""
     if name not in NETWORKS:
         raise WeightsError(f"no shipped network named {name!r}; shipped: {', '.join(NETWORKS)}")
-    return _package_dir() / "weights" / f"{name}.pkl"
+    return _package_file("weights", f"{name}.pkl")
 
 
 def resolve(path_or_name: str | os.PathLike[str]) -> Source:
@@ -63,5 +65,5 @@ def load_digits_sample() -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(images, labels)``: uint8 (1000, 28, 28) and uint8 (1000,).
     """
-    with np.load(_package_dir() / "data" / "digits_sample.npz", allow_pickle=False) as archive:
+    with np.load(_package_file("data", "digits_sample.npz"), allow_pickle=False) as archive:
         return archive["images"], archive["labels"]

@@ -39,6 +39,7 @@ __all__ = [
     "MIRRORS",
     "SYSTEM_DIRS",
     "Checksum",
+    "load_directory",
     "load_fashion_mnist",
     "load_mnist",
     "parse_idx",
@@ -343,6 +344,24 @@ def _load(
                 )
             ) from exc
     return _load_pair(paths[0], paths[1])
+
+
+def load_directory(
+    directory: StrPath, split: str = "test"
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Images and labels of `split` from exactly `directory`, with the official IDX file
+    names (MNIST and Fashion-MNIST share them); nothing else is searched or downloaded."""
+    if split not in _FILES:
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    folder = Path(directory).expanduser()
+    found = [_find(folder, name) for name in _FILES[split]]
+    if found[0] is None or found[1] is None:
+        images, labels = _FILES[split]
+        raise DataError(
+            f"{folder}: expected {images} and {labels} (or the same names without .gz) "
+            "in this directory"
+        )
+    return _load_pair(found[0], found[1])
 
 
 def _load_pair(

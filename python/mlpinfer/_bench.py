@@ -1,0 +1,335 @@
+"""``mlpinfer bench``: mlpinfer against the NumPy reference, ONNX Runtime and PyTorch.
+
+Method: every engine runs the same network on the same images (float32 x/255; mlpinfer
+also on the raw uint8 pixels). Before timing, each engine's labels on the whole set must
+equal the reference's. For each batch size, a run classifies the images in consecutive
+batches of that size; one warm-up run, then repeated runs until both a minimum count and
+a minimum time are reached, and the median run is reported as images/s and per-call
+latency. Ratios compare engines at the same batch size and thread count in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core, _shipped, datasets, reference
+from ._network import Network, load
+
+__all__ = ["add_arguments", "run"]
+
+_OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                       "OMP_NUM_THREADS")
+_REEXEC_MARK = "MLPINFER_BENCH_REEXEC"
+_SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default=None,
+                        help="weight file (e.g. the textbook's sample_weight.pkl); "
+                             "default: the shipped digits network")
+    parser.add_argument("--data", default=None,
+                        help="directory with the MNIST test IDX files; default: MNIST found "
+                             "as mlpinfer.datasets does (no download), else the embedded sample tiled")
+    parser.add_argument("--batch-sizes", default="1,10,100,1000,10000",
+                        help="comma-separated batch sizes (default %(default)s)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--engines", default="mlpinfer,mlpinfer-uint8,numpy,onnxruntime,torch",
+                        help="engines to run, when installed (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs at least (median)")
+    parser.add_argument("--min-seconds", type=float, default=0.3,
+                        help="keep repeating until this much time was measured")
+    parser.add_argument("--images", type=int, default=10_000, help="images per run")
+    parser.add_argument("--native-openblas", action="store_true",
+                        help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this run "
+                             "(re-executes the process so that BLAS libraries load without them)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--chart", metavar="FILE.png", help="plot images/s against batch size")
+
+
+@dataclass
+class Measurement:
+    engine: str
+    threads: int
+    batch_size: int
+    images_per_second: float
+    latency_us: float
+    vs_numpy: float | None = None
+    vs_fastest_other: float | None = None
+    fastest_other: str | None = None
+
+
+# --------------------------------------------------------------------------- engines
+
+def _reference_layers(network: Network) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    return [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+
+
+def _numpy_engine(network: Network, threads: int) -> Forward:
+    from threadpoolctl import threadpool_limits
+
+    layers = _reference_layers(network)
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        with threadpool_limits(threads):
+            return reference.forward(layers, batch)
+
+    return forward
+
+
+def _onnxruntime_engine(network: Network, threads: int, workdir: Path) -> Forward:
+    import onnxruntime
+
+    path = workdir / "network.onnx"
+    if not path.exists():
+        network.to_onnx(path)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: batch})[0]
+
+    return forward
+
+
+def _torch_engine(network: Network, threads: int) -> Forward:
+    import torch
+
+    torch.set_num_threads(threads)
+    modules: list[Any] = []
+    activations = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
+                   "identity": torch.nn.Identity}
+    for layer in network.layers:
+        linear = torch.nn.Linear(layer.inputs, layer.outputs)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(layer.weights.T.copy()))
+            linear.bias.copy_(torch.from_numpy(layer.bias.copy()))
+        modules.append(linear)
+        if layer.activation == "softmax":
+            modules.append(torch.nn.Softmax(dim=-1))
+        else:
+            modules.append(activations[layer.activation]())
+    model = torch.nn.Sequential(*modules).eval()
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch)).numpy()
+
+    return forward
+
+
+def _engine(name: str, network: Network, threads: int, workdir: Path) -> Forward | None:
+    """The forward function of engine ``name``, or None when it is not installed."""
+    try:
+        if name in ("mlpinfer", "mlpinfer-uint8"):
+            return lambda batch: network.predict(batch, threads=threads)
+        if name == "numpy":
+            return _numpy_engine(network, threads)
+        if name == "onnxruntime":
+            return _onnxruntime_engine(network, threads, workdir)
+        if name == "torch":
+            return _torch_engine(network, threads)
+    except ImportError:
+        return None
+    raise ValueError(f"unknown engine {name!r}")
+
+
+# --------------------------------------------------------------------------- timing
+
+def _time_runs(forward: Forward, images: np.ndarray, batch_size: int, repeats: int,
+               min_seconds: float) -> tuple[float, float]:
+    """Median seconds of one pass over ``images`` in batches, and calls per pass."""
+    batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+
+    def one_pass() -> float:
+        began = time.perf_counter()
+        for batch in batches:
+            forward(batch)
+        return time.perf_counter() - began
+
+    one_pass()  # warm-up: first-touch allocations, lazy thread pools, caches
+    samples: list[float] = []
+    while len(samples) < repeats or sum(samples) < min_seconds:
+        samples.append(one_pass())
+    return statistics.median(samples), len(batches)
+
+
+def _environment(network: Network) -> dict[str, Any]:
+    from threadpoolctl import threadpool_info
+
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown"
+    return {
+        "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "network": repr(network),
+        "mlpinfer_blas": _core.blas_info(),
+        "blas_libraries": [
+            {key: info.get(key) for key in ("internal_api", "version", "architecture",
+                                             "num_threads", "threading_layer", "filepath")}
+            for info in threadpool_info()
+        ],
+        "environment": {name: os.environ.get(name) for name in _OPENBLAS_VARIABLES},
+    }
+
+
+def _images(spec: str | None, count: int) -> tuple[str, np.ndarray]:
+    if spec is not None:
+        images, _ = datasets.load_directory(spec, "test")
+        source = f"MNIST test images from {spec}"
+    else:
+        try:
+            images, _ = datasets.load_mnist("test", download=False)
+            source = "MNIST test images"
+        except datasets.DataError:
+            if _SHARED_MNIST.is_dir():
+                images, _ = datasets.load_directory(_SHARED_MNIST, "test")
+                source = f"MNIST test images from {_SHARED_MNIST}"
+            else:
+                images, _ = _shipped.load_digits_sample()
+                source = "embedded sample (tiled)"
+    reps = -(-count // len(images))
+    return source, np.tile(images.reshape(len(images), -1), (reps, 1))[:count]
+
+
+def _reexec_without_openblas_env() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env[_REEXEC_MARK] = "1"
+    argv = [sys.executable, "-m", "mlpinfer", *[a for a in sys.argv[1:] if a != "--native-openblas"]]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.native_openblas and not os.environ.get(_REEXEC_MARK):
+        _reexec_without_openblas_env()
+    import tempfile
+
+    network = load(args.weights) if args.weights else load("digits")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    engine_names = args.engines.split(",")
+    source, pixels = _images(args.data, args.images)
+    floats = pixels.astype(np.float32) / np.float32(255)
+    expected = np.argmax(reference.forward(_reference_layers(network), pixels / 255.0), axis=1)
+    environment = _environment(network)
+
+    results: list[Measurement] = []
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for threads in thread_counts:
+            for name in engine_names:
+                forward = _engine(name, network, threads, Path(workdir))
+                if forward is None:
+                    if name not in skipped:
+                        skipped.append(name)
+                    continue
+                inputs = pixels if name == "mlpinfer-uint8" else floats
+                labels = np.argmax(forward(inputs), axis=1)
+                disagreements = int(np.count_nonzero(labels != expected))
+                if disagreements:
+                    raise RuntimeError(
+                        f"{name} disagrees with the NumPy reference on {disagreements} of "
+                        f"{len(labels)} labels; refusing to time it"
+                    )
+                for batch_size in batch_sizes:
+                    seconds, calls = _time_runs(forward, inputs, batch_size, args.repeats,
+                                                args.min_seconds)
+                    results.append(Measurement(name, threads, batch_size,
+                                               len(inputs) / seconds, seconds / calls * 1e6))
+    _add_ratios(results)
+    if args.chart:
+        _chart(Path(args.chart), results)
+    report = {"source": source, "images": len(pixels), **environment,
+              "skipped_engines": skipped, "results": [asdict(m) for m in results]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report, results)
+    return 0
+
+
+def _add_ratios(results: list[Measurement]) -> None:
+    by_key: dict[tuple[int, int], list[Measurement]] = {}
+    for m in results:
+        by_key.setdefault((m.threads, m.batch_size), []).append(m)
+    for group in by_key.values():
+        numpy_rate = next((m.images_per_second for m in group if m.engine == "numpy"), None)
+        for m in group:
+            if numpy_rate:
+                m.vs_numpy = m.images_per_second / numpy_rate
+            others = [o for o in group if not o.engine.startswith("mlpinfer") and o is not m]
+            if m.engine.startswith("mlpinfer") and others:
+                best = max(others, key=lambda o: o.images_per_second)
+                m.vs_fastest_other = m.images_per_second / best.images_per_second
+                m.fastest_other = best.engine
+
+
+def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
+    print(f"machine     {report['machine']}")
+    print(f"network     {report['network']}")
+    print(f"inputs      {report['images']:,} {report['source']}")
+    print(f"mlpinfer    {report['mlpinfer_blas']}")
+    for lib in report["blas_libraries"]:
+        print(f"blas        {lib['internal_api']} {lib['version']} kernel {lib['architecture']} "
+              f"threads {lib['num_threads']} ({Path(str(lib['filepath'])).name})")
+    print("env         " + " ".join(f"{k}={v}" for k, v in report["environment"].items()))
+    if report["skipped_engines"]:
+        print(f"skipped     {', '.join(report['skipped_engines'])} (not installed)")
+    print()
+    header = (f"{'engine':<15}{'threads':>8}{'batch':>8}{'images/s':>14}{'us/call':>11}"
+              f"{'vs numpy':>10}{'vs best other':>22}")
+    print(header)
+    print("-" * len(header))
+    for m in results:
+        numpy_ratio = f"{m.vs_numpy:.2f}x" if m.vs_numpy else "-"
+        other = f"{m.vs_fastest_other:.2f}x {m.fastest_other}" if m.vs_fastest_other else "-"
+        print(f"{m.engine:<15}{m.threads:>8}{m.batch_size:>8}{m.images_per_second:>14,.0f}"
+              f"{m.latency_us:>11.1f}{numpy_ratio:>10}{other:>22}")
+
+
+def _chart(path: Path, results: list[Measurement]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--chart needs matplotlib: pip install matplotlib") from None
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for engine in dict.fromkeys(m.engine for m in results):
+        for threads in dict.fromkeys(m.threads for m in results):
+            points = [(m.batch_size, m.images_per_second) for m in results
+                      if m.engine == engine and m.threads == threads]
+            if points:
+                xs, ys = zip(*points)
+                axis.plot(xs, ys, marker="o", label=f"{engine} ({threads} threads)")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("batch size")
+    axis.set_ylabel("images/s")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,300 @@
+"""The ``mlpinfer`` command: evaluate, predict, info, bench (and convert)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _shipped, datasets
+from ._errors import MlpinferError
+from ._network import Network, load
+from ._png import read_png_gray
+from ._progress import Progress, stderr_is_terminal
+
+__all__ = ["main"]
+
+_PROGRESS_MIN_BATCHES = 20  # fewer batches finish before a bar is worth drawing
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: one line, no traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (UserError, MlpinferError, OSError, ValueError) as error:
+        message = getattr(error, "strerror", None) if isinstance(error, OSError) else None
+        detail = f"{message}: {error.filename}" if message and error.filename else str(error)
+        print(f"mlpinfer: error: {detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlpinfer: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlpinfer", description="Run multilayer perceptrons on mlpinfer's C++ engine."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shipped = ", ".join(_shipped.NETWORKS)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy, per-class accuracy and confusion matrix on a test set",
+        description="Classify a labelled test set and report accuracy, per-class accuracy, "
+        "the confusion matrix and images per second. With no arguments: the shipped digits "
+        "network on the embedded 1,000-digit sample, offline.",
+    )
+    evaluate.add_argument("--weights", default=None,
+                          help=f"weight file or shipped network ({shipped}); default digits, "
+                               "or fashion for --data fashion-mnist")
+    evaluate.add_argument("--data", default="sample",
+                          help="sample (embedded), mnist, fashion-mnist, or a directory holding "
+                               "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]")
+    evaluate.add_argument("--batch-size", type=int, default=100, help="images per engine call")
+    evaluate.add_argument("--threads", type=int, default=None, help="engine threads")
+    evaluate.add_argument("--errors", metavar="FILE.png",
+                          help="draw the misclassified images (needs matplotlib)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a report")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="label and top-3 probabilities of images",
+        description="Classify images given as .npy arrays, IDX files or 28x28 grayscale PNGs.",
+    )
+    predict.add_argument("--weights", default="digits",
+                         help=f"weight file or shipped network ({shipped}); default digits")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy, IDX or PNG file")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(run=_predict)
+
+    info = commands.add_parser("info", help="layers, parameters and checksum of a network")
+    info.add_argument("weights", metavar="PATH|NAME")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=_info)
+
+    bench = commands.add_parser(
+        "bench", help="throughput and latency against NumPy, ONNX Runtime and PyTorch",
+        description="Benchmark mlpinfer against the NumPy reference and, when installed, "
+        "ONNX Runtime and PyTorch, on the same network and inputs.",
+    )
+    from ._bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def _load_data(spec: str) -> tuple[str, np.ndarray, np.ndarray]:
+    if spec == "sample":
+        images, labels = _shipped.load_digits_sample()
+        return "embedded sample (1,000 held-out MNIST training digits)", images, labels
+    if spec == "mnist":
+        return "MNIST test set", *datasets.load_mnist("test")
+    if spec == "fashion-mnist":
+        return "Fashion-MNIST test set", *datasets.load_fashion_mnist("test")
+    if Path(spec).is_dir():
+        return f"test files in {spec}", *datasets.load_directory(spec, "test")
+    raise UserError(f"--data must be sample, mnist, fashion-mnist or a directory; got {spec!r}")
+
+
+def _classify_timed(network: Network, images: np.ndarray, batch_size: int,
+                    threads: int | None) -> tuple[np.ndarray, float]:
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    starts = range(0, len(images), batch_size)
+    progress = (Progress("classifying", len(images), unit="images")
+                if stderr_is_terminal() and len(starts) >= _PROGRESS_MIN_BATCHES else None)
+    labels = np.empty(len(images), dtype=np.int64)
+    elapsed = 0.0
+    try:
+        for start in starts:
+            chunk = images[start : start + batch_size]
+            began = time.perf_counter()
+            labels[start : start + len(chunk)] = network.classify(chunk, threads=threads)
+            elapsed += time.perf_counter() - began
+            if progress:
+                progress.update(start + len(chunk))
+    finally:
+        if progress:
+            progress.close()
+    return labels, elapsed
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    weights = args.weights or ("fashion" if args.data == "fashion-mnist" else "digits")
+    network = load(weights)
+    title, images, labels = _load_data(args.data)
+    if len(images) == 0:
+        raise UserError(f"{title} holds no images")
+    predicted, elapsed = _classify_timed(network, images, args.batch_size, args.threads)
+    classes = max(network.n_outputs, int(labels.max()) + 1)
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (labels, np.clip(predicted, 0, classes - 1)), 1)
+    correct = int(np.count_nonzero(predicted == labels))
+    totals = confusion.sum(axis=1)
+    per_class = [float(confusion[c, c] / totals[c]) if totals[c] else None for c in range(classes)]
+    report = {
+        "weights": weights,
+        "network": repr(network),
+        "data": title,
+        "images": len(images),
+        "correct": correct,
+        "accuracy": correct / len(images),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "images_per_second": len(images) / elapsed if elapsed > 0 else None,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+    }
+    if args.errors:
+        _draw_errors(Path(args.errors), images, labels, predicted)
+        report["errors_image"] = args.errors
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    speed = report["images_per_second"]
+    print(f"network   {weights}: {network!r}")
+    print(f"data      {title}: {len(images):,} images")
+    print(f"accuracy  {report['accuracy']:.4f} ({correct:,} of {len(images):,})")
+    if speed:
+        print(f"speed     {speed:,.0f} images/s (batch size {args.batch_size})")
+    print("\nper-class accuracy")
+    print("  " + "  ".join(f"{c}: {a:.3f}" if a is not None else f"{c}: -" for c, a in enumerate(per_class)))
+    print("\nconfusion matrix (rows: true label, columns: predicted)")
+    width = max(4, len(str(confusion.max())) + 1)
+    print("     " + "".join(f"{c:>{width}}" for c in range(classes)))
+    for c in range(classes):
+        print(f"  {c:>2} " + "".join(f"{v:>{width}}" for v in confusion[c]))
+    if args.errors:
+        print(f"\nmisclassified images drawn to {args.errors}")
+    return 0
+
+
+def _draw_errors(path: Path, images: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
+                 limit: int = 100) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError(
+            "--errors needs matplotlib: pip install 'mlpinfer[plot]' (or pip install matplotlib)"
+        ) from None
+    wrong = np.flatnonzero(predicted != labels)[:limit]
+    columns = 10
+    rows = max(1, -(-len(wrong) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, wrong):
+        axis.imshow(images[index].reshape(28, 28), cmap="gray_r")
+        axis.set_title(f"{predicted[index]} (true {labels[index]})", fontsize=7)
+    figure.suptitle(f"{len(wrong)} misclassified images: predicted (true)", fontsize=9)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.part")
+    try:
+        figure.savefig(temporary, format="png", dpi=100)
+        temporary.replace(path)
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- predict
+
+def _read_images(path: Path, width: int) -> np.ndarray:
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    if head.startswith(b"\x89PNG"):
+        images = read_png_gray(path)[np.newaxis]
+    elif head.startswith(b"\x93NUMPY"):
+        images = np.load(path, allow_pickle=False)
+    else:
+        images = datasets.read_idx(path)
+    if images.ndim == 2 and images.size == width:
+        images = images[np.newaxis]
+    if images.ndim == 1:
+        images = images[np.newaxis]
+    if images.ndim < 2 or int(np.prod(images.shape[1:])) != width:
+        raise UserError(f"{path}: expected images of {width} values each, got shape {images.shape}")
+    return images
+
+
+def _predict(args: argparse.Namespace) -> int:
+    network = load(args.weights)
+    results = []
+    for name in args.inputs:
+        path = Path(name)
+        images = _read_images(path, network.n_inputs)
+        probabilities = np.atleast_2d(network.predict(images))
+        labels = network.classify(images)
+        for index, (row, label) in enumerate(zip(probabilities, np.atleast_1d(labels))):
+            top = np.argsort(row)[::-1][:3]
+            results.append({
+                "input": name if len(images) == 1 else f"{name}[{index}]",
+                "label": int(label),
+                "top3": [[int(k), float(row[k])] for k in top],
+            })
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        top = "  ".join(f"{k}: {p:.3f}" for k, p in result["top3"])
+        print(f"{result['input']}: {result['label']}   ({top})")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+
+def _info(args: argparse.Namespace) -> int:
+    source = _shipped.resolve(args.weights)
+    network = load(args.weights)
+    digest = hashlib.sha256(source.path.read_bytes()).hexdigest()
+    layers: list[dict[str, Any]] = [
+        {"inputs": layer.inputs, "outputs": layer.outputs, "activation": layer.activation,
+         "parameters": layer.weights.size + layer.bias.size}
+        for layer in network.layers
+    ]
+    report = {
+        "file": str(source.path),
+        "sha256": digest,
+        "network": repr(network),
+        "layers": layers,
+        "parameters": sum(layer["parameters"] for layer in layers),
+        "dtype": "float32",
+        "input_scale": network.input_scale,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"file        {report['file']}")
+    print(f"sha256      {digest}")
+    print(f"network     {report['network']}")
+    for number, layer in enumerate(layers, start=1):
+        print(f"layer {number:<5} {layer['inputs']} -> {layer['outputs']} {layer['activation']}"
+              f" ({layer['parameters']:,} parameters)")
+    print(f"parameters  {report['parameters']:,} (float32)")
+    scale = network.input_scale
+    print("input scale " + ("1/255 for uint8 pixels, 1 for floats" if scale is None else repr(scale)))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ._bench import run
+
+    return run(args)
