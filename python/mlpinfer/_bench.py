@@ -78,16 +78,9 @@ def _reference_layers(network: Network) -> list[tuple[np.ndarray, np.ndarray, st
     return [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
 
 
-def _numpy_engine(network: Network, threads: int) -> Forward:
-    from threadpoolctl import threadpool_limits
-
+def _numpy_engine(network: Network) -> Forward:
     layers = _reference_layers(network)
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        with threadpool_limits(threads):
-            return reference.forward(layers, batch)
-
-    return forward
+    return lambda batch: reference.forward(layers, batch, dtype=np.float32)
 
 
 def _onnxruntime_engine(network: Network, threads: int, workdir: Path) -> Forward:
@@ -140,7 +133,7 @@ def _engine(name: str, network: Network, threads: int, workdir: Path) -> Forward
         if name in ("mlpinfer", "mlpinfer-uint8"):
             return lambda batch: network.predict(batch, threads=threads)
         if name == "numpy":
-            return _numpy_engine(network, threads)
+            return _numpy_engine(network)
         if name == "onnxruntime":
             return _onnxruntime_engine(network, threads, workdir)
         if name == "torch":
@@ -173,11 +166,13 @@ def _time_runs(forward: Forward, images: np.ndarray, batch_size: int, repeats: i
 def _environment(network: Network) -> dict[str, Any]:
     from threadpoolctl import threadpool_info
 
+    cpu = platform.processor() or "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown"
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
     return {
         "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}",
         "python": platform.python_version(),
@@ -225,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
         _reexec_without_openblas_env()
     import tempfile
 
+    from threadpoolctl import threadpool_limits
+
     network = load(args.weights) if args.weights else load("digits")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -238,6 +235,10 @@ def run(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     with tempfile.TemporaryDirectory() as workdir:
         for threads in thread_counts:
+            # Every BLAS and OpenMP pool in the process (NumPy's, PyTorch's) gets the
+            # same thread count as the engine under test, once per thread setting:
+            # threadpool_limits costs hundreds of microseconds, far more than a call.
+            limits = threadpool_limits(threads)
             for name in engine_names:
                 forward = _engine(name, network, threads, Path(workdir))
                 if forward is None:
@@ -257,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
                                                 args.min_seconds)
                     results.append(Measurement(name, threads, batch_size,
                                                len(inputs) / seconds, seconds / calls * 1e6))
+            limits.restore_original_limits()
     _add_ratios(results)
     if args.chart:
         _chart(Path(args.chart), results)

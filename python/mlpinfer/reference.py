@@ -52,17 +52,20 @@ def forward(
     layers: Iterable[tuple[npt.ArrayLike, npt.ArrayLike, str]],
     x: npt.ArrayLike,
     input_scale: float = 1.0,
-) -> npt.NDArray[np.float64]:
+    dtype: npt.DTypeLike = np.float64,
+) -> np.ndarray:
     """Outputs of the network ``layers`` (``(W, b, activation)`` triples) for ``x``.
 
-    ``x`` is (N, inputs) or (inputs,); the result is float64 of matching rank.
-    ``input_scale`` multiplies the input first (1/255 for uint8 pixels).
+    ``x`` is (N, inputs) or (inputs,); the result has matching rank. ``input_scale``
+    multiplies the input first (1/255 for uint8 pixels). Tests use the float64 default
+    as the oracle; ``dtype=np.float32`` is the textbook's own arithmetic (its loader
+    divides float32 pixels by 255), which benchmarks time.
     """
-    a = np.asarray(x, dtype=np.float64) * input_scale
+    a = np.asarray(x, dtype=dtype) * np.asarray(input_scale, dtype=dtype)
     # inf - inf and overflow to inf are the answers for such inputs, not accidents.
     with np.errstate(invalid="ignore", over="ignore"):
         for weights, bias, activation in layers:
-            w = np.asarray(weights, dtype=np.float64)
-            b = np.asarray(bias, dtype=np.float64)
+            w = np.asarray(weights, dtype=dtype)
+            b = np.asarray(bias, dtype=dtype)
             a = ACTIVATIONS[activation](a @ w + b)
     return a
