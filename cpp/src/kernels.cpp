@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <limits>
 
 // Runtime CPU dispatch instead of -march=native: the hot loops are compiled for
@@ -15,6 +16,10 @@
 #else
 #define MLPINFER_DISPATCH
 #endif
+// Helpers called from a dispatched function must be forced inline: GCC otherwise
+// keeps them as out-of-line baseline functions, and the clone calls those (measured:
+// a 784x50 product took 14 us instead of 0.9 us).
+#define MLPINFER_INLINE __attribute__((always_inline)) inline
 
 namespace mlpinfer::kernels {
 namespace {
@@ -24,7 +29,7 @@ namespace {
 // polynomial: relative error below 2e-7 over the whole range. Inputs below
 // ln(FLT_MIN) give 0, above ln(FLT_MAX) give +inf, NaN stays NaN; no
 // floating-point exception is raised for any finite input.
-inline float exp_approx(float x) {
+MLPINFER_INLINE float exp_approx(float x) {
   constexpr float kMaxArg = 88.7228f;   // expf overflows above
   constexpr float kMinArg = -87.3365f;  // below: result is subnormal, return 0
   constexpr float kLog2e = 1.44269504088896341f;
@@ -62,7 +67,7 @@ inline float exp_approx(float x) {
 }
 
 // 1 / (1 + e^-x) evaluated as e^-|x| based so that the exponential never overflows.
-inline float sigmoid(float x) {
+MLPINFER_INLINE float sigmoid(float x) {
   const float e = exp_approx(-std::fabs(x));
   const float positive = 1.0f / (1.0f + e);
   return x >= 0.0f ? positive : e * positive;
@@ -70,7 +75,7 @@ inline float sigmoid(float x) {
 
 // tanh: a Taylor polynomial where 1 - 2/(e^2x + 1) would cancel (|x| < 0.5; truncation
 // error below 5e-9 there), the exponential form elsewhere.
-inline float tanh_approx(float x) {
+MLPINFER_INLINE float tanh_approx(float x) {
   const float a = std::fabs(x);
   const float e = exp_approx(-2.0f * a);
   const float far = (1.0f - e) / (1.0f + e);
@@ -126,6 +131,65 @@ void bias_softmax(float* row, std::size_t width, const float* bias) {
   for (std::size_t c = 0; c < width; ++c) row[c] *= inverse;
 }
 
+// GCC vector extensions rather than intrinsics: each dispatched clone lowers a 16-float
+// vector to one zmm, two ymm or four xmm registers.
+typedef float Vec16 __attribute__((vector_size(64)));
+
+MLPINFER_INLINE Vec16 load16(const float* p) {
+  Vec16 v;
+  std::memcpy(&v, p, sizeof v);  // unaligned load
+  return v;
+}
+
+// Rows x (16 * Vectors) of C: the accumulators stay in registers for the whole k loop,
+// so each element of B is loaded once per `Rows` rows and feeds `Rows` FMAs.
+template <int Rows, int Vectors>
+MLPINFER_INLINE void panel(std::size_t k, float alpha, const float* a, std::size_t lda,
+                           const float* b, std::size_t ldb, float* c, std::size_t ldc,
+                           std::size_t valid) {
+  Vec16 acc[Rows][Vectors] = {};
+  for (std::size_t i = 0; i < k; ++i) {
+    const float* row = b + i * ldb;
+    Vec16 w[Vectors];
+    for (int v = 0; v < Vectors; ++v) w[v] = load16(row + 16 * v);
+    for (int r = 0; r < Rows; ++r) {
+      const Vec16 s = Vec16{} + a[r * lda + i];
+      for (int v = 0; v < Vectors; ++v) acc[r][v] += s * w[v];
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    float out[16 * Vectors];
+    for (int v = 0; v < Vectors; ++v) acc[r][v] *= alpha;
+    std::memcpy(out, acc[r], sizeof out);
+    std::memcpy(c + r * ldc, out, valid * sizeof(float));
+  }
+}
+
+template <int Rows>
+MLPINFER_INLINE void panels(std::size_t n, std::size_t k, float alpha, const float* a,
+                            std::size_t lda, const float* b, std::size_t ldb, float* c,
+                            std::size_t ldc) {
+  for (std::size_t j0 = 0; j0 < n; j0 += kPanelWidth) {
+    const std::size_t valid = std::min(kPanelWidth, n - j0);
+    switch ((valid + kPadColumns - 1) / kPadColumns) {
+      case 1: panel<Rows, 1>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      case 2: panel<Rows, 2>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      case 3: panel<Rows, 3>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      default: panel<Rows, 4>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+    }
+  }
+}
+
+MLPINFER_DISPATCH
+void small_gemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                     std::size_t lda, const float* b, std::size_t ldb, float* c,
+                     std::size_t ldc) {
+  std::size_t r = 0;
+  for (; r + 4 <= m; r += 4) panels<4>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
+  for (; r + 2 <= m; r += 2) panels<2>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
+  if (r < m) panels<1>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
+}
+
 template <typename T>
 inline float load_as_float(const unsigned char* address) {
   T value;
@@ -163,6 +227,11 @@ void bias_activation(float* tile, std::size_t rows, std::size_t width, const flo
     case Activation::softmax: per_row = bias_softmax; break;
   }
   for (std::size_t r = 0; r < rows; ++r) per_row(tile + r * width, width, bias);
+}
+
+void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc) {
+  small_gemm_rows(m, n, k, alpha, a, lda, b, ldb, c, ldc);
 }
 
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {

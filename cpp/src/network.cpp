@@ -21,6 +21,9 @@ namespace {
 // 256 rows of the widest textbook layer (784 floats in, 100 out) is ~0.9 MB, which
 // stays in this machine's 1 MB L2 per core.
 constexpr std::size_t kBlockRows = 256;
+// Up to this many rows, kernels::small_gemm beats OpenBLAS's sgemm, whose packing of
+// the weights dominates at few rows (measured below).
+constexpr std::size_t kSmallGemmRows = 16;
 // Below this many rows per thread, waking a worker costs more than it saves.
 constexpr std::size_t kMinRowsPerThread = 32;
 
@@ -111,6 +114,15 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
     }
     if (i + 1 != layers_.size()) widest_hidden_ = std::max(widest_hidden_, layer.outputs);
   }
+  for (const DenseLayer& layer : layers_) {
+    const std::size_t stride = kernels::padded_columns(layer.outputs);
+    std::vector<float> padded(layer.inputs * stride, 0.0f);
+    for (std::size_t r = 0; r < layer.inputs; ++r) {
+      std::copy_n(layer.weights.begin() + static_cast<std::ptrdiff_t>(r * layer.outputs),
+                  layer.outputs, padded.begin() + static_cast<std::ptrdiff_t>(r * stride));
+    }
+    padded_weights_.push_back(std::move(padded));
+  }
   static std::once_flag blas_configured;
   std::call_once(blas_configured, blas::make_single_threaded);
 }
@@ -169,8 +181,15 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       const DenseLayer& layer = layers_[i];
       const bool last = i + 1 == layers_.size();
       float* result = last ? output + first * out_width : hidden[i % 2];
-      blas::sgemm(count, layer.outputs, layer.inputs, i == 0 ? input_scale : 1.0f, activations,
-                  lda, layer.weights.data(), layer.outputs, result, layer.outputs);
+      const float alpha = i == 0 ? input_scale : 1.0f;
+      if (count <= kSmallGemmRows) {
+        kernels::small_gemm(count, layer.outputs, layer.inputs, alpha, activations, lda,
+                            padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
+                            result, layer.outputs);
+      } else {
+        blas::sgemm(count, layer.outputs, layer.inputs, alpha, activations, lda,
+                    layer.weights.data(), layer.outputs, result, layer.outputs);
+      }
       kernels::bias_activation(result, count, layer.outputs, layer.bias.data(),
                                layer.activation);
       activations = result;

@@ -56,6 +56,9 @@ class Network {
 
  private:
   std::vector<DenseLayer> layers_;
+  // Each layer's W with its rows padded to a multiple of 16 columns (zeros), made once
+  // at construction for the few-row kernel.
+  std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
 };
 
