@@ -56,6 +56,29 @@ void forward(const mlpinfer::Network& network, const py::array& x, float input_s
   network.forward(view, input_scale, output, threads);
 }
 
+// One call for the common case: a 1-D sample or a 2-D batch in, a new array out.
+py::array_t<float> predict(const mlpinfer::Network& network, const py::array& x,
+                           float input_scale, unsigned threads) {
+  if (x.ndim() != 1 && x.ndim() != 2) throw py::value_error("input must be 1-D or 2-D");
+  const bool single = x.ndim() == 1;
+  const auto rows = single ? std::size_t{1} : static_cast<std::size_t>(x.shape(0));
+  const auto cols = static_cast<std::size_t>(x.shape(x.ndim() - 1));
+  const auto width = static_cast<py::ssize_t>(network.output_width());
+  py::array_t<float> out = single ? py::array_t<float>(width)
+                                  : py::array_t<float>({static_cast<py::ssize_t>(rows), width});
+  const py::ssize_t col_stride = x.strides(x.ndim() - 1);
+  const mlpinfer::InputView view{x.data(), element_type(x), rows, cols,
+                                 single ? col_stride * x.shape(0) : x.strides(0), col_stride};
+  float* output = out.mutable_data();
+  {
+    // Safe without the GIL: x and out stay referenced by this frame, and the core
+    // touches only their buffers.
+    py::gil_scoped_release release;
+    network.forward(view, input_scale, output, threads);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -66,6 +89,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init(&make_network), py::arg("layers"))
       .def_property_readonly("input_width", &mlpinfer::Network::input_width)
       .def_property_readonly("output_width", &mlpinfer::Network::output_width)
+      .def("predict", &predict, py::arg("x"), py::arg("input_scale"), py::arg("threads"))
       .def("forward", &forward, py::arg("x"), py::arg("input_scale"), py::arg("out").noconvert(),
            py::arg("threads"));
 

@@ -21,9 +21,16 @@ namespace {
 // 256 rows of the widest textbook layer (784 floats in, 100 out) is ~0.9 MB, which
 // stays in this machine's 1 MB L2 per core.
 constexpr std::size_t kBlockRows = 256;
-// Up to this many rows, kernels::small_gemm beats OpenBLAS's sgemm, whose packing of
-// the weights dominates at few rows (measured below).
+// Which GEMM a layer uses. kernels::small_gemm reads the weights straight from their
+// padded layout; OpenBLAS packs them on every call. Measured on the 2-core EPYC (ns per
+// row, one thread, 784-50-100-10): small_gemm 554 at 16 rows and 539-845 at 256;
+// OpenBLAS 1,360 at 17 rows, 610-914 at 256 (its Zen and Haswell kernels). For layers
+// of at most kNarrowColumns outputs small_gemm is used at every batch size, which also
+// makes each row's result independent of how the batch is split into blocks and
+// threads (bit-identical whatever batch_size, threads or Dask chunking). Wider layers
+// (784x512) go to OpenBLAS from kSmallGemmRows rows on: 4,674 vs 6,232 ns per row.
 constexpr std::size_t kSmallGemmRows = 16;
+constexpr std::size_t kNarrowColumns = 128;
 // Below this many rows per thread, waking a worker costs more than it saves.
 constexpr std::size_t kMinRowsPerThread = 32;
 
@@ -182,7 +189,7 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       const bool last = i + 1 == layers_.size();
       float* result = last ? output + first * out_width : hidden[i % 2];
       const float alpha = i == 0 ? input_scale : 1.0f;
-      if (count <= kSmallGemmRows) {
+      if (count <= kSmallGemmRows || layer.outputs <= kNarrowColumns) {
         kernels::small_gemm(count, layer.outputs, layer.inputs, alpha, activations, lda,
                             padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
                             result, layer.outputs);
