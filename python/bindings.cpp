@@ -96,4 +96,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", &mlpinfer::default_threads);
   m.def("set_default_threads", &mlpinfer::set_default_threads, py::arg("threads"));
   m.def("blas_info", &mlpinfer::blas_info);
+  m.def("time_blas_sgemm", &mlpinfer::time_blas_sgemm, py::arg("n"), py::arg("threads"),
+        py::arg("repeats"), py::call_guard<py::gil_scoped_release>());
 }

@@ -2,6 +2,10 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
 #if !defined(MLPINFER_SCIPY_OPENBLAS)
 #include <dlfcn.h>
 #endif
@@ -25,17 +29,40 @@ void sgemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float
                         static_cast<blasint>(ldc));
 }
 
-void make_single_threaded() {
+namespace {
+
+void set_threads(int threads) {
 #if defined(MLPINFER_SCIPY_OPENBLAS)
-  scipy_openblas_set_num_threads(1);
+  scipy_openblas_set_num_threads(threads);
 #else
-  // A system BLAS may be OpenBLAS, BLIS or a reference BLAS; only the first two
-  // have threads to pin, and neither declares it in cblas.h.
-  using set_threads = void (*)(int);
+  using set_threads_function = void (*)(int);
   for (const char* symbol : {"openblas_set_num_threads", "bli_thread_set_num_threads"}) {
-    if (auto* set = reinterpret_cast<set_threads>(dlsym(RTLD_DEFAULT, symbol))) set(1);
+    if (auto* set = reinterpret_cast<set_threads_function>(dlsym(RTLD_DEFAULT, symbol))) {
+      set(threads);
+    }
   }
 #endif
+}
+
+}  // namespace
+
+void make_single_threaded() { set_threads(1); }
+
+double time_sgemm(std::size_t n, unsigned threads, unsigned repeats) {
+  const std::vector<float> a(n * n, 0.5f);
+  const std::vector<float> b(n * n, 0.25f);
+  std::vector<float> c(n * n);
+  set_threads(static_cast<int>(threads));
+  double best = 0.0;
+  for (unsigned run = 0; run <= repeats; ++run) {  // run 0 warms up
+    const auto start = std::chrono::steady_clock::now();
+    sgemm(n, n, n, 1.0f, a.data(), n, b.data(), n, c.data(), n);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (run == 1 || (run > 1 && seconds < best)) best = seconds;
+  }
+  make_single_threaded();
+  return best;
 }
 
 std::string describe() {

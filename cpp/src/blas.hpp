@@ -16,4 +16,9 @@ void make_single_threaded();
 
 std::string describe();
 
+// Best wall time of an n x n x n sgemm over `repeats` runs on `threads` BLAS threads;
+// the BLAS is pinned back to one thread afterwards. For benchmarks: the ceiling that
+// the engine's FLOP rate is compared with. Not to be called during a forward().
+double time_sgemm(std::size_t n, unsigned threads, unsigned repeats);
+
 }  // namespace mlpinfer::blas

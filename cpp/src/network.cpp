@@ -215,4 +215,11 @@ void set_default_threads(unsigned threads) {
 
 std::string blas_info() { return blas::describe(); }
 
+double time_blas_sgemm(std::size_t n, unsigned threads, unsigned repeats) {
+  if (n == 0 || threads == 0 || repeats == 0) {
+    throw std::invalid_argument("time_blas_sgemm needs n, threads and repeats of at least 1");
+  }
+  return blas::time_sgemm(n, threads, repeats);
+}
+
 }  // namespace mlpinfer

@@ -32,6 +32,7 @@ __all__ = ["add_arguments", "run"]
 _OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                        "OMP_NUM_THREADS")
 _REEXEC_MARK = "MLPINFER_BENCH_REEXEC"
+_SGEMM_SIZE = 2048
 _SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 Forward = Callable[[np.ndarray], np.ndarray]
@@ -260,10 +261,21 @@ def run(args: argparse.Namespace) -> int:
                                                len(inputs) / seconds, seconds / calls * 1e6))
             limits.restore_original_limits()
     _add_ratios(results)
+    flops_per_image = 2 * sum(layer.inputs * layer.outputs for layer in network.layers)
+    ceiling = {t: 2 * _SGEMM_SIZE**3 / _core.time_blas_sgemm(_SGEMM_SIZE, t, 3)
+               for t in thread_counts}
+    efficiency = [
+        {"threads": m.threads, "batch_size": m.batch_size,
+         "gflops": m.images_per_second * flops_per_image / 1e9,
+         "sgemm_gflops": ceiling[m.threads] / 1e9,
+         "fraction_of_sgemm": m.images_per_second * flops_per_image / ceiling[m.threads]}
+        for m in results if m.engine == "mlpinfer" and m.batch_size == max(batch_sizes)
+    ]
     if args.chart:
         _chart(Path(args.chart), results)
     report = {"source": source, "images": len(pixels), **environment,
-              "skipped_engines": skipped, "results": [asdict(m) for m in results]}
+              "skipped_engines": skipped, "results": [asdict(m) for m in results],
+              "efficiency": efficiency}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -308,6 +320,12 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
         other = f"{m.vs_fastest_other:.2f}x {m.fastest_other}" if m.vs_fastest_other else "-"
         print(f"{m.engine:<15}{m.threads:>8}{m.batch_size:>8}{m.images_per_second:>14,.0f}"
               f"{m.latency_us:>11.1f}{numpy_ratio:>10}{other:>22}")
+    print()
+    for row in report["efficiency"]:
+        print(f"efficiency  {row['threads']} threads, batch {row['batch_size']}: "
+              f"{row['gflops']:.0f} GFLOP/s = {row['fraction_of_sgemm']:.0%} of the "
+              f"{row['sgemm_gflops']:.0f} GFLOP/s that the same BLAS reaches on a "
+              f"{_SGEMM_SIZE}^3 sgemm")
 
 
 def _chart(path: Path, results: list[Measurement]) -> None:

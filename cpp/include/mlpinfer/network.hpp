@@ -69,4 +69,8 @@ void set_default_threads(unsigned threads);
 // The name of the BLAS library and kernel in use, for benchmarks and bug reports.
 std::string blas_info();
 
+// Best seconds of an n x n x n sgemm on `threads` threads of the same BLAS: the
+// benchmark's ceiling for the engine's FLOP rate. Not to be run beside forward().
+double time_blas_sgemm(std::size_t n, unsigned threads, unsigned repeats);
+
 }  // namespace mlpinfer
