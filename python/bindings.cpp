@@ -15,6 +15,22 @@ using FloatArray = py::array_t<float, py::array::c_style>;
 
 namespace {
 
+// Runs `work` with the GIL released. Not py::gil_scoped_release: when a daemon thread
+// comes back after the interpreter began finalising, CPython (before 3.14) ends it with
+// pthread_exit, whose forced unwind must not cross a noexcept destructor (that calls
+// std::terminate and aborts the process at exit).
+template <typename Work>
+void without_gil(Work&& work) {
+  PyThreadState* state = PyEval_SaveThread();
+  try {
+    work();
+  } catch (...) {
+    PyEval_RestoreThread(state);
+    throw;
+  }
+  PyEval_RestoreThread(state);
+}
+
 mlpinfer::Network make_network(const std::vector<std::tuple<FloatArray, FloatArray, std::string>>& specs) {
   std::vector<mlpinfer::DenseLayer> layers;
   for (const auto& [weights, bias, activation] : specs) {
@@ -52,8 +68,7 @@ void forward(const mlpinfer::Network& network, const py::array& x, float input_s
   float* output = out.mutable_data();
   // Safe without the GIL: the caller's references keep x and out alive, and the core
   // touches only their buffers, never a Python object.
-  py::gil_scoped_release release;
-  network.forward(view, input_scale, output, threads);
+  without_gil([&] { network.forward(view, input_scale, output, threads); });
 }
 
 // One call for the common case: a 1-D sample or a 2-D batch in, a new array out.
@@ -70,12 +85,9 @@ py::array_t<float> predict(const mlpinfer::Network& network, const py::array& x,
   const mlpinfer::InputView view{x.data(), element_type(x), rows, cols,
                                  single ? col_stride * x.shape(0) : x.strides(0), col_stride};
   float* output = out.mutable_data();
-  {
-    // Safe without the GIL: x and out stay referenced by this frame, and the core
-    // touches only their buffers.
-    py::gil_scoped_release release;
-    network.forward(view, input_scale, output, threads);
-  }
+  // Safe without the GIL: x and out stay referenced by this frame, and the core
+  // touches only their buffers.
+  without_gil([&] { network.forward(view, input_scale, output, threads); });
   return out;
 }
 
@@ -96,6 +108,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_threads", &mlpinfer::default_threads);
   m.def("set_default_threads", &mlpinfer::set_default_threads, py::arg("threads"));
   m.def("blas_info", &mlpinfer::blas_info);
-  m.def("time_blas_sgemm", &mlpinfer::time_blas_sgemm, py::arg("n"), py::arg("threads"),
-        py::arg("repeats"), py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "time_blas_sgemm",
+      [](std::size_t n, unsigned threads, unsigned repeats) {
+        double seconds = 0.0;
+        without_gil([&] { seconds = mlpinfer::time_blas_sgemm(n, threads, repeats); });
+        return seconds;
+      },
+      py::arg("n"), py::arg("threads"), py::arg("repeats"));
 }

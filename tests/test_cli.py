@@ -184,3 +184,19 @@ def test_python_dash_m_entry_point():
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "Network(2 -> 2 sigmoid -> 1 sigmoid)" in result.stdout
+
+
+def test_convert_then_evaluate_the_converted_file(capsys, tmp_path):
+    weights = shared_file("sample_weight.pkl")
+    code, out, _ = run(capsys, "convert", str(weights), str(tmp_path / "textbook.npz"))
+    assert code == 0 and "Network(784 -> 50 sigmoid -> 100 sigmoid -> 10 softmax)" in out
+    original = mlpinfer.load(weights)
+    converted = mlpinfer.load(tmp_path / "textbook.npz")
+    for mine, theirs in zip(original.layers, converted.layers):
+        assert mine.weights.tobytes() == theirs.weights.tobytes()
+
+
+def test_convert_to_an_unknown_suffix_is_a_user_error(capsys, tmp_path):
+    weights = shared_file("sample_weight.pkl")
+    code, _, err = run(capsys, "convert", str(weights), str(tmp_path / "net.h5"))
+    assert code == 2 and "cannot tell the format to write" in err and "Traceback" not in err

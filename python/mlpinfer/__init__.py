@@ -2,6 +2,7 @@
 
 from ._errors import DataError, MlpinferError, WeightsError
 from ._network import Layer, Network, get_num_threads, load, set_num_threads
+from .importers import convert
 
 __all__ = [
     "DataError",
@@ -9,6 +10,7 @@ __all__ = [
     "MlpinferError",
     "Network",
     "WeightsError",
+    "convert",
     "get_num_threads",
     "load",
     "set_num_threads",

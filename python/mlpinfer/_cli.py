@@ -1,4 +1,4 @@
-"""The ``mlpinfer`` command: evaluate, predict, info, bench (and convert)."""
+"""The ``mlpinfer`` command: evaluate, predict, info, convert, bench."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (UserError, MlpinferError, OSError, ValueError) as error:
+    except (UserError, MlpinferError, OSError, ValueError, ImportError) as error:
         message = getattr(error, "strerror", None) if isinstance(error, OSError) else None
         detail = f"{message}: {error.filename}" if message and error.filename else str(error)
         print(f"mlpinfer: error: {detail}", file=sys.stderr)
@@ -83,6 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("weights", metavar="PATH|NAME")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=_info)
+
+    convert = commands.add_parser(
+        "convert", help="convert a network between formats",
+        description="Read a network by its content (native .npz, textbook .pkl, ONNX, Keras "
+        ".keras, PyTorch) and write it in the format named by OUT's suffix: .npz, .pkl, "
+        ".onnx, .keras, .pt/.pth.",
+    )
+    convert.add_argument("source", metavar="IN")
+    convert.add_argument("destination", metavar="OUT")
+    convert.add_argument("--architecture",
+                         help="for a bare PyTorch state_dict: its nn.Sequential layers, "
+                              "comma-separated (e.g. Flatten,Linear,ReLU,Linear)")
+    convert.add_argument("--hidden", help="hidden activation of a .pkl/.npz without a header")
+    convert.add_argument("--output", help="output activation of a .pkl/.npz without a header")
+    convert.add_argument("--input-scale", type=float, help="input scale of such a file")
+    convert.set_defaults(run=_convert)
 
     bench = commands.add_parser(
         "bench", help="throughput and latency against NumPy, ONNX Runtime and PyTorch",
@@ -291,6 +307,16 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters  {report['parameters']:,} (float32)")
     scale = network.input_scale
     print("input scale " + ("1/255 for uint8 pixels, 1 for floats" if scale is None else repr(scale)))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .importers import convert
+
+    architecture = args.architecture.split(",") if args.architecture else None
+    network = convert(args.source, args.destination, architecture=architecture,
+                      hidden=args.hidden, output=args.output, input_scale=args.input_scale)
+    print(f"wrote {args.destination}: {network!r}")
     return 0
 
 

@@ -27,10 +27,13 @@ from ._errors import WeightsError
 __all__ = [
     "FORMAT_VERSION",
     "HEADER_KEY",
+    "UNREADABLE_FORMATS",
     "WeightFile",
     "header_bytes",
     "ordered_layers",
     "read_weight_file",
+    "sniff_format",
+    "sniff_path",
 ]
 
 HEADER_KEY = "mlpinfer_header"
@@ -159,11 +162,59 @@ def read_weight_file(path: str | os.PathLike[str]) -> WeightFile:
             raw.seek(0)
             if size == 0:
                 raise WeightsError(f"{os.fspath(path)}: empty file, expected a weight file")
+            kind = sniff_format(raw)
+            raw.seek(0)
+            if kind in UNREADABLE_FORMATS:
+                raise WeightsError(f"{os.fspath(path)}: {UNREADABLE_FORMATS[kind]}")
             if head == _ZIP_MAGIC:
                 return _read_npz(raw, path)
             return WeightFile(_unpickle(raw, size, path), None, None)
     except OSError as error:
         raise WeightsError(f"cannot read weight file {os.fspath(path)!r}: {error.strerror or error}") from None
+
+
+# Formats recognised by content that no reader here handles (mlpinfer.load sends ONNX,
+# Keras and PyTorch files to mlpinfer.importers before this module sees them).
+UNREADABLE_FORMATS = {
+    "hdf5": "an HDF5 file (a legacy Keras .h5 model?), which mlpinfer does not read: "
+            "save the model as .keras",
+}
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def sniff_path(path: str | os.PathLike[str]) -> str:
+    """`sniff_format` of a file, or "unreadable" when it cannot be opened."""
+    try:
+        with open(path, "rb") as stream:
+            return sniff_format(stream)
+    except OSError:
+        return "unreadable"
+
+
+def sniff_format(stream: BinaryIO) -> str:
+    """What a file holds, judged by content: "npz", "pickle", "onnx", "keras", "torch"
+    or "hdf5"."""
+    head = stream.read(16)
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    if head.startswith(_ZIP_MAGIC):
+        stream.seek(0)
+        try:
+            names = zipfile.ZipFile(stream).namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return "npz"  # reported as a broken .npz by the reader
+        if "config.json" in names and "model.weights.h5" in names:
+            return "keras"
+        if any(name.endswith("/data.pkl") for name in names):
+            return "torch"
+        return "npz"
+    # ONNX is a protobuf ModelProto whose first field is ir_version (tag 0x08, a small
+    # varint); no pickle starts with byte 0x08, which is not a pickle opcode.
+    if len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 20 and head[2] in (
+        0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72
+    ):
+        return "onnx"
+    return "pickle"
 
 
 def _unpickle(raw: BinaryIO, size: int, path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

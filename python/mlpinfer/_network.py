@@ -364,12 +364,19 @@ def load(
 ) -> Network:
     """Load a network from a weight file, or a shipped network by name.
 
+    ONNX, Keras (.keras) and PyTorch (save_torch) files are recognised by their content
+    and read through `mlpinfer.importers` (their frameworks are optional extras).
+
     A ``sample_weight.pkl``-style pickle or ``.npz`` (``W1..Wn``, ``b1..bn``) records no
     activations: hidden layers use ``hidden`` (default sigmoid), the last ``output``
     (default softmax). A native file (``Network.save``) records them, and passing
     ``hidden``/``output``/``input_scale`` for it is an error.
     """
     source = _shipped.resolve(path)
+    if _loading.sniff_path(source.path) in ("onnx", "keras", "torch"):
+        from .importers import read_network  # their frameworks are optional extras
+
+        return read_network(source.path, hidden=hidden, output=output, input_scale=input_scale)
     weight_file = _loading.read_weight_file(source.path)
     if weight_file.activations is not None:
         given = [name for name, v in (("hidden", hidden), ("output", output),

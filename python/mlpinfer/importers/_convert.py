@@ -1,0 +1,114 @@
+"""Converting between every format mlpinfer reads and writes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import _loading
+from .._errors import WeightsError
+from .._network import Network, load
+from ._common import write_atomically
+from ._keras import load_keras, save_keras
+from ._onnx import from_onnx, to_onnx
+from ._torch import load_torch, save_torch
+
+__all__ = ["WRITERS", "convert", "read_network", "write_network"]
+
+# File name suffix of the destination -> format written.
+WRITERS = {
+    ".npz": "native mlpinfer network (Network.save)",
+    ".pkl": "textbook sample_weight.pkl (a pickled dict W1..Wn, b1..bn)",
+    ".onnx": "ONNX model",
+    ".keras": "Keras 3 model",
+    ".pt": "PyTorch state_dict with its architecture (save_torch)",
+    ".pth": "PyTorch state_dict with its architecture (save_torch)",
+}
+
+
+def read_network(
+    source: str | os.PathLike[str],
+    *,
+    architecture: Sequence[str] | None = None,
+    hidden: str | None = None,
+    output: str | None = None,
+    input_scale: float | None = None,
+) -> Network:
+    """Any network file, recognised by its content (or a shipped network's name).
+
+    ``architecture`` is for a bare PyTorch state_dict; ``hidden``, ``output`` and
+    ``input_scale`` for a weight file that records no activations (see `mlpinfer.load`).
+    """
+    path = Path(source)
+    kind = "unknown"
+    if path.is_file():
+        with open(path, "rb") as stream:
+            kind = _loading.sniff_format(stream)
+    if kind not in ("onnx", "keras", "torch"):
+        return load(source, hidden=hidden, output=output, input_scale=input_scale)
+    # Only a bare PyTorch state_dict lacks something (its architecture, maybe a scale).
+    allowed = {"architecture", "input_scale"} if kind == "torch" else set()
+    given = [name for name, value in (("architecture", architecture), ("hidden", hidden),
+                                      ("output", output), ("input_scale", input_scale))
+             if value is not None and name not in allowed]
+    if given:
+        raise WeightsError(
+            f"{path}: {kind} models record their activations; do not pass "
+            f"{', '.join(given)}"
+        )
+    if kind == "onnx":
+        return from_onnx(path)
+    if kind == "keras":
+        return load_keras(path)
+    return load_torch(path, architecture, input_scale=input_scale)
+
+
+def write_network(network: Network, destination: str | os.PathLike[str]) -> None:
+    """Write ``network`` in the format named by the suffix of ``destination`` (`WRITERS`)."""
+    path = Path(destination)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        network.save(path)
+    elif suffix == ".pkl":
+        _save_textbook_pickle(network, path)
+    elif suffix == ".onnx":
+        to_onnx(network, path)
+    elif suffix == ".keras":
+        save_keras(network, path)
+    elif suffix in (".pt", ".pth"):
+        save_torch(network, path)
+    else:
+        known = ", ".join(f"{s} ({what})" for s, what in WRITERS.items())
+        raise ValueError(f"cannot tell the format to write from {path.name!r}; use one of {known}")
+
+
+def convert(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    architecture: Sequence[str] | None = None,
+    hidden: str | None = None,
+    output: str | None = None,
+    input_scale: float | None = None,
+) -> Network:
+    """Read ``source`` by its content, write it in the format named by ``destination``'s
+    suffix (`WRITERS`), and return the network. Options as in `read_network`."""
+    network = read_network(source, architecture=architecture, hidden=hidden, output=output,
+                           input_scale=input_scale)
+    write_network(network, destination)
+    return network
+
+
+def _save_textbook_pickle(network: Network, path: Path) -> None:
+    # The textbook format records no activations or scale: readers assume these.
+    textbook = ("sigmoid",) * (len(network.layers) - 1) + ("softmax",)
+    if network.activations != textbook or network.input_scale is not None:
+        raise WeightsError(
+            f"a .pkl records only weights and reads back as sigmoid hidden layers, a softmax "
+            f"output and the default input scale; this network is {network!r}: "
+            "write .npz (the native format) to keep its activations"
+        )
+    params = {name: array.copy() for name, array in network.params().items()}
+    write_atomically(path, lambda stream: pickle.dump(params, stream, protocol=4))

@@ -1,0 +1,42 @@
+"""Helpers for the importer tests: MNIST as frameworks see it, and the issue-5 criterion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Issue 5: every importer's network agrees with its framework to this, on the same inputs.
+# It is absolute for outputs within [-1, 1] (probabilities) and scales with the largest
+# output beyond: two float32 computations of logits near 18 that sum in different orders
+# differ by ~1e-5 (measured: 784-256-256-10 relu in PyTorch vs ours, 1.05e-5, while each is
+# within 9e-6 of the float64 reference), one float32 ulp there being 1.9e-6.
+MAX_ABS_DIFF = 1e-5
+
+
+def mnist_floats(mnist_test: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 test images as (10000, 784) float32 x/255, and their labels."""
+    images, labels = mnist_test
+    return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32), labels
+
+
+def assert_same_answers(ours: np.ndarray, theirs: np.ndarray) -> None:
+    """|ours - theirs| <= MAX_ABS_DIFF * max(1, max |theirs|), and the same argmax per row."""
+    theirs = np.asarray(theirs, dtype=np.float64).reshape(ours.shape)
+    error = np.abs(ours.astype(np.float64) - theirs)
+    worst = np.unravel_index(int(np.argmax(error)), error.shape)
+    allowed = MAX_ABS_DIFF * max(1.0, float(np.max(np.abs(theirs), initial=0.0)))
+    assert error[worst] <= allowed, (
+        f"max abs difference {error[worst]:.3g} > {allowed:.3g} at "
+        f"{tuple(int(i) for i in worst)}: framework {theirs[worst]!r}, ours {ours[worst]!r}"
+    )
+    if ours.ndim == 2 and ours.shape[1] > 1:
+        differ = np.flatnonzero(np.argmax(ours, axis=1) != np.argmax(theirs, axis=1))
+        assert differ.size == 0, (
+            f"argmax differs in {differ.size} rows; first row {differ[0]}: "
+            f"framework {theirs[differ[0]]}, ours {ours[differ[0]]}"
+        )
+
+
+def assert_not_degenerate(outputs: np.ndarray, labels: np.ndarray, minimum: float) -> None:
+    """The comparison means something: the network has learned, its argmax is not constant."""
+    accuracy = float(np.mean(np.argmax(outputs, axis=1) == labels))
+    assert accuracy >= minimum, f"accuracy {accuracy:.4f} < {minimum}: the test network is degenerate"
