@@ -207,13 +207,12 @@ def test_random_bytes(tmp_path):
             mlpinfer.load(write(tmp_path / f"r{i}.bin", data))
 
 
-@pytest.mark.parametrize(("declared", "message"),
-                         [(2**33, "truncated"), (2**40, "larger than memory allows")])
-def test_declared_huge_bytes_fail_fast(tmp_path, declared, message):
+@pytest.mark.parametrize("declared", [2**33, 2**40])
+def test_declared_huge_bytes_fail_fast(tmp_path, declared):
     # BINBYTES8 declaring gigabytes in a 14-byte file: refused without reading or
     # touching that much memory.
     data = b"\x80\x04\x8e" + declared.to_bytes(8, "little") + b"abc"
-    with pytest.raises(WeightsError, match=message):
+    with pytest.raises(WeightsError, match="truncated"):
         mlpinfer.load(write(tmp_path / "w.pkl", data))
 
 

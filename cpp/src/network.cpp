@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
+#include <cstdlib>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -65,6 +67,41 @@ std::string layer_error(std::size_t index, const std::string& what) {
 }
 
 bool fits_blas_int(std::size_t value) { return value <= static_cast<std::size_t>(INT_MAX); }
+
+// Process exit while a (daemon) thread is inside forward(): exit() runs OpenBLAS's
+// teardown, which unmaps the buffers that thread's sgemm is using (a segfault seen in
+// about 1 exit in 6). An atexit handler, which runs before any library's destructors,
+// waits for calls in flight and parks calls that start later: by then only daemon
+// threads are left, and the process is ending.
+std::atomic<unsigned> forwards_in_flight{0};
+std::atomic<bool> process_exiting{false};
+
+void wait_for_forwards_at_exit() {
+  process_exiting.store(true);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (forwards_in_flight.load() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+class ForwardInFlight {
+ public:
+  ForwardInFlight() {
+    forwards_in_flight.fetch_add(1);
+    if (process_exiting.load()) {
+      forwards_in_flight.fetch_sub(1);
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    }
+  }
+  ~ForwardInFlight() { forwards_in_flight.fetch_sub(1); }
+  ForwardInFlight(const ForwardInFlight&) = delete;
+  ForwardInFlight& operator=(const ForwardInFlight&) = delete;
+};
+
+void configure_process() {
+  blas::make_single_threaded();
+  std::atexit(wait_for_forwards_at_exit);
+}
 
 }  // namespace
 
@@ -130,8 +167,8 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
     }
     padded_weights_.push_back(std::move(padded));
   }
-  static std::once_flag blas_configured;
-  std::call_once(blas_configured, blas::make_single_threaded);
+  static std::once_flag configured;
+  std::call_once(configured, configure_process);
 }
 
 void Network::forward(const InputView& input, float input_scale, float* output,
@@ -143,6 +180,7 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   }
   const std::size_t rows = input.rows;
   if (rows == 0) return;
+  const ForwardInFlight in_flight;
   if (threads == 0) threads = default_threads();
 
   // float32 rows with unit column stride go to the GEMM as they are (lda = row

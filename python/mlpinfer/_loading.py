@@ -13,9 +13,11 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import math
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -30,6 +32,7 @@ __all__ = [
     "UNREADABLE_FORMATS",
     "WeightFile",
     "header_bytes",
+    "is_float32_number",
     "ordered_layers",
     "read_weight_file",
     "sniff_format",
@@ -62,26 +65,53 @@ def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
+class _NdarrayName:
+    """What ``numpy.ndarray`` resolves to in a weight pickle: a name to hand to
+    `_reconstruct_empty`, not a class that the file could call with a shape."""
+
+
+_NDARRAY_NAME = _NdarrayName()
+_MULTIARRAY = _numpy_core_module("multiarray")
+# pickle.dumps writes frames of about 64 KiB; a larger one only makes us read ahead.
+_MAX_FRAME = 1 << 20
+
+
+def _reconstruct_empty(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """NumPy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by BUILD
+    with its data, which checks the data against the shape. Any other call would
+    allocate whatever the file asks for, so it is refused."""
+    if subtype is not _NDARRAY_NAME or shape != (0,):
+        raise WeightsError(
+            "refusing numpy _reconstruct with a non-empty shape or a subtype other than "
+            "ndarray: NumPy's own pickles never do that"
+        )
+    return _MULTIARRAY._reconstruct(np.ndarray, (0,), dtype)
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    multiarray = _numpy_core_module("multiarray")
     numeric = _numpy_core_module("numeric")
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY_NAME,
         ("numpy", "dtype"): np.dtype,
         ("collections", "OrderedDict"): dict,
         ("_codecs", "encode"): _latin1_bytes,
     }
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        # Protocol 5 pickles rebuild arrays from out-of-band style buffers.
+        allowed[(f"{package}.multiarray", "_reconstruct")] = _reconstruct_empty
+        # Protocol 5 pickles rebuild arrays from a buffer; NumPy checks its size.
         allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
     return allowed
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Resolves only the globals that rebuilding NumPy arrays needs."""
+class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """Resolves only the globals that rebuilding NumPy arrays needs.
+
+    The pure-Python unpickler, not the C one: its memo is a dict, so ``LONG_BINPUT
+    680825748`` cannot make it allocate gigabytes, and its frames can be capped.
+    """
 
     _allowed = _allowed_globals()
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -94,6 +124,14 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise WeightsError("refusing a pickle with persistent IDs: weight pickles have none")
+
+    def _load_frame(self) -> None:
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > _MAX_FRAME:
+            raise WeightsError(f"refusing a pickle frame of {size} bytes (at most {_MAX_FRAME})")
+        self._unframer.load_frame(size)
+
+    dispatch[pickle.FRAME[0]] = _load_frame
 
 
 class _BoundedReader(io.RawIOBase):
@@ -201,8 +239,8 @@ def sniff_format(stream: BinaryIO) -> str:
         stream.seek(0)
         try:
             names = zipfile.ZipFile(stream).namelist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-            return "npz"  # reported as a broken .npz by the reader
+        except Exception:  # noqa: BLE001 - reported as a broken .npz by the reader
+            return "npz"
         if "config.json" in names and "model.weights.h5" in names:
             return "keras"
         if any(name.endswith("/data.pkl") for name in names):
@@ -218,27 +256,28 @@ def sniff_format(stream: BinaryIO) -> str:
 
 
 def _unpickle(raw: BinaryIO, size: int, path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    name = os.fspath(path)
     try:
         loaded = _ArrayOnlyUnpickler(_BoundedReader(raw, size)).load()
     except WeightsError:
         raise
-    except MemoryError:
-        # The unpickler allocates a declared object before reading it.
+    except Exception as error:  # noqa: BLE001 - any failure to parse a hostile file is ours
         raise WeightsError(
-            f"{os.fspath(path)}: the pickle declares an object larger than memory allows "
-            f"in a file of {size} bytes (corrupt or malicious)"
-        ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, OverflowError, RecursionError, UnicodeDecodeError) as error:
-        raise WeightsError(
-            f"{os.fspath(path)}: not a readable weight pickle or .npz "
-            f"({type(error).__name__}: {error})"
+            f"{name}: not a readable weight pickle or .npz ({type(error).__name__}: {error})"
         ) from None
     if not isinstance(loaded, Mapping):
         raise WeightsError(
-            f"{os.fspath(path)}: expected a dict of arrays W1..Wn, b1..bn, "
+            f"{name}: expected a dict of arrays W1..Wn, b1..bn, "
             f"found a pickled {type(loaded).__name__}"
         )
+    for key, value in loaded.items():
+        # Only arrays: turning a pickled (possibly self-referencing) list into an
+        # array could take minutes and gigabytes.
+        if not isinstance(value, np.ndarray):
+            raise WeightsError(
+                f"{name}: {key!r} is a pickled {type(value).__name__}; a weight pickle "
+                "holds NumPy arrays"
+            )
     return dict(loaded)
 
 
@@ -246,7 +285,7 @@ def _read_npz(raw: BinaryIO, path: str | os.PathLike[str]) -> WeightFile:
     try:
         with np.load(raw, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as error:
+    except Exception as error:  # noqa: BLE001 - zip, zlib and .npy parsers raise many types
         raise WeightsError(
             f"{os.fspath(path)}: not a readable .npz of plain arrays ({type(error).__name__}: {error})"
         ) from None
@@ -261,7 +300,7 @@ def _with_header(
 ) -> WeightFile:
     try:
         meta = json.loads(header.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, or nested too deep
         raise WeightsError(f"{os.fspath(path)}: corrupt mlpinfer header ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != "mlpinfer":
         raise WeightsError(f"{os.fspath(path)}: header is not an mlpinfer network header")
@@ -275,9 +314,26 @@ def _with_header(
     scale = meta.get("input_scale")
     if not isinstance(activations, list) or not all(isinstance(a, str) for a in activations):
         raise WeightsError(f"{os.fspath(path)}: header 'activations' must be a list of names")
-    if scale is not None and not isinstance(scale, (int, float)):
-        raise WeightsError(f"{os.fspath(path)}: header 'input_scale' must be a number or null")
+    if scale is not None and not is_float32_number(scale):
+        raise WeightsError(
+            f"{os.fspath(path)}: header 'input_scale' must be null or a number within "
+            f"float32's range, got {str(scale)[:40]}"
+        )
     return WeightFile(arrays, activations, None if scale is None else float(scale))
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def is_float32_number(value: Any) -> bool:
+    """A real number (not a bool) that float32, the engine's precision, holds as finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(number) and abs(number) <= _FLOAT32_MAX
 
 
 def header_bytes(activations: list[str], input_scale: float | None) -> np.ndarray:
@@ -297,6 +353,10 @@ _PARAM_NAME = re.compile(r"([Wb])([1-9][0-9]*)\Z")
 
 def ordered_layers(params: Mapping[str, Any]) -> list[tuple[Any, Any]]:
     """``[(W1, b1), ..., (Wn, bn)]``; the keys must be exactly W1..Wn, b1..bn."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping of W1..Wn, b1..bn to arrays, got {type(params).__name__}"
+        )
     found: dict[str, dict[int, Any]] = {"W": {}, "b": {}}
     for key, value in params.items():
         match = _PARAM_NAME.match(key) if isinstance(key, str) else None

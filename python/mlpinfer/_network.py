@@ -40,10 +40,13 @@ def get_num_threads() -> int:
 
 def set_num_threads(threads: int) -> None:
     """Set the threads that ``predict`` uses when not told otherwise (process-wide)."""
-    _core.set_default_threads(_positive_int(threads, "threads"))
+    _core.set_default_threads(_positive_int(threads, "threads", _MAX_THREADS))
 
 
-def _positive_int(value: Any, name: str) -> int:
+_MAX_THREADS = 1024
+
+
+def _positive_int(value: Any, name: str, maximum: int | None = None) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     try:
@@ -52,6 +55,8 @@ def _positive_int(value: Any, name: str) -> int:
         raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
     if number < 1:
         raise ValueError(f"{name} must be at least 1, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {number}")
     return number
 
 
@@ -73,7 +78,10 @@ class Layer:
 
 
 def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise WeightsError(f"{name} is not an array of numbers ({error})") from None
     if array.dtype.kind != "f":
         raise WeightsError(f"{name} must be a float array, got dtype {array.dtype}")
     if array.ndim == 2 and ndim == 1 and array.shape[0] == 1:
@@ -122,9 +130,12 @@ class Network:
                     f"previous layer has {layers[index - 2].outputs} outputs"
                 )
         if input_scale is not None:
+            if not _loading.is_float32_number(input_scale):
+                raise WeightsError(
+                    f"input_scale must be None or a number that float32 holds as finite, "
+                    f"got {input_scale!r}"
+                )
             input_scale = float(input_scale)
-            if not math.isfinite(input_scale):
-                raise WeightsError(f"input_scale must be finite, got {input_scale}")
         self._layers = layers
         self._input_scale = input_scale
         self._n_inputs = layers[0].inputs
@@ -226,7 +237,7 @@ class Network:
         batch, single = self._as_batch(x)
         if batch_size is not None:
             batch_size = _positive_int(batch_size, "batch_size")
-        thread_count = 0 if threads is None else _positive_int(threads, "threads")
+        thread_count = 0 if threads is None else _positive_int(threads, "threads", _MAX_THREADS)
         scale = self._scale_for(batch.dtype)
         rows = batch.shape[0]
         out = np.empty((rows, self.n_outputs), dtype=np.float32)
@@ -268,6 +279,10 @@ class Network:
         truth = np.asarray(t)
         if truth.ndim == 2:
             truth = np.argmax(truth, axis=1)
+        elif truth.dtype.kind not in "iu" and not (
+            truth.dtype.kind == "f" and np.array_equal(truth, np.round(truth))
+        ):
+            raise TypeError(f"t must hold integer labels or one-hot rows, got dtype {truth.dtype}")
         if truth.ndim != 1 or truth.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"t must hold one label or one-hot row per sample ({labels.shape[0]}), "
@@ -326,15 +341,12 @@ class Network:
 def _as_array(x: npt.ArrayLike) -> np.ndarray:
     if isinstance(x, (str, bytes)):
         raise TypeError(f"expected an array of numbers, got {type(x).__name__}")
-    if isinstance(x, (list, tuple)):
-        try:
-            array = np.asarray(x, dtype=np.float64)
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"could not read the list as a rectangular array of numbers: {error}"
-            ) from None
-    else:
+    try:
         array = np.asarray(x)
+    except (ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise ValueError(f"could not read the input as a rectangular array: {error}") from None
+    if isinstance(x, (list, tuple)) and array.dtype.kind in "iub":
+        array = array.astype(np.float64)  # a list of Python numbers means numbers, not pixels
     dtype = array.dtype
     if dtype.kind == "f" and dtype.itemsize < 4:
         return array.astype(np.float32)

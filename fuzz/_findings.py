@@ -1,0 +1,36 @@
+"""What counts as a finding, shared by the harnesses.
+
+A finding is any exception other than the harness's expected error type. For a long
+exploratory run while findings are open, ``MLPINFER_FUZZ_KNOWN`` may list signatures
+(``ExceptionType:function``, the function being the innermost mlpinfer frame, as printed
+for each finding) to step over, so the fuzzer keeps looking for new ones. CI leaves it unset.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+_KNOWN = frozenset(filter(None, os.environ.get("MLPINFER_FUZZ_KNOWN", "").split(",")))
+_seen: set[str] = set()
+
+
+def signature(error: BaseException) -> str:
+    function = "?"
+    for frame in traceback.extract_tb(error.__traceback__):
+        if f"{os.sep}mlpinfer{os.sep}" in frame.filename:
+            function = frame.name
+    return f"{type(error).__name__}:{function}"
+
+
+def is_known(error: BaseException) -> bool:
+    """True for a listed signature (reported once on stderr); False means: a new finding."""
+    found = signature(error)
+    if found not in _KNOWN:
+        print(f"finding signature: {found}", file=sys.stderr)
+        return False
+    if found not in _seen:
+        _seen.add(found)
+        print(f"known finding stepped over: {found}", file=sys.stderr)
+    return True
