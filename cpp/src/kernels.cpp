@@ -191,14 +191,15 @@ void small_gemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, c
 }
 
 template <typename T>
-inline float load_as_float(const unsigned char* address) {
+MLPINFER_INLINE float load_as_float(const unsigned char* address) {
   T value;
   std::memcpy(&value, address, sizeof value);  // the view may be unaligned
   return static_cast<float>(value);
 }
 
 template <typename T>
-void gather(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
+MLPINFER_INLINE void gather(const InputView& src, std::size_t first_row, std::size_t rows,
+                            float* dst) {
   const auto* base = static_cast<const unsigned char*>(src.data);
   for (std::size_t r = 0; r < rows; ++r) {
     const unsigned char* row =
@@ -212,6 +213,21 @@ void gather(const InputView& src, std::size_t first_row, std::size_t rows, float
       }
     }
   }
+}
+
+MLPINFER_DISPATCH
+void gather_float(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
+  gather<float>(src, first_row, rows, dst);
+}
+
+MLPINFER_DISPATCH
+void gather_double(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
+  gather<double>(src, first_row, rows, dst);
+}
+
+MLPINFER_DISPATCH
+void gather_uint8(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
+  gather<std::uint8_t>(src, first_row, rows, dst);
 }
 
 }  // namespace
@@ -236,9 +252,9 @@ void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const 
 
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
   switch (src.type) {
-    case ElementType::float32: gather<float>(src, first_row, rows, dst); break;
-    case ElementType::float64: gather<double>(src, first_row, rows, dst); break;
-    case ElementType::uint8: gather<std::uint8_t>(src, first_row, rows, dst); break;
+    case ElementType::float32: gather_float(src, first_row, rows, dst); break;
+    case ElementType::float64: gather_double(src, first_row, rows, dst); break;
+    case ElementType::uint8: gather_uint8(src, first_row, rows, dst); break;
   }
 }
 

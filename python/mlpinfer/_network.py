@@ -228,16 +228,16 @@ class Network:
         and image batches (N, 28, 28) are flattened. A Python list is read as numbers.
         ``batch_size`` splits the work into calls of at most that many rows.
         """
-        if batch_size is None and threads is None and type(x) is np.ndarray:
+        thread_count = 0 if threads is None else _positive_int(threads, "threads", _MAX_THREADS)
+        if batch_size is None and type(x) is np.ndarray:
             # The common call costs well under a microsecond of Python this way; a
             # single image is computed in about as long (see benchmarks/README.md).
             scale = self._direct_scales.get(x.dtype)
             if scale is not None and 0 < x.ndim <= 2 and x.shape[-1] == self._n_inputs:
-                return self._engine.predict(x, scale, 0)
+                return self._engine.predict(x, scale, thread_count)
         batch, single = self._as_batch(x)
         if batch_size is not None:
             batch_size = _positive_int(batch_size, "batch_size")
-        thread_count = 0 if threads is None else _positive_int(threads, "threads", _MAX_THREADS)
         scale = self._scale_for(batch.dtype)
         rows = batch.shape[0]
         out = np.empty((rows, self.n_outputs), dtype=np.float32)
