@@ -24,26 +24,52 @@
 namespace mlpinfer::kernels {
 namespace {
 
-// exp(x) for float, vectorisable (std::exp is a libm call that GCC only vectorises
-// under -ffast-math, which we never use). Cephes' range reduction and degree-5
-// polynomial: relative error below 2e-7 over the whole range. Inputs below
-// ln(FLT_MIN) give 0, above ln(FLT_MAX) give +inf, NaN stays NaN; no
-// floating-point exception is raised for any finite input.
-MLPINFER_INLINE float exp_approx(float x) {
+// GCC vector extensions rather than intrinsics: each dispatched clone lowers a 16-float
+// vector to one zmm, two ymm or four xmm registers.
+typedef float Vec16 __attribute__((vector_size(64)));
+typedef std::int32_t Int16 __attribute__((vector_size(64)));
+
+MLPINFER_INLINE Vec16 load16(const float* p) {
+  Vec16 v;
+  std::memcpy(&v, p, sizeof v);  // unaligned load
+  return v;
+}
+
+MLPINFER_INLINE void store16(float* p, Vec16 v) { std::memcpy(p, &v, sizeof v); }
+
+MLPINFER_INLINE Vec16 splat(float value) { return Vec16{} + value; }
+
+MLPINFER_INLINE Vec16 from_bits(Int16 bits) {
+  Vec16 v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+MLPINFER_INLINE Int16 to_bits(Vec16 v) {
+  Int16 bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits;
+}
+
+// exp(x), 16 lanes at a time (std::exp is a libm call that GCC only vectorises under
+// -ffast-math, which we never use). Cephes' range reduction and degree-5 polynomial:
+// relative error below 2e-7 over the whole range. Inputs below ln(FLT_MIN) give 0,
+// above ln(FLT_MAX) +inf, NaN stays NaN; no floating-point exception is raised for any
+// finite input.
+MLPINFER_INLINE Vec16 exp16(Vec16 x) {
   constexpr float kMaxArg = 88.7228f;   // expf overflows above
   constexpr float kMinArg = -87.3365f;  // below: result is subnormal, return 0
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2High = 0.693359375f;
   constexpr float kLn2Low = -2.12194440e-4f;
   // Written so that NaN lands on kMinArg: converting NaN to int below would be undefined.
-  float clamped = x >= kMinArg ? x : kMinArg;
-  clamped = clamped > kMaxArg ? kMaxArg : clamped;
-  // Round to nearest by adding and subtracting 1.5 * 2^23 (no libm call, so it
-  // vectorises); valid while |clamped * log2e| < 2^22.
+  Vec16 clamped = x >= kMinArg ? x : splat(kMinArg);
+  clamped = clamped > kMaxArg ? splat(kMaxArg) : clamped;
+  // Round to nearest by adding and subtracting 1.5 * 2^23; valid while |n| < 2^22.
   constexpr float kRoundingShift = 12582912.0f;
-  const float n = (clamped * kLog2e + kRoundingShift) - kRoundingShift;
-  const float r = (clamped - n * kLn2High) - n * kLn2Low;
-  float p = 1.9875691500e-4f;
+  const Vec16 n = (clamped * kLog2e + kRoundingShift) - kRoundingShift;
+  const Vec16 r = (clamped - n * kLn2High) - n * kLn2Low;
+  Vec16 p = splat(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
@@ -52,49 +78,78 @@ MLPINFER_INLINE float exp_approx(float x) {
   p = p * r * r + r + 1.0f;
   // 2^n built in the exponent bits; n is in [-126, 128] after the clamp, and
   // 2^128 is split in two factors so that it overflows to inf instead of wrapping.
-  const auto n_int = static_cast<std::int32_t>(n);
-  const std::int32_t half = n_int >> 1;
-  const std::int32_t bits_a = (half + 127) << 23;
-  const std::int32_t bits_b = (n_int - half + 127) << 23;
-  float scale_a;
-  float scale_b;
-  std::memcpy(&scale_a, &bits_a, sizeof scale_a);
-  std::memcpy(&scale_b, &bits_b, sizeof scale_b);
-  float result = p * scale_a * scale_b;
-  result = x < kMinArg ? 0.0f : result;
-  result = x > kMaxArg ? std::numeric_limits<float>::infinity() : result;
+  const Int16 n_int = __builtin_convertvector(n, Int16);
+  const Int16 half = n_int >> 1;
+  Vec16 result = p * from_bits((half + 127) << 23) * from_bits((n_int - half + 127) << 23);
+  result = x < kMinArg ? splat(0.0f) : result;
+  result = x > kMaxArg ? splat(std::numeric_limits<float>::infinity()) : result;
   return x != x ? x : result;
 }
 
+MLPINFER_INLINE Vec16 abs16(Vec16 x) { return from_bits(to_bits(x) & 0x7fffffff); }
+
 // 1 / (1 + e^-x) evaluated as e^-|x| based so that the exponential never overflows.
-MLPINFER_INLINE float sigmoid(float x) {
-  const float e = exp_approx(-std::fabs(x));
-  const float positive = 1.0f / (1.0f + e);
-  return x >= 0.0f ? positive : e * positive;
+MLPINFER_INLINE Vec16 sigmoid16(Vec16 x) {
+  const Vec16 e = exp16(-abs16(x));
+  const Vec16 positive = 1.0f / (1.0f + e);
+  return x >= 0.0f ? positive : e * positive;  // NaN takes e * positive: NaN
 }
 
 // tanh: a Taylor polynomial where 1 - 2/(e^2x + 1) would cancel (|x| < 0.5; truncation
 // error below 5e-9 there), the exponential form elsewhere.
-MLPINFER_INLINE float tanh_approx(float x) {
-  const float a = std::fabs(x);
-  const float e = exp_approx(-2.0f * a);
-  const float far = (1.0f - e) / (1.0f + e);
-  const float x2 = a * a;
-  float p = 21844.0f / 6081075.0f;
+MLPINFER_INLINE Vec16 tanh16(Vec16 x) {
+  const Vec16 a = abs16(x);
+  const Vec16 e = exp16(-2.0f * a);
+  const Vec16 far = (1.0f - e) / (1.0f + e);
+  const Vec16 x2 = a * a;
+  Vec16 p = splat(21844.0f / 6081075.0f);
   p = p * x2 - 1382.0f / 155925.0f;
   p = p * x2 + 62.0f / 2835.0f;
   p = p * x2 - 17.0f / 315.0f;
   p = p * x2 + 2.0f / 15.0f;
   p = p * x2 - 1.0f / 3.0f;
-  const float near = a + a * x2 * p;
-  const float magnitude = a < 0.5f ? near : far;
-  const float result = std::copysign(magnitude, x);
+  const Vec16 near = a + a * x2 * p;
+  const Vec16 magnitude = a < 0.5f ? near : far;
+  const Vec16 result = from_bits(to_bits(magnitude) | (to_bits(x) & std::int32_t{-2147483647 - 1}));
   return x != x ? x : result;
+}
+
+// Element-wise functions as structs with forced-inline operators, not lambdas: a
+// lambda's operator() is compiled for the baseline target, and a clone that calls it
+// out of line passes its 64-byte vectors in the wrong registers (measured: tanh gave 0).
+struct Sigmoid {
+  MLPINFER_INLINE Vec16 operator()(Vec16 v) const { return sigmoid16(v); }
+};
+
+struct Tanh {
+  MLPINFER_INLINE Vec16 operator()(Vec16 v) const { return tanh16(v); }
+};
+
+struct ShiftedExp {
+  float shift;
+  MLPINFER_INLINE Vec16 operator()(Vec16 v) const { return exp16(v - shift); }
+};
+
+// row[c] = f(row[c]), 16 lanes at a time; the tail goes through a padded copy.
+template <typename F>
+MLPINFER_INLINE void map_row(float* row, std::size_t width, F f) {
+  std::size_t c = 0;
+  for (; c + 16 <= width; c += 16) store16(row + c, f(load16(row + c)));
+  if (c < width) {
+    float tail[16] = {};
+    std::memcpy(tail, row + c, (width - c) * sizeof(float));
+    store16(tail, f(load16(tail)));
+    std::memcpy(row + c, tail, (width - c) * sizeof(float));
+  }
+}
+
+MLPINFER_INLINE void add_bias(float* row, std::size_t width, const float* bias) {
+  for (std::size_t c = 0; c < width; ++c) row[c] += bias[c];
 }
 
 MLPINFER_DISPATCH
 void bias_identity(float* row, std::size_t width, const float* bias) {
-  for (std::size_t c = 0; c < width; ++c) row[c] += bias[c];
+  add_bias(row, width, bias);
 }
 
 MLPINFER_DISPATCH
@@ -107,12 +162,14 @@ void bias_relu(float* row, std::size_t width, const float* bias) {
 
 MLPINFER_DISPATCH
 void bias_sigmoid(float* row, std::size_t width, const float* bias) {
-  for (std::size_t c = 0; c < width; ++c) row[c] = sigmoid(row[c] + bias[c]);
+  add_bias(row, width, bias);
+  map_row(row, width, Sigmoid{});
 }
 
 MLPINFER_DISPATCH
 void bias_tanh(float* row, std::size_t width, const float* bias) {
-  for (std::size_t c = 0; c < width; ++c) row[c] = tanh_approx(row[c] + bias[c]);
+  add_bias(row, width, bias);
+  map_row(row, width, Tanh{});
 }
 
 MLPINFER_DISPATCH
@@ -122,23 +179,11 @@ void bias_softmax(float* row, std::size_t width, const float* bias) {
     row[c] += bias[c];
     row_max = row[c] > row_max ? row[c] : row_max;  // skips NaN; the sum below carries it
   }
+  map_row(row, width, ShiftedExp{row_max});
   float sum = 0.0f;
-  for (std::size_t c = 0; c < width; ++c) {
-    row[c] = exp_approx(row[c] - row_max);
-    sum += row[c];
-  }
+  for (std::size_t c = 0; c < width; ++c) sum += row[c];
   const float inverse = 1.0f / sum;
   for (std::size_t c = 0; c < width; ++c) row[c] *= inverse;
-}
-
-// GCC vector extensions rather than intrinsics: each dispatched clone lowers a 16-float
-// vector to one zmm, two ymm or four xmm registers.
-typedef float Vec16 __attribute__((vector_size(64)));
-
-MLPINFER_INLINE Vec16 load16(const float* p) {
-  Vec16 v;
-  std::memcpy(&v, p, sizeof v);  // unaligned load
-  return v;
 }
 
 // Rows x (16 * Vectors) of C: the accumulators stay in registers for the whole k loop,
