@@ -266,6 +266,14 @@ def test_missing_file_and_directory(tmp_path):
         mlpinfer.load(tmp_path)
 
 
+def test_softmax_over_one_output_is_refused_with_a_hint(tmp_path):
+    gate = {"W1": np.ones((2, 1), np.float32), "b1": np.zeros(1, np.float32)}
+    path = write(tmp_path / "gate.pkl", pickle.dumps(gate))
+    with pytest.raises(WeightsError, match="softmax over a single output is always 1.*sigmoid"):
+        mlpinfer.load(path)
+    assert mlpinfer.load(path, output="sigmoid").classify([[1, 1]]) == 1
+
+
 def test_softmax_only_as_last_layer():
     with pytest.raises(WeightsError, match="layer 1: softmax is only supported on the last layer"):
         mlpinfer.Network.from_params(small_params(), hidden="softmax")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 import operator
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy.typing as npt
 
 from . import _loading, _shipped
 from ._errors import WeightsError
+from ._files import write_atomically
 
 try:
     from . import _core
@@ -43,7 +42,7 @@ def set_num_threads(threads: int) -> None:
     _core.set_default_threads(_positive_int(threads, "threads", _MAX_THREADS))
 
 
-_MAX_THREADS = 1024
+_MAX_THREADS = 1024  # the engine itself uses at most the CPUs the process may run on
 
 
 def _positive_int(value: Any, name: str, maximum: int | None = None) -> int:
@@ -109,7 +108,13 @@ class Network:
     """
 
     def __init__(self, layers: Sequence[Layer], *, input_scale: float | None = None) -> None:
-        layers = tuple(layers)
+        # Copied once, here: float32, C order, read-only, finite; never aliasing the
+        # caller's arrays, whose later changes would not reach the engine.
+        layers = tuple(
+            Layer(_checked_array(layer.weights, f"W{index}", 2),
+                  _checked_array(layer.bias, f"b{index}", 1), layer.activation)
+            for index, layer in enumerate(layers, start=1)
+        )
         if not layers:
             raise WeightsError("a network needs at least one layer, got 0")
         for index, layer in enumerate(layers, start=1):
@@ -120,6 +125,11 @@ class Network:
                 )
             if layer.activation == "softmax" and index != len(layers):
                 raise WeightsError(f"layer {index}: softmax is only supported on the last layer")
+            if layer.activation == "softmax" and layer.outputs == 1:
+                raise WeightsError(
+                    f"layer {index}: softmax over a single output is always 1; a one-unit "
+                    "output wants sigmoid (e.g. mlpinfer.load(path, output='sigmoid'))"
+                )
             if layer.bias.shape != (layer.outputs,):
                 raise WeightsError(
                     f"layer {index}: b has shape {layer.bias.shape}, W has {layer.outputs} columns"
@@ -174,10 +184,7 @@ class Network:
             raise WeightsError(
                 f"got {len(activations)} activations for a network of {len(pairs)} layers"
             )
-        layers = [
-            Layer(_checked_array(w, f"W{i}", 2), _checked_array(b, f"b{i}", 1), activation)
-            for i, ((w, b), activation) in enumerate(zip(pairs, activations), start=1)
-        ]
+        layers = [Layer(w, b, activation) for (w, b), activation in zip(pairs, activations)]
         return cls(layers, input_scale=input_scale)
 
     @property
@@ -274,41 +281,54 @@ class Network:
         threads: int | None = None,
     ) -> float:
         """Fraction of samples whose label equals ``t`` (labels, or one-hot rows)."""
-        labels = self.classify(x, batch_size=batch_size, threads=threads)
-        labels = np.atleast_1d(labels)
-        truth = np.asarray(t)
-        if truth.ndim == 2:
-            truth = np.argmax(truth, axis=1)
-        elif truth.dtype.kind not in "iu" and not (
-            truth.dtype.kind == "f" and np.array_equal(truth, np.round(truth))
-        ):
-            raise TypeError(f"t must hold integer labels or one-hot rows, got dtype {truth.dtype}")
-        if truth.ndim != 1 or truth.shape[0] != labels.shape[0]:
+        labels = np.atleast_1d(self.classify(x, batch_size=batch_size, threads=threads))
+        truth = self.true_labels(t)
+        if truth.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"t must hold one label or one-hot row per sample ({labels.shape[0]}), "
-                f"got shape {np.asarray(t).shape}"
+                f"got shape {np.shape(t)}"
             )
         if labels.shape[0] == 0:
             raise ValueError("accuracy of an empty set is undefined: x has 0 samples")
         return float(np.count_nonzero(labels == truth)) / labels.shape[0]
 
+    def true_labels(self, t: npt.ArrayLike) -> np.ndarray:
+        """``t`` as a 1-D array of labels: labels (N,) or (N, 1), or one-hot rows (N, outputs).
+
+        Lazy arrays (Dask) stay lazy: only shapes and dtypes are checked here.
+        """
+        truth = t if hasattr(t, "ndim") and hasattr(t, "dtype") else np.asarray(t)
+        if truth.ndim == 2 and truth.shape[1] == 1:
+            truth = truth[:, 0]
+        elif truth.ndim == 2:
+            if truth.shape[1] != self.n_outputs:
+                raise ValueError(
+                    f"one-hot t must have {self.n_outputs} columns (one per output), "
+                    f"got shape {truth.shape}"
+                )
+            return truth.argmax(axis=1)
+        if truth.ndim != 1:
+            raise ValueError(
+                f"t must hold one label or one-hot row per sample, as (N,) or "
+                f"(N, {self.n_outputs}); got shape {truth.shape}"
+            )
+        whole = truth.dtype.kind in "iu" or (
+            truth.dtype.kind == "f"
+            and (not isinstance(truth, np.ndarray) or np.array_equal(truth, np.round(truth)))
+        )
+        if not whole:
+            raise TypeError(f"t must hold integer labels or one-hot rows, got dtype {truth.dtype}")
+        return truth
+
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the native format (``.npz`` with a JSON header, no pickle), atomically."""
-        target = Path(path)
         arrays = dict(self.params())
         arrays[_loading.HEADER_KEY] = _loading.header_bytes(
             list(self.activations), self._input_scale
         )
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
-            os.replace(temporary, target)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        write_atomically(path, lambda stream: np.savez(stream, **arrays))
 
     def to_onnx(self, path: str | os.PathLike[str]) -> None:
         """Write an ONNX model of this network (needs ``onnx``: ``mlpinfer[onnx]``)."""
@@ -330,11 +350,11 @@ class Network:
             return array, False
         if array.ndim >= 2 and math.prod(array.shape[1:]) == width:
             return array.reshape(array.shape[0], width), False
-        if array.ndim == 2 and array.size == width:
-            return array.reshape(1, width), True  # one image, e.g. 28x28
+        single = " (for one image, pass x.reshape(1, -1))" if array.size == width else ""
         raise ValueError(
             f"expected {width} features per sample, as (N, {width}), ({width},) or "
             f"(N, ...) with {width} values per sample; got an array of shape {array.shape}"
+            f"{single}"
         )
 
 

@@ -48,12 +48,14 @@ def network_path(name: str) -> Path:
 def resolve(path_or_name: str | os.PathLike[str]) -> Source:
     """A weight file path, or a shipped network's name, with its default activations."""
     path = Path(path_or_name)
-    if path.exists():
+    if path.exists() and not path.is_dir():  # a folder named "digits" is not the network
         return Source(path, "sigmoid", "softmax")
     name = os.fspath(path_or_name)
     if name in NETWORKS:
         hidden, output = NETWORKS[name]
         return Source(network_path(name), hidden, output)
+    if path.is_dir():
+        raise WeightsError(f"cannot read weight file {name!r}: it is a directory")
     raise WeightsError(
         f"{name!r} is neither an existing file nor a shipped network "
         f"(shipped: {', '.join(NETWORKS)})"

@@ -101,13 +101,11 @@ def accuracy(
     to compute together with other results.
     """
     predicted = classify(network, images, batch_size=batch_size, threads=threads)
-    truth = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels))
-    if truth.ndim == 2:
-        truth = truth.argmax(axis=1)
+    truth = network.true_labels(
+        labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels))
+    )
     samples = predicted.shape[0]
-    if truth.ndim != 1 or (
-        not math.isnan(truth.shape[0]) and not math.isnan(samples) and truth.shape[0] != samples
-    ):
+    if not math.isnan(truth.shape[0]) and not math.isnan(samples) and truth.shape[0] != samples:
         raise ValueError(
             f"labels must hold one label or one-hot row per sample ({samples}), "
             f"got shape {labels.shape if hasattr(labels, 'shape') else np.shape(labels)}"

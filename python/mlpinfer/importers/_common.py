@@ -16,7 +16,7 @@ import numpy.typing as npt
 from .._errors import WeightsError
 from .._network import Network
 
-__all__ = ["Chain", "UnsupportedModelError", "require", "write_atomically"]
+__all__ = ["Chain", "UnsupportedModelError", "require"]
 
 
 class UnsupportedModelError(WeightsError):
@@ -32,19 +32,6 @@ def require(module: str, extra: str) -> ModuleType:
             f"this needs the optional dependency {module.split('.')[0]!r}: "
             f"pip install 'mlpinfer[{extra}]' (import error: {error})"
         ) from error
-
-
-def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write`` on a temporary file beside ``path``, then move it into place."""
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 class Chain:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .. import _loading
 from .._errors import WeightsError
+from .._files import write_atomically
 from .._network import Network, load
-from ._common import write_atomically
 from ._keras import load_keras, save_keras
 from ._onnx import from_onnx, to_onnx
 from ._torch import load_torch, save_torch
