@@ -15,9 +15,16 @@ import pytest
 from support import SHARED_DATA, shared_file
 
 import mlpinfer
+from mlpinfer import reference
 from mlpinfer._cli import main
 from mlpinfer._png import read_png_gray
 from mlpinfer._shipped import load_digits_sample
+
+
+def reference_labels(network, images):
+    """Labels by the NumPy reference, independent of the engine under test."""
+    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+    return np.argmax(reference.forward(layers, images.reshape(len(images), -1) / 255.0), axis=1)
 
 
 def run(capsys, *argv):
@@ -55,7 +62,7 @@ def write_png(path, image, colour_type=0, filter_type=1):
 def test_evaluate_with_no_arguments_runs_offline_on_the_sample(capsys):
     code, out, _ = run(capsys, "evaluate")
     images, labels = load_digits_sample()
-    expected = mlpinfer.load("digits").accuracy(images, labels)
+    expected = np.mean(reference_labels(mlpinfer.load("digits"), images) == labels)
     assert code == 0
     assert f"accuracy  {expected:.4f}" in out
     assert "confusion matrix" in out and "per-class accuracy" in out and "images/s" in out
@@ -107,7 +114,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
     code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "three.npy"),
                        str(tmp_path / "three.idx.gz"), str(tmp_path / "one.png"))
     results = json.loads(out)
-    expected = mlpinfer.load("digits").classify(chosen)
+    expected = reference_labels(mlpinfer.load("digits"), chosen)
     assert code == 0
     assert [r["label"] for r in results] == [*expected, *expected, expected[1]]
     for result in results:
@@ -172,11 +179,34 @@ def test_bench_runs_and_reports_every_engine_it_has(capsys):
     assert {(r["engine"], r["batch_size"]) for r in report["results"]} == {
         (e, b) for e in ("mlpinfer", "mlpinfer-uint8", "numpy") for b in (1, 64)}
     assert report["mlpinfer_blas"].startswith(("scipy-openblas32", "system"))
+    assert report["skipped_engines"] == {}
     assert "OPENBLAS_CORETYPE" in report["environment"]
     for row in report["results"]:
         assert row["images_per_second"] > 0 and row["vs_numpy"] > 0
     [efficiency] = report["efficiency"]
     assert efficiency["batch_size"] == 64 and 0 < efficiency["fraction_of_sgemm"]
+
+
+def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    scaled = mlpinfer.Network.from_params(
+        {"W1": rng.standard_normal((784, 10)), "b1": rng.standard_normal(10)},
+        output="softmax", input_scale=1 / 255)
+    scaled.save(tmp_path / "scaled.npz")
+    code, out, _ = run(capsys, "bench", "--json", "--weights", str(tmp_path / "scaled.npz"),
+                       "--batch-sizes", "32", "--threads", "1", "--repeats", "1",
+                       "--min-seconds", "0", "--images", "128",
+                       "--engines", "mlpinfer,mlpinfer-uint8,numpy,torch,onnxruntime")
+    report = json.loads(out)
+    assert code == 0
+    assert {e: w for e, w in report["skipped_engines"].items() if w != "not installed"} == {}
+
+
+@pytest.mark.parametrize("option", [["--batch-sizes", "0"], ["--threads", "1,-2"],
+                                    ["--images", "0"]])
+def test_bench_refuses_bad_numbers_in_one_line(capsys, option):
+    code, _, err = run(capsys, "bench", *option)
+    assert code == 2 and "positive integers" in err and "Traceback" not in err
 
 
 def test_python_dash_m_entry_point():

@@ -223,6 +223,15 @@ def test_truncated_npz(tmp_path):
         mlpinfer.load(write(tmp_path / "t.npz", data[: len(data) // 2]))
 
 
+def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path):
+    params = dict(small_params(), W1=np.zeros((4, 40 * 2**20 // 16), np.float32))
+    with open(tmp_path / "bomb.npz", "wb") as stream:
+        np.savez_compressed(stream, **params)
+    assert (tmp_path / "bomb.npz").stat().st_size < 2**20  # 40 MB of zeros in a few KB
+    with pytest.raises(WeightsError, match="'W1.npy' inflates from .* refusing a decompression bomb"):
+        mlpinfer.load(tmp_path / "bomb.npz")
+
+
 def test_npz_with_pickled_member_is_refused(tmp_path):
     params = dict(small_params(), W1=np.array([[1.0, None]] * 4, dtype=object))
     np.savez(tmp_path / "w.npz", **params)

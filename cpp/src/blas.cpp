@@ -35,12 +35,22 @@ void set_threads(int threads) {
 #if defined(MLPINFER_SCIPY_OPENBLAS)
   scipy_openblas_set_num_threads(threads);
 #else
+  // Only in the library that provides our cblas_sgemm: a process-wide lookup could
+  // find, and pin, the OpenBLAS that NumPy loaded. MKL has no such entry point here;
+  // with MKL, set MKL_NUM_THREADS=1 (see README).
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info) == 0 || info.dli_fname == nullptr) {
+    return;
+  }
+  void* library = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  if (library == nullptr) return;
   using set_threads_function = void (*)(int);
   for (const char* symbol : {"openblas_set_num_threads", "bli_thread_set_num_threads"}) {
-    if (auto* set = reinterpret_cast<set_threads_function>(dlsym(RTLD_DEFAULT, symbol))) {
+    if (auto* set = reinterpret_cast<set_threads_function>(dlsym(library, symbol))) {
       set(threads);
     }
   }
+  dlclose(library);
 #endif
 }
 
@@ -70,9 +80,9 @@ std::string describe() {
   return std::string("scipy-openblas32 ") + scipy_openblas_get_config() + " (kernel " +
          scipy_openblas_get_corename() + ")";
 #else
-  using get_text = char* (*)();
-  if (auto* config = reinterpret_cast<get_text>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
-    return std::string("system OpenBLAS ") + config();
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&cblas_sgemm), &info) != 0 && info.dli_fname != nullptr) {
+    return std::string("system BLAS ") + info.dli_fname;
   }
   return "system BLAS";
 #endif

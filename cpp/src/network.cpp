@@ -182,7 +182,9 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   const std::size_t rows = input.rows;
   if (rows == 0) return;
   const ForwardInFlight in_flight;
-  if (threads == 0) threads = default_threads();
+  // More threads than CPUs would only take turns, and each one the pool starts stays.
+  static const unsigned cpus = cpus_available();
+  threads = std::min(threads == 0 ? default_threads() : threads, cpus);
 
   // float32 rows with unit column stride go to the GEMM as they are (lda = row
   // stride); anything else is converted block by block, never as a whole batch.

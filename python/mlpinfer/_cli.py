@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (UserError, MlpinferError, OSError, ValueError, ImportError) as error:
+    except (UserError, MlpinferError, OSError, ValueError, TypeError, ImportError) as error:
         message = getattr(error, "strerror", None) if isinstance(error, OSError) else None
         detail = f"{message}: {error.filename}" if message and error.filename else str(error)
         print(f"mlpinfer: error: {detail}", file=sys.stderr)
@@ -159,7 +159,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     predicted, elapsed = _classify_timed(network, images, args.batch_size, args.threads)
     classes = max(network.n_outputs, int(labels.max()) + 1)
     confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, np.clip(predicted, 0, classes - 1)), 1)
+    classified = predicted >= 0  # -1 marks a NaN output: counted apart, never as class 0
+    np.add.at(confusion, (labels[classified], predicted[classified]), 1)
+    unclassified = int(np.count_nonzero(~classified))
     correct = int(np.count_nonzero(predicted == labels))
     totals = confusion.sum(axis=1)
     per_class = [float(confusion[c, c] / totals[c]) if totals[c] else None for c in range(classes)]
@@ -172,6 +174,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "accuracy": correct / len(images),
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
+        "unclassified": unclassified,
         "images_per_second": len(images) / elapsed if elapsed > 0 else None,
         "batch_size": args.batch_size,
         "threads": args.threads,
@@ -188,6 +191,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"accuracy  {report['accuracy']:.4f} ({correct:,} of {len(images):,})")
     if speed:
         print(f"speed     {speed:,.0f} images/s (batch size {args.batch_size})")
+    if unclassified:
+        print(f"          {unclassified:,} images gave a NaN output and have no label")
     print("\nper-class accuracy")
     print("  " + "  ".join(f"{c}: {a:.3f}" if a is not None else f"{c}: -" for c, a in enumerate(per_class)))
     print("\nconfusion matrix (rows: true label, columns: predicted)")

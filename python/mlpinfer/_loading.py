@@ -281,10 +281,32 @@ def _unpickle(raw: BinaryIO, size: int, path: str | os.PathLike[str]) -> dict[st
     return dict(loaded)
 
 
+# np.savez stores arrays as they are, and savez_compressed shrinks real weights a few
+# times; a member that inflates more than this from a few megabytes up is a zip bomb.
+_MAX_INFLATION = 100
+_INFLATION_CHECKED_FROM = 16 << 20
+
+
+def _refuse_zip_bombs(raw: BinaryIO, path: str | os.PathLike[str]) -> None:
+    with zipfile.ZipFile(raw) as archive:
+        for member in archive.infolist():
+            if (member.file_size > _INFLATION_CHECKED_FROM
+                    and member.file_size > _MAX_INFLATION * max(member.compress_size, 1)):
+                raise WeightsError(
+                    f"{os.fspath(path)}: member {member.filename!r} inflates from "
+                    f"{member.compress_size} to {member.file_size} bytes; refusing a "
+                    "decompression bomb"
+                )
+    raw.seek(0)
+
+
 def _read_npz(raw: BinaryIO, path: str | os.PathLike[str]) -> WeightFile:
     try:
+        _refuse_zip_bombs(raw, path)
         with np.load(raw, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
+    except WeightsError:
+        raise
     except Exception as error:  # noqa: BLE001 - zip, zlib and .npy parsers raise many types
         raise WeightsError(
             f"{os.fspath(path)}: not a readable .npz of plain arrays ({type(error).__name__}: {error})"

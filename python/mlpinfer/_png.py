@@ -43,6 +43,8 @@ def read_png_gray(path: str | os.PathLike[str]) -> np.ndarray:
             raise DataError(f"{name}: corrupt PNG chunk {kind!r} (CRC mismatch)")
         position += 12 + length
         if kind == b"IHDR":
+            if length != 13:
+                raise DataError(f"{name}: corrupt PNG header chunk ({length} bytes, expected 13)")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             compressed += body

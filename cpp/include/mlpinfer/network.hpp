@@ -49,6 +49,7 @@ class Network {
   // `input_scale` multiplies every input element before the first layer (1/255
   // turns uint8 pixels into the textbook's [0, 1]); it costs nothing, being the
   // alpha of the first GEMM. `threads` == 0 means default_threads().
+  // At most as many threads as the CPUs this process may run on are used.
   // Contract: `output` does not alias the input. Safe to call concurrently from
   // several threads on one Network.
   void forward(const InputView& input, float input_scale, float* output,

@@ -60,7 +60,14 @@ def from_onnx(source: str | os.PathLike[str] | Any) -> Network:
             raise WeightsError(
                 f"{os.fspath(source)}: not a readable ONNX model ({type(error).__name__}: {error})"
             ) from None
-    return _Reader(onnx, model).network()
+    try:
+        return _Reader(onnx, model).network()
+    except WeightsError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a hostile graph can break any assumption
+        raise WeightsError(
+            f"not a readable ONNX network ({type(error).__name__}: {error})"
+        ) from None
 
 
 class _Reader:

@@ -115,9 +115,10 @@ def load_torch(
         raise WeightsError(f"expected a state_dict (a dict of tensors), got {type(state).__name__}")
     if architecture is None:
         raise WeightsError(
-            "a bare state_dict does not say which activations follow its Linear layers: pass "
-            f"architecture=[...] (names from {', '.join(ARCHITECTURE_LAYERS)}); its keys are "
-            f"{sorted(state)}"
+            "a bare state_dict does not say which activations follow its Linear layers: read "
+            "it with mlpinfer.importers.load_torch(path, architecture=[...]) or "
+            "`mlpinfer convert --architecture ...` (names from "
+            f"{', '.join(ARCHITECTURE_LAYERS)}); its keys are {sorted(state)}"
         )
     return _from_state_dict(torch, state, list(architecture), input_scale)
 
