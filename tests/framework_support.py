@@ -40,3 +40,13 @@ def assert_not_degenerate(outputs: np.ndarray, labels: np.ndarray, minimum: floa
     """The comparison means something: the network has learned, its argmax is not constant."""
     accuracy = float(np.mean(np.argmax(outputs, axis=1) == labels))
     assert accuracy >= minimum, f"accuracy {accuracy:.4f} < {minimum}: the test network is degenerate"
+
+
+def assert_same_network(actual, expected) -> None:
+    """Same activations, same weights bit for bit, and the same float32 input scale."""
+    assert actual.activations == expected.activations
+    assert (actual.input_scale is None) == (expected.input_scale is None)
+    assert np.float32(actual.input_scale or 0) == np.float32(expected.input_scale or 0)
+    for got, want in zip(actual.layers, expected.layers, strict=True):
+        np.testing.assert_array_equal(got.weights, want.weights)
+        np.testing.assert_array_equal(got.bias, want.bias)

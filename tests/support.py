@@ -50,3 +50,17 @@ def assert_close_to_reference(actual: np.ndarray, expected: np.ndarray, *, rtol:
             f"expected {expected[where]!r}, got {actual[where]!r} "
             f"(error {error[where]:.3g}, allowed {allowed[where]:.3g})"
         )
+
+
+# The file a hostile pickle would create if any of its code ran.
+MARKER = "pwned_marker"
+
+
+class ReduceTo:
+    """Pickles as a call of ``func(*args)``: what a hostile weight file carries."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args

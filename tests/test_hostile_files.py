@@ -25,21 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from support import MARKER, ReduceTo
+
 import mlpinfer
 from mlpinfer import DataError, WeightsError, _loading
 from mlpinfer.datasets import parse_idx, read_idx
 
-MARKER = "pwned_marker"
 # A load that fails on a tiny file must not have built anything big on the way.
 SMALL_PEAK = 8 * 2**20
-
-
-class ReduceTo:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
 
 
 def small_params():

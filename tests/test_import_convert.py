@@ -7,10 +7,10 @@ import pickle
 
 import numpy as np
 import pytest
+from framework_support import assert_same_network
 
 import mlpinfer
 from mlpinfer import WeightsError
-from mlpinfer.importers import read_network
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # see test_import_keras.py
 
@@ -27,15 +27,6 @@ def needs(suffix):
         pytest.importorskip(FRAMEWORK[suffix])
 
 
-def assert_same_network(actual, expected):
-    assert actual.activations == expected.activations
-    assert (actual.input_scale is None) == (expected.input_scale is None)
-    assert np.float32(actual.input_scale or 0) == np.float32(expected.input_scale or 0)
-    for got, want in zip(actual.layers, expected.layers, strict=True):
-        np.testing.assert_array_equal(got.weights, want.weights)
-        np.testing.assert_array_equal(got.bias, want.bias)
-
-
 @pytest.mark.parametrize("suffix", list(FRAMEWORK))
 def test_textbook_network_through_each_format(sample_weight_path, mnist_test, tmp_path, suffix):
     needs(suffix)
@@ -44,7 +35,7 @@ def test_textbook_network_through_each_format(sample_weight_path, mnist_test, tm
     assert_same_network(mlpinfer.convert(sample_weight_path, written), original)
     # Content decides, not the name.
     renamed = written.rename(tmp_path / "renamed.bin")
-    back = read_network(renamed)
+    back = mlpinfer.load(renamed)
     assert_same_network(back, original)
     assert back.accuracy(*mnist_test) == pytest.approx(0.9352)
 
@@ -111,4 +102,4 @@ def test_options_a_self_describing_file_does_not_take_are_refused(sample_weight_
     pytest.importorskip("onnx")
     mlpinfer.convert(sample_weight_path, tmp_path / "net.onnx")
     with pytest.raises(WeightsError, match="do not pass hidden"):
-        read_network(tmp_path / "net.onnx", hidden="relu")
+        mlpinfer.load(tmp_path / "net.onnx", hidden="relu")

@@ -10,6 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from support import MARKER, ReduceTo
+
 import mlpinfer
 from mlpinfer import WeightsError
 
@@ -114,17 +116,6 @@ def test_network_pickles_for_worker_processes():
 
 
 # --------------------------------------------------------------------------- hostile pickles
-
-MARKER = "pwned_marker"
-
-
-class ReduceTo:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
 
 class ReduceWithState:
     """Rebuilds an allowed object, then hands it a state that is itself a call."""

@@ -393,11 +393,13 @@ def load(
     hidden: str | None = None,
     output: str | None = None,
     input_scale: float | None = None,
+    architecture: Sequence[str] | None = None,
 ) -> Network:
     """Load a network from a weight file, or a shipped network by name.
 
-    ONNX, Keras (.keras) and PyTorch (save_torch) files are recognised by their content
-    and read through `mlpinfer.importers` (their frameworks are optional extras).
+    ONNX, Keras (.keras) and PyTorch files are recognised by their content and read
+    through `mlpinfer.importers` (their frameworks are optional extras); a bare PyTorch
+    state_dict needs ``architecture``, its ``nn.Sequential`` layer names.
 
     A ``sample_weight.pkl``-style pickle or ``.npz`` (``W1..Wn``, ``b1..bn``) records no
     activations: hidden layers use ``hidden`` (default sigmoid), the last ``output``
@@ -405,10 +407,17 @@ def load(
     ``hidden``/``output``/``input_scale`` for it is an error.
     """
     source = _shipped.resolve(path)
-    if _loading.sniff_path(source.path) in ("onnx", "keras", "torch"):
-        from .importers import read_network  # their frameworks are optional extras
+    kind = _loading.sniff_path(source.path)
+    if kind in ("onnx", "keras", "torch"):
+        from .importers._convert import read_foreign  # frameworks are optional extras
 
-        return read_network(source.path, hidden=hidden, output=output, input_scale=input_scale)
+        return read_foreign(source.path, kind, architecture=architecture, hidden=hidden,
+                            output=output, input_scale=input_scale)
+    if architecture is not None:
+        raise WeightsError(
+            f"{os.fspath(source.path)} is not a PyTorch file; architecture is only for a "
+            "bare PyTorch state_dict"
+        )
     weight_file = _loading.read_weight_file(source.path)
     if weight_file.activations is not None:
         given = [name for name, v in (("hidden", hidden), ("output", output),

@@ -6,7 +6,7 @@ Every layer, op or option that a dense MLP cannot express is refused with an
 """
 
 from ._common import UnsupportedModelError
-from ._convert import WRITERS, convert, read_network, write_network
+from ._convert import WRITERS, convert, write_network
 from ._keras import from_keras, load_keras, save_keras, to_keras
 from ._onnx import from_onnx, to_onnx
 from ._sklearn import from_sklearn
@@ -23,7 +23,6 @@ __all__ = [
     "from_torch",
     "load_keras",
     "load_torch",
-    "read_network",
     "save_keras",
     "save_torch",
     "to_keras",

@@ -7,7 +7,6 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import _loading
 from .._errors import WeightsError
 from .._files import write_atomically
 from .._network import Network, load
@@ -15,7 +14,7 @@ from ._keras import load_keras, save_keras
 from ._onnx import from_onnx, to_onnx
 from ._torch import load_torch, save_torch
 
-__all__ = ["WRITERS", "convert", "read_network", "write_network"]
+__all__ = ["WRITERS", "convert", "read_foreign", "write_network"]
 
 # File name suffix of the destination -> format written.
 WRITERS = {
@@ -28,27 +27,20 @@ WRITERS = {
 }
 
 
-def read_network(
-    source: str | os.PathLike[str],
+def read_foreign(
+    path: Path,
+    kind: str,
     *,
     architecture: Sequence[str] | None = None,
     hidden: str | None = None,
     output: str | None = None,
     input_scale: float | None = None,
 ) -> Network:
-    """Any network file, recognised by its content (or a shipped network's name).
+    """A network from an ONNX, Keras or PyTorch file (``kind`` as `sniff_format` says).
 
-    ``architecture`` is for a bare PyTorch state_dict; ``hidden``, ``output`` and
-    ``input_scale`` for a weight file that records no activations (see `mlpinfer.load`).
+    These record their activations; only a bare PyTorch state_dict takes
+    ``architecture`` (and an ``input_scale``).
     """
-    path = Path(source)
-    kind = "unknown"
-    if path.is_file():
-        with open(path, "rb") as stream:
-            kind = _loading.sniff_format(stream)
-    if kind not in ("onnx", "keras", "torch"):
-        return load(source, hidden=hidden, output=output, input_scale=input_scale)
-    # Only a bare PyTorch state_dict lacks something (its architecture, maybe a scale).
     allowed = {"architecture", "input_scale"} if kind == "torch" else set()
     given = [name for name, value in (("architecture", architecture), ("hidden", hidden),
                                       ("output", output), ("input_scale", input_scale))
@@ -94,9 +86,9 @@ def convert(
     input_scale: float | None = None,
 ) -> Network:
     """Read ``source`` by its content, write it in the format named by ``destination``'s
-    suffix (`WRITERS`), and return the network. Options as in `read_network`."""
-    network = read_network(source, architecture=architecture, hidden=hidden, output=output,
-                           input_scale=input_scale)
+    suffix (`WRITERS`), and return the network. Options as in `mlpinfer.load`."""
+    network = load(source, architecture=architecture, hidden=hidden, output=output,
+                   input_scale=input_scale)
     write_network(network, destination)
     return network
 
