@@ -1,0 +1,161 @@
+// The core on its own, without Python: every fast path against a naive double-precision
+// forward pass at awkward sizes (STYLE.md: kernels tested against a naive reference).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mlpinfer/network.hpp"
+
+namespace {
+
+int failures = 0;
+
+void check(bool condition, const std::string& what) {
+  if (!condition) {
+    ++failures;
+    std::printf("FAILED: %s\n", what.c_str());
+  }
+}
+
+using mlpinfer::Activation;
+
+double activate(Activation activation, double x) {
+  switch (activation) {
+    case Activation::identity: return x;
+    case Activation::sigmoid: return 1.0 / (1.0 + std::exp(-x));
+    case Activation::relu: return x < 0.0 ? 0.0 : x;
+    case Activation::tanh: return std::tanh(x);
+    case Activation::softmax: return x;  // applied per row below
+  }
+  return x;
+}
+
+std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layers,
+                                  const std::vector<float>& x, std::size_t rows, double scale) {
+  std::vector<double> a(x.begin(), x.end());
+  for (double& v : a) v *= scale;
+  for (const auto& layer : layers) {
+    std::vector<double> z(rows * layer.outputs);
+    for (std::size_t r = 0; r < rows; ++r) {
+      for (std::size_t j = 0; j < layer.outputs; ++j) {
+        double sum = layer.bias[j];
+        for (std::size_t i = 0; i < layer.inputs; ++i) {
+          sum += a[r * layer.inputs + i] * layer.weights[i * layer.outputs + j];
+        }
+        z[r * layer.outputs + j] = activate(layer.activation, sum);
+      }
+      if (layer.activation == Activation::softmax) {
+        double top = -INFINITY;
+        for (std::size_t j = 0; j < layer.outputs; ++j) top = std::fmax(top, z[r * layer.outputs + j]);
+        double total = 0.0;
+        for (std::size_t j = 0; j < layer.outputs; ++j) {
+          total += z[r * layer.outputs + j] = std::exp(z[r * layer.outputs + j] - top);
+        }
+        for (std::size_t j = 0; j < layer.outputs; ++j) z[r * layer.outputs + j] /= total;
+      }
+    }
+    a = std::move(z);
+  }
+  return a;
+}
+
+std::vector<mlpinfer::DenseLayer> random_layers(const std::vector<std::size_t>& widths,
+                                                Activation hidden, Activation output,
+                                                std::mt19937& rng) {
+  std::vector<mlpinfer::DenseLayer> layers;
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+    mlpinfer::DenseLayer layer;
+    layer.inputs = widths[l];
+    layer.outputs = widths[l + 1];
+    std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(static_cast<float>(widths[l])));
+    for (std::size_t k = 0; k < layer.inputs * layer.outputs; ++k) layer.weights.push_back(normal(rng));
+    for (std::size_t k = 0; k < layer.outputs; ++k) layer.bias.push_back(normal(rng));
+    layer.activation = l + 2 == widths.size() ? output : hidden;
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+void test_against_naive_reference() {
+  std::mt19937 rng(7);
+  const Activation hidden[] = {Activation::identity, Activation::sigmoid, Activation::relu,
+                               Activation::tanh};
+  for (std::size_t width : {1, 50, 513}) {
+    for (std::size_t rows : {1, 7, 40, 300}) {
+      for (Activation h : hidden) {
+        for (Activation out : {Activation::softmax, Activation::tanh}) {
+          auto layers = random_layers({width, 37, 130, 5}, h, out, rng);
+          const mlpinfer::Network network(layers);
+          std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+          std::vector<float> x(rows * width);
+          for (float& v : x) v = uniform(rng);
+          std::vector<float> y(rows * 5);
+          const mlpinfer::InputView view{x.data(), mlpinfer::ElementType::float32, rows, width,
+                                         static_cast<std::ptrdiff_t>(width * sizeof(float)),
+                                         sizeof(float)};
+          network.forward(view, 0.5f, y.data(), 2);
+          const auto expected = naive_forward(layers, x, rows, 0.5);
+          double worst = 0.0;
+          for (std::size_t k = 0; k < y.size(); ++k) worst = std::fmax(worst, std::fabs(y[k] - expected[k]));
+          check(worst <= 1e-5, "width " + std::to_string(width) + ", rows " + std::to_string(rows) +
+                                   ": max error " + std::to_string(worst));
+        }
+      }
+    }
+  }
+}
+
+void test_uint8_rows_read_in_place() {
+  std::mt19937 rng(3);
+  auto layers = random_layers({784, 50, 100, 10}, Activation::sigmoid, Activation::softmax, rng);
+  const mlpinfer::Network network(layers);
+  const std::size_t rows = 33;
+  std::vector<std::uint8_t> pixels(rows * 784);
+  std::vector<float> as_float(rows * 784);
+  for (std::size_t k = 0; k < pixels.size(); ++k) as_float[k] = pixels[k] = static_cast<std::uint8_t>(rng());
+  std::vector<float> from_pixels(rows * 10), from_floats(rows * 10);
+  network.forward({pixels.data(), mlpinfer::ElementType::uint8, rows, 784, 784, 1}, 1.0f / 255,
+                  from_pixels.data(), 1);
+  network.forward({as_float.data(), mlpinfer::ElementType::float32, rows, 784, 784 * 4, 4},
+                  1.0f / 255, from_floats.data(), 1);
+  check(from_pixels == from_floats, "uint8 pixels and the same values as floats differ");
+}
+
+void test_contract_errors() {
+  std::mt19937 rng(1);
+  auto layers = random_layers({4, 3, 2}, Activation::relu, Activation::softmax, rng);
+  auto bad = layers;
+  bad[1].inputs = 5;
+  bad[1].weights.resize(10);
+  bool thrown = false;
+  try {
+    mlpinfer::Network{bad};
+  } catch (const std::invalid_argument& error) {
+    thrown = std::string(error.what()) == "layer 2: W has 5 rows, previous layer has 3 outputs";
+  }
+  check(thrown, "a broken shape chain is refused with expected and actual sizes");
+  const mlpinfer::Network network(layers);
+  std::vector<float> x(6), y(4);
+  thrown = false;
+  try {
+    network.forward({x.data(), mlpinfer::ElementType::float32, 2, 3, 12, 4}, 1.0f, y.data(), 1);
+  } catch (const std::invalid_argument&) {
+    thrown = true;
+  }
+  check(thrown, "a wrong input width is refused");
+}
+
+}  // namespace
+
+int main() {
+  test_against_naive_reference();
+  test_uint8_rows_read_in_place();
+  test_contract_errors();
+  std::printf("%s\n", failures == 0 ? "all core tests passed" : "core tests FAILED");
+  return failures == 0 ? 0 : 1;
+}
