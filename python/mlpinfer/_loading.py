@@ -125,6 +125,21 @@ class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def persistent_load(self, pid: Any) -> Any:
         raise WeightsError("refusing a pickle with persistent IDs: weight pickles have none")
 
+    def __init__(self, file: Any, size: int) -> None:
+        super().__init__(file)
+        self._size = size
+
+    def _load_bytearray8(self) -> None:
+        # The stock handler allocates the declared size before reading a byte of it.
+        (length,) = struct.unpack("<Q", self.read(8))
+        if length > self._size:
+            raise WeightsError(
+                f"truncated file: a bytearray of {length} bytes in a file of {self._size}"
+            )
+        self.append(bytearray(self.read(length)))
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+
     def _load_frame(self) -> None:
         (size,) = struct.unpack("<Q", self.read(8))
         if size > _MAX_FRAME:
@@ -258,7 +273,7 @@ def sniff_format(stream: BinaryIO) -> str:
 def _unpickle(raw: BinaryIO, size: int, path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     name = os.fspath(path)
     try:
-        loaded = _ArrayOnlyUnpickler(_BoundedReader(raw, size)).load()
+        loaded = _ArrayOnlyUnpickler(_BoundedReader(raw, size), size).load()
     except WeightsError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure to parse a hostile file is ours
