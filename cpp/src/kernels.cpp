@@ -147,33 +147,39 @@ MLPINFER_INLINE void add_bias(float* row, std::size_t width, const float* bias) 
   for (std::size_t c = 0; c < width; ++c) row[c] += bias[c];
 }
 
+MLPINFER_INLINE void add_bias_rows(float* tile, std::size_t rows, std::size_t width,
+                                   const float* bias) {
+  for (std::size_t r = 0; r < rows; ++r) add_bias(tile + r * width, width, bias);
+}
+
+// The element-wise activations run over the whole tile as one flat array: no per-row
+// tail, one dispatched call per tile.
 MLPINFER_DISPATCH
-void bias_identity(float* row, std::size_t width, const float* bias) {
-  add_bias(row, width, bias);
+void identity_tile(float* tile, std::size_t rows, std::size_t width, const float* bias) {
+  add_bias_rows(tile, rows, width, bias);
 }
 
 MLPINFER_DISPATCH
-void bias_relu(float* row, std::size_t width, const float* bias) {
-  for (std::size_t c = 0; c < width; ++c) {
-    const float v = row[c] + bias[c];
-    row[c] = v < 0.0f ? 0.0f : v;  // NaN fails the test and passes through, as in NumPy
+void relu_tile(float* tile, std::size_t rows, std::size_t width, const float* bias) {
+  add_bias_rows(tile, rows, width, bias);
+  for (std::size_t i = 0; i < rows * width; ++i) {
+    tile[i] = tile[i] < 0.0f ? 0.0f : tile[i];  // NaN fails the test and passes through, as in NumPy
   }
 }
 
 MLPINFER_DISPATCH
-void bias_sigmoid(float* row, std::size_t width, const float* bias) {
-  add_bias(row, width, bias);
-  map_row(row, width, Sigmoid{});
+void sigmoid_tile(float* tile, std::size_t rows, std::size_t width, const float* bias) {
+  add_bias_rows(tile, rows, width, bias);
+  map_row(tile, rows * width, Sigmoid{});
 }
 
 MLPINFER_DISPATCH
-void bias_tanh(float* row, std::size_t width, const float* bias) {
-  add_bias(row, width, bias);
-  map_row(row, width, Tanh{});
+void tanh_tile(float* tile, std::size_t rows, std::size_t width, const float* bias) {
+  add_bias_rows(tile, rows, width, bias);
+  map_row(tile, rows * width, Tanh{});
 }
 
-MLPINFER_DISPATCH
-void bias_softmax(float* row, std::size_t width, const float* bias) {
+MLPINFER_INLINE void softmax_row(float* row, std::size_t width, const float* bias) {
   float row_max = -std::numeric_limits<float>::infinity();
   for (std::size_t c = 0; c < width; ++c) {
     row[c] += bias[c];
@@ -184,6 +190,11 @@ void bias_softmax(float* row, std::size_t width, const float* bias) {
   for (std::size_t c = 0; c < width; ++c) sum += row[c];
   const float inverse = 1.0f / sum;
   for (std::size_t c = 0; c < width; ++c) row[c] *= inverse;
+}
+
+MLPINFER_DISPATCH
+void softmax_tile(float* tile, std::size_t rows, std::size_t width, const float* bias) {
+  for (std::size_t r = 0; r < rows; ++r) softmax_row(tile + r * width, width, bias);
 }
 
 // Rows x (16 * Vectors) of C: the accumulators stay in registers for the whole k loop,
@@ -279,15 +290,13 @@ void gather_uint8(const InputView& src, std::size_t first_row, std::size_t rows,
 
 void bias_activation(float* tile, std::size_t rows, std::size_t width, const float* bias,
                      Activation activation) {
-  void (*per_row)(float*, std::size_t, const float*) = nullptr;
   switch (activation) {
-    case Activation::identity: per_row = bias_identity; break;
-    case Activation::sigmoid: per_row = bias_sigmoid; break;
-    case Activation::relu: per_row = bias_relu; break;
-    case Activation::tanh: per_row = bias_tanh; break;
-    case Activation::softmax: per_row = bias_softmax; break;
+    case Activation::identity: identity_tile(tile, rows, width, bias); break;
+    case Activation::sigmoid: sigmoid_tile(tile, rows, width, bias); break;
+    case Activation::relu: relu_tile(tile, rows, width, bias); break;
+    case Activation::tanh: tanh_tile(tile, rows, width, bias); break;
+    case Activation::softmax: softmax_tile(tile, rows, width, bias); break;
   }
-  for (std::size_t r = 0; r < rows; ++r) per_row(tile + r * width, width, bias);
 }
 
 void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
