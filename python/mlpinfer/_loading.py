@@ -103,6 +103,34 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+def _is_plain_dtype_state(state: Any) -> bool:
+    """``(3, byte order, None, None, None, -1, -1, flags)``: a dtype without fields."""
+    return (
+        type(state) is tuple
+        and len(state) == 8
+        and state[0] == 3
+        and state[1] in ("<", ">", "|", "=")
+        and state[2:5] == (None, None, None)
+        and state[5:7] == (-1, -1)
+        and type(state[7]) is int
+        and 0 <= state[7] < 256
+    )
+
+
+def _is_array_state(state: Any) -> bool:
+    """``(1, shape, dtype, fortran_order, data)``, as ndarray.__reduce__ writes it."""
+    return (
+        type(state) is tuple
+        and len(state) == 5
+        and state[0] == 1
+        and type(state[1]) is tuple
+        and all(type(d) is int and d >= 0 for d in state[1])
+        and isinstance(state[2], np.dtype)
+        and type(state[3]) is bool
+        and isinstance(state[4], (bytes, bytearray, list))
+    )
+
+
 class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """Resolves only the globals that rebuilding NumPy arrays needs.
 
@@ -139,6 +167,24 @@ class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.append(bytearray(self.read(length)))
 
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+
+    def _load_build(self) -> None:
+        # NumPy's own __setstate__ trusts its input (a 6-tuple given to dtype's crashes the
+        # interpreter, a fuzz finding): only the shapes of state that NumPy itself writes
+        # reach it.
+        state = self.stack.pop()
+        target = self.stack[-1]
+        if isinstance(target, np.dtype) and _is_plain_dtype_state(state):
+            target.__setstate__(state)
+        elif type(target) is np.ndarray and _is_array_state(state):
+            target.__setstate__(state)
+        else:
+            raise WeightsError(
+                f"refusing to set the state of a {type(target).__name__} from "
+                f"{type(state).__name__} {str(state)[:60]}: not how NumPy pickles arrays"
+            )
+
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def _load_frame(self) -> None:
         (size,) = struct.unpack("<Q", self.read(8))
