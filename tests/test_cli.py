@@ -202,6 +202,15 @@ def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
     assert {e: w for e, w in report["skipped_engines"].items() if w != "not installed"} == {}
 
 
+def test_bench_draws_its_chart(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, out, _ = run(capsys, "bench", "--batch-sizes", "1,16", "--threads", "1", "--repeats",
+                       "1", "--min-seconds", "0", "--images", "64", "--engines",
+                       "mlpinfer,numpy", "--chart", str(tmp_path / "chart.png"))
+    assert code == 0 and "images/s" in out
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.parametrize("option", [["--batch-sizes", "0"], ["--threads", "1,-2"],
                                     ["--images", "0"]])
 def test_bench_refuses_bad_numbers_in_one_line(capsys, option):
