@@ -153,8 +153,10 @@ def load_keras(path: str | os.PathLike[str]) -> Network:
                 model = keras.saving.load_model(named, compile=False, safe_mode=True)
     except OSError as error:
         raise WeightsError(f"cannot read {os.fspath(path)!r}: {error}") from None
-    except (ValueError, TypeError, KeyError) as error:
-        raise WeightsError(f"{os.fspath(path)}: Keras could not load it ({error})") from None
+    except Exception as error:  # noqa: BLE001 - Keras, zipfile and h5py raise many types
+        raise WeightsError(
+            f"{os.fspath(path)}: Keras could not load it ({type(error).__name__}: {error})"
+        ) from None
     return from_keras(model)
 
 

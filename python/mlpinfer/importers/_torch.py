@@ -135,8 +135,10 @@ def _read(torch: Any, path: str | os.PathLike[str]) -> Any:
             "needs code to load: save model.state_dict() instead "
             f"({str(error).splitlines()[0]})"
         ) from None
-    except (RuntimeError, EOFError, ValueError) as error:
-        raise WeightsError(f"{os.fspath(path)}: not a readable PyTorch file ({error})") from None
+    except Exception as error:  # noqa: BLE001 - zip, pickle and storage errors of any type
+        raise WeightsError(
+            f"{os.fspath(path)}: not a readable PyTorch file ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _from_state_dict(torch: Any, state: Mapping[str, Any], architecture: list[Any],
