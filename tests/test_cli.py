@@ -183,6 +183,8 @@ def test_bench_runs_and_reports_every_engine_it_has(capsys):
     assert "OPENBLAS_CORETYPE" in report["environment"]
     for row in report["results"]:
         assert row["images_per_second"] > 0 and row["vs_numpy"] > 0
+    [contention] = report["beside_busy_numpy"]
+    assert contention["images_per_second_beside_numpy"] > 0
     [efficiency] = report["efficiency"]
     assert efficiency["batch_size"] == 64 and 0 < efficiency["fraction_of_sgemm"]
 

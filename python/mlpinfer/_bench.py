@@ -270,16 +270,52 @@ def run(args: argparse.Namespace) -> int:
          "fraction_of_sgemm": m.images_per_second * flops_per_image / ceiling[m.threads]}
         for m in results if m.engine == "mlpinfer" and m.batch_size == max(batch_sizes)
     ]
+    contention = _beside_busy_numpy(network, floats, thread_counts, args.min_seconds)
     if args.chart:
         _chart(Path(args.chart), results)
     report = {"source": source, "images": len(pixels), **environment,
               "skipped_engines": skipped, "results": [asdict(m) for m in results],
-              "efficiency": efficiency}
+              "efficiency": efficiency, "beside_busy_numpy": contention}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_report(report, results)
     return 0
+
+
+def _beside_busy_numpy(network: Network, floats: np.ndarray, thread_counts: list[int],
+                       min_seconds: float) -> list[dict[str, Any]]:
+    """mlpinfer's throughput on the whole set while another thread keeps NumPy's BLAS busy
+    with 1024^3 products on all its threads: whether our threads fight NumPy's."""
+    import threading
+
+    square = np.ones((1024, 1024), np.float32)
+    stop = threading.Event()
+    products = [0]
+
+    def busy() -> None:
+        while not stop.is_set():
+            square @ square
+            products[0] += 1
+
+    rows = []
+    for threads in thread_counts:
+        alone, _ = _time_runs(lambda b, t=threads: network.predict(b, threads=t), floats,
+                              len(floats), 3, min_seconds)
+        worker = threading.Thread(target=busy, daemon=True)
+        products[0] = 0
+        worker.start()
+        began = time.perf_counter()
+        beside, _ = _time_runs(lambda b, t=threads: network.predict(b, threads=t), floats,
+                               len(floats), 3, min_seconds)
+        elapsed = time.perf_counter() - began
+        stop.set()
+        worker.join()
+        stop.clear()
+        rows.append({"threads": threads, "images_per_second_alone": len(floats) / alone,
+                     "images_per_second_beside_numpy": len(floats) / beside,
+                     "numpy_products_per_second": products[0] / elapsed})
+    return rows
 
 
 def _positive_list(text: str, option: str) -> list[int]:
@@ -330,6 +366,11 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
         print(f"{m.engine:<15}{m.threads:>8}{m.batch_size:>8}{m.images_per_second:>14,.0f}"
               f"{m.latency_us:>11.1f}{numpy_ratio:>10}{other:>22}")
     print()
+    for row in report["beside_busy_numpy"]:
+        print(f"contention  {row['threads']} threads, whole set: "
+              f"{row['images_per_second_alone']:,.0f} images/s alone, "
+              f"{row['images_per_second_beside_numpy']:,.0f} while NumPy multiplies "
+              f"({row['numpy_products_per_second']:.1f} 1024^3 products/s)")
     for row in report["efficiency"]:
         print(f"efficiency  {row['threads']} threads, batch {row['batch_size']}: "
               f"{row['gflops']:.0f} GFLOP/s = {row['fraction_of_sgemm']:.0%} of the "
