@@ -4,6 +4,10 @@
 #
 #   scripts/sanitize.sh [pytest arguments...]
 #
+# Without arguments: the whole suite (tests/, from pyproject's testpaths), then the one
+# resident-memory test again without ASan's fake stacks (see below). Arguments go to the
+# first pytest run only.
+#
 # The build goes to its own venv and CMake directory under build/sanitize/, so the
 # developer's (editable) install is neither used nor touched. The venv sees the calling
 # environment's packages (numpy, pytest, torch, onnx... at the same versions), and only
@@ -76,8 +80,22 @@ if "/build/sanitize/venv/" not in core.__file__:
 print(f"sanitizer build: {core.__file__}")
 EOF
 
+# One test measures resident memory per predict call, and ASan's fake stacks
+# (detect_stack_use_after_return) grow it by about 87 KB a call (487 KB against a 465 KB
+# limit): it runs on its own, without fake stacks, after the rest.
+rss_test=tests/test_resources.py::test_a_million_images_in_chunks_stay_within_64_mb_beyond_input_and_output
+# -p no:hypothesispytest: when a @given test failed here, the plugin's patch writer
+# imported libcst, whose DeprecationWarning became an error and ended the whole session
+# with INTERNALERROR (no summary, remaining tests not run). Without the plugin the test
+# still runs and a failure still prints its falsifying example.
 status=0
-LD_PRELOAD="$preload" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" || status=$?
+LD_PRELOAD="$preload" "$venv/bin/python" -m pytest -q -p no:cacheprovider -p no:hypothesispytest \
+  --deselect "$rss_test" "$@" || status=$?
+if [[ $# -eq 0 ]]; then
+  ASAN_OPTIONS="$ASAN_OPTIONS:detect_stack_use_after_return=0" LD_PRELOAD="$preload" \
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -p no:hypothesispytest "$rss_test" \
+    || status=$?
+fi
 
 # Subprocesses started by the tests inherit the options and write their own reports.
 if compgen -G "$reports/*" > /dev/null; then
