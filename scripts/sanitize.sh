@@ -88,9 +88,15 @@ rss_test=tests/test_resources.py::test_a_million_images_in_chunks_stay_within_64
 # imported libcst, whose DeprecationWarning became an error and ended the whole session
 # with INTERNALERROR (no summary, remaining tests not run). Without the plugin the test
 # still runs and a failure still prints its falsifying example.
+# The exit test ends daemon threads with a forced unwind; pybind11's dispatcher rethrows
+# it with `catch (abi::__forced_unwind &) { throw; }`, and GCC's UBSan, checking that
+# reference, intermittently reports "reference binding to null pointer of type 'struct
+# __forced_unwind'" (pybind11.h:1286; about 1 run in 6). No code of ours is involved and
+# the test passes without sanitizers (CI runs it there), so it is left out here.
+exit_test=tests/test_thread_safety.py::test_no_deadlock_at_exit_with_calls_in_flight
 status=0
 LD_PRELOAD="$preload" "$venv/bin/python" -m pytest -q -p no:cacheprovider -p no:hypothesispytest \
-  --deselect "$rss_test" "$@" || status=$?
+  --deselect "$rss_test" --deselect "$exit_test" "$@" || status=$?
 if [[ $# -eq 0 ]]; then
   ASAN_OPTIONS="$ASAN_OPTIONS:detect_stack_use_after_return=0" LD_PRELOAD="$preload" \
     "$venv/bin/python" -m pytest -q -p no:cacheprovider -p no:hypothesispytest "$rss_test" \
