@@ -34,3 +34,24 @@ def is_known(error: BaseException) -> bool:
         _seen.add(found)
         print(f"known finding stepped over: {found}", file=sys.stderr)
     return True
+
+
+def load_and_run(path: str, rows: int) -> None:
+    """Load ``path`` as a user would; WeightsError is the expected refusal, and a file that
+    loads must give a network that runs."""
+    import numpy as np
+
+    import mlpinfer
+
+    try:
+        network = mlpinfer.load(path)
+    except mlpinfer.WeightsError:
+        return
+    except Exception as error:
+        if is_known(error):
+            return
+        raise
+    x = np.linspace(-1.0, 1.0, rows * network.n_inputs, dtype=np.float32).reshape(rows, -1)
+    out = network.predict(x)
+    assert out.shape == (rows, network.n_outputs), out.shape
+    assert out.dtype == np.float32

@@ -22,3 +22,11 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
     shared_file("mnist", "t10k-images-idx3-ubyte.gz")
     return load_mnist("test", data_dir=SHARED_DATA / "mnist", download=False)
 
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_test) -> tuple[np.ndarray, np.ndarray]:
+    """The test images as the frameworks see them: (10000, 784) float32 x/255, and labels."""
+    from framework_support import mnist_floats
+
+    return mnist_floats(mnist_test)

@@ -98,7 +98,7 @@ def write_split(
     directory.mkdir(parents=True, exist_ok=True)
     images, labels = make_split(n, seed)
     names = TEST_FILES if split == "test" else TRAIN_FILES
-    for name, array in zip(names, (images, labels)):
+    for name, array in zip(names, (images, labels), strict=True):
         data = idx_bytes(array)
         if compress:
             (directory / name).write_bytes(gz(data))
@@ -222,7 +222,7 @@ def serve_split(
     """Serve a synthetic test split and make the checksum table expect exactly it."""
     images, labels = make_split(n, seed=42)
     table = dict(datasets.CHECKSUMS[dataset])
-    for name, array in zip(TEST_FILES, (images, labels)):
+    for name, array in zip(TEST_FILES, (images, labels), strict=True):
         raw = idx_bytes(array)
         body = gz(raw)
         mirror.serve(prefix + name, body)

@@ -17,7 +17,7 @@ HIDDEN = ["identity", "sigmoid", "relu", "tanh"]
 
 def random_network(rng, widths, hidden, output, input_scale=None):
     params = {}
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
         # 1/sqrt(fan-in) keeps activations near 1 at any depth, so that float32
         # rounding is judged against outputs of a sensible size.
         params[f"W{i}"] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
@@ -208,7 +208,7 @@ def test_property_any_network_any_input_matches_reference(case):
     widths, activations, batch, dtype, layout, seed = case
     rng = np.random.default_rng(seed)
     params = {}
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
         params[f"W{i}"] = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
         params[f"b{i}"] = rng.standard_normal(n_out).astype(np.float32)
     network = mlpinfer.Network.from_params(params, activations=activations)

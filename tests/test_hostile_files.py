@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from support import MARKER, ReduceTo
 
 import mlpinfer

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers, mnist_floats
+from framework_support import assert_not_degenerate, assert_same_answers
 
 from mlpinfer import WeightsError
 from mlpinfer.importers import UnsupportedModelError, from_keras, load_keras, save_keras, to_keras
@@ -27,11 +27,6 @@ TRAIN = 3000  # images of the test set used for a brief fit: enough for a meanin
 
 def run(model, x):
     return np.asarray(model.predict(x, batch_size=1000, verbose=0))
-
-
-@pytest.fixture(scope="module")
-def mnist(mnist_test):
-    return mnist_floats(mnist_test)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers, mnist_floats
+from framework_support import assert_not_degenerate, assert_same_answers
 
 import mlpinfer
 from mlpinfer import WeightsError
@@ -36,11 +36,6 @@ def textbook(sample_weight_path):
     """The textbook's trained 784-50-100-10 sigmoid/softmax network, as float32 arrays."""
     params = mlpinfer.load(sample_weight_path).params()
     return [(np.array(params[f"W{i}"]), np.array(params[f"b{i}"])) for i in (1, 2, 3)]
-
-
-@pytest.fixture(scope="module")
-def mnist(mnist_test):
-    return mnist_floats(mnist_test)
 
 
 def gemm_variant(textbook, variant):

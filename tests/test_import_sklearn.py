@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers, mnist_floats
+from framework_support import assert_not_degenerate, assert_same_answers
 
 from mlpinfer.importers import UnsupportedModelError, from_sklearn
 
@@ -21,11 +21,6 @@ def fit(model, x, y):
         # A few epochs on purpose: the comparison needs a trained net, not a converged one.
         warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
         return model.fit(x, y)
-
-
-@pytest.fixture(scope="module")
-def mnist(mnist_test):
-    return mnist_floats(mnist_test)
 
 
 @pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])

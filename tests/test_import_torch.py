@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers, mnist_floats
+from framework_support import assert_not_degenerate, assert_same_answers
 
 from mlpinfer import WeightsError
 from mlpinfer.importers import (
@@ -24,11 +24,6 @@ TRAIN = 3000  # images of the test set used for a brief fit: enough for a meanin
 def run(model, x):
     with torch.no_grad():
         return model.eval()(torch.from_numpy(x)).numpy()
-
-
-@pytest.fixture(scope="module")
-def mnist(mnist_test):
-    return mnist_floats(mnist_test)
 
 
 @pytest.fixture(scope="module")

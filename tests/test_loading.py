@@ -9,7 +9,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from support import MARKER, ReduceTo
 
 import mlpinfer
@@ -79,7 +78,7 @@ def test_native_format_round_trips_bit_exactly(tmp_path):
     loaded = mlpinfer.load(tmp_path / "net.npz")
     assert loaded.activations == ("tanh", "softmax")
     assert loaded.input_scale == 0.25
-    for mine, theirs in zip(network.layers, loaded.layers):
+    for mine, theirs in zip(network.layers, loaded.layers, strict=True):
         assert mine.weights.tobytes() == theirs.weights.tobytes()
         assert mine.bias.tobytes() == theirs.bias.tobytes()
     x = np.random.default_rng(1).integers(0, 256, (9, 4), dtype=np.uint8)

@@ -392,7 +392,7 @@ def _chart(path: Path, results: list[Measurement]) -> None:
             points = [(m.batch_size, m.images_per_second) for m in results
                       if m.engine == engine and m.threads == threads]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 axis.plot(xs, ys, marker="o", label=f"{engine} ({threads} threads)")
     axis.set_xscale("log")
     axis.set_yscale("log")

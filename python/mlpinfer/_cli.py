@@ -222,7 +222,7 @@ def _draw_errors(path: Path, images: np.ndarray, labels: np.ndarray, predicted: 
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
-    for axis, index in zip(axes.flat, wrong):
+    for axis, index in zip(axes.flat, wrong, strict=False):
         axis.imshow(images[index].reshape(28, 28), cmap="gray_r")
         axis.set_title(f"{predicted[index]} (true {labels[index]})", fontsize=7)
     figure.suptitle(f"{len(wrong)} misclassified images: predicted (true)", fontsize=9)
@@ -264,7 +264,7 @@ def _predict(args: argparse.Namespace) -> int:
         images = _read_images(path, network.n_inputs)
         probabilities = np.atleast_2d(network.predict(images))
         labels = network.classify(images)
-        for index, (row, label) in enumerate(zip(probabilities, np.atleast_1d(labels))):
+        for index, (row, label) in enumerate(zip(probabilities, np.atleast_1d(labels), strict=True)):
             top = np.argsort(row)[::-1][:3]
             results.append({
                 "input": name if len(images) == 1 else f"{name}[{index}]",

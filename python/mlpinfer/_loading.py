@@ -174,9 +174,7 @@ class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         # reach it.
         state = self.stack.pop()
         target = self.stack[-1]
-        if isinstance(target, np.dtype) and _is_plain_dtype_state(state):
-            target.__setstate__(state)
-        elif type(target) is np.ndarray and _is_array_state(state):
+        if isinstance(target, np.dtype) and _is_plain_dtype_state(state) or type(target) is np.ndarray and _is_array_state(state):
             target.__setstate__(state)
         else:
             raise WeightsError(

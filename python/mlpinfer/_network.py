@@ -184,7 +184,7 @@ class Network:
             raise WeightsError(
                 f"got {len(activations)} activations for a network of {len(pairs)} layers"
             )
-        layers = [Layer(w, b, activation) for (w, b), activation in zip(pairs, activations)]
+        layers = [Layer(w, b, activation) for (w, b), activation in zip(pairs, activations, strict=True)]
         return cls(layers, input_scale=input_scale)
 
     @property

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt

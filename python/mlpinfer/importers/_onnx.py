@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import WeightsError
-from .._network import Network
 from .._files import write_atomically
+from .._network import Network
 from ._common import Chain, UnsupportedModelError, require
 
 __all__ = ["from_onnx", "to_onnx"]

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import WeightsError
-from .._network import Network
 from .._files import write_atomically
+from .._network import Network
 from ._common import Chain, UnsupportedModelError, require
 
 __all__ = ["ARCHITECTURE_LAYERS", "from_torch", "load_torch", "save_torch", "to_torch"]
