@@ -2,7 +2,10 @@
 
 from ._errors import DataError, MlpinferError, WeightsError
 from ._network import Layer, Network, get_num_threads, load, set_num_threads
+from ._network import _core as _engine  # _network explains a failed import of it
 from .importers import convert
+
+__version__: str = _engine.__version__
 
 __all__ = [
     "DataError",
@@ -10,6 +13,7 @@ __all__ = [
     "MlpinferError",
     "Network",
     "WeightsError",
+    "__version__",
     "convert",
     "get_num_threads",
     "load",
