@@ -55,3 +55,15 @@ def load_and_run(path: str, rows: int) -> None:
     out = network.predict(x)
     assert out.shape == (rows, network.n_outputs), out.shape
     assert out.dtype == np.float32
+
+
+def fuzz(check: object, scratch_path: str) -> None:
+    """Run atheris on ``check`` with this process's arguments; remove the file it rewrites."""
+    import atheris
+
+    try:
+        atheris.Setup(sys.argv, check)
+        atheris.Fuzz()
+    finally:
+        if os.path.exists(scratch_path):
+            os.unlink(scratch_path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tempfile
 import zipfile
 
@@ -25,7 +24,7 @@ with atheris.instrument_imports(include=["mlpinfer", "zipfile", "numpy.lib._form
 
     import mlpinfer  # noqa: F401 - imported here to be instrumented; _findings calls it
 
-from _findings import load_and_run
+from _findings import fuzz, load_and_run
 
 _DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _PATH = os.path.join(_DIRECTORY, f"mlpinfer-fuzz-npz-{os.getpid()}.npz")
@@ -96,14 +95,5 @@ def check(data: bytes) -> None:
     load_and_run(_PATH, 2)
 
 
-def main() -> None:
-    try:
-        atheris.Setup(sys.argv, check)
-        atheris.Fuzz()
-    finally:
-        if os.path.exists(_PATH):
-            os.unlink(_PATH)
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(check, _PATH)

@@ -10,7 +10,6 @@ WeightsError; any other exception, a hang or a crash is a finding.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 import atheris
@@ -18,7 +17,7 @@ import atheris
 with atheris.instrument_imports(include=["mlpinfer", "zipfile", "numpy.lib._format_impl"]):
     import mlpinfer  # noqa: F401 - imported here to be instrumented; _findings calls it
 
-from _findings import load_and_run
+from _findings import fuzz, load_and_run
 
 # One file rewritten per input: a tmpfs keeps the write off the disk.
 _DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
@@ -31,14 +30,5 @@ def check(data: bytes) -> None:
     load_and_run(_PATH, 3)
 
 
-def main() -> None:
-    try:
-        atheris.Setup(sys.argv, check)
-        atheris.Fuzz()
-    finally:
-        if os.path.exists(_PATH):
-            os.unlink(_PATH)
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(check, _PATH)
