@@ -53,27 +53,55 @@ def test_thread_counts_give_identical_results(threads):
     np.testing.assert_array_equal(network.predict(x, threads=threads), single)
 
 
-def test_narrow_networks_give_bit_identical_rows_however_the_batch_is_split():
-    """Layers of up to 128 outputs use a kernel whose per-row arithmetic does not depend
-    on the row blocks, so batch_size, threads (and Dask chunks) change no bit."""
+def batch_views(rng, rows, cols):
+    """The same values as each input path of the tile loader sees them."""
+    pixels = rng.integers(0, 256, (rows, cols), dtype=np.uint8)
+    floats = rng.uniform(-1, 1, (rows, cols)).astype(np.float32)
+    return {
+        "float32": floats,
+        "uint8": pixels,
+        "float64": floats.astype(np.float64),
+        "strided float32": np.asfortranarray(floats),
+        "reversed uint8": pixels[::-1],
+    }
+
+
+@pytest.mark.parametrize("output", ACTIVATIONS)
+@pytest.mark.parametrize("kind", list(batch_views(np.random.default_rng(0), 1, 1)))
+def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
+    """A row's result does not depend on whether it runs in a tile (any lane, full or
+    partial tile) or alone in the row kernel: batch_size, threads (and Dask chunks) change
+    no bit. 300 outputs make a layer wider than one panel of any CPU."""
     rng = np.random.default_rng(11)
-    network = random_network(rng, [784, 50, 100, 10], "sigmoid", "softmax")
-    x = rng.uniform(0, 1, (2049, 784)).astype(np.float32)
+    network = random_network(rng, [333, 300, 50, 10], "sigmoid", output)
+    x = batch_views(rng, 1025, 333)[kind]
     whole = network.predict(x)
-    for batch_size in (1, 3, 16, 17, 100, 1000):
+    for batch_size in (1, 7, 23, 24, 25, 31, 32, 33, 100, 1000):
         np.testing.assert_array_equal(network.predict(x, batch_size=batch_size), whole)
     np.testing.assert_array_equal(network.predict(x, threads=1), whole)
     np.testing.assert_array_equal(network.predict(x[5]), whole[5])
+    scale = 1 / 255 if x.dtype == np.uint8 else 1.0
+    assert_close_to_reference(whole, expected_outputs(network, x, scale))
 
 
-def test_batch_size_chunks_of_a_wide_network_match_the_reference():
-    """Layers wider than 128 outputs go through OpenBLAS from 17 rows on: chunks of any
-    size still agree with the reference."""
+@pytest.mark.parametrize("outputs", [1, 2, 11, 12, 13, 23, 24, 25, 37, 100, 513])
+def test_every_panel_split_matches_reference(outputs):
+    """Layer widths around the panel widths (12 on AVX-512, 2 elsewhere), in tiles of
+    32 rows plus a remainder for the row kernel."""
+    rng = np.random.default_rng(outputs)
+    network = random_network(rng, [45, outputs, outputs], "relu", "identity")
+    x = rng.uniform(-2, 2, (70, 45)).astype(np.float32)
+    assert_close_to_reference(network.predict(x), expected_outputs(network, x))
+
+
+def test_layers_too_wide_for_a_tile_go_to_the_blas():
+    """More than 4096 inputs: the row kernel up to 16 rows, OpenBLAS beyond for layers of
+    more than 128 outputs; chunks of any size agree with the reference."""
     rng = np.random.default_rng(2)
-    network = random_network(rng, [30, 300, 5], "tanh", "softmax")
-    x = rng.standard_normal((1003, 30))
+    network = random_network(rng, [4097, 300, 5], "tanh", "softmax")
+    x = rng.standard_normal((203, 4097))
     expected = expected_outputs(network, x)
-    for batch_size in (1, 7, 16, 17, 1000, 5000):
+    for batch_size in (1, 7, 16, 17, 100, 1000):
         assert_close_to_reference(network.predict(x, batch_size=batch_size), expected)
 
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "mlpinfer/network.hpp"
 
@@ -30,5 +31,50 @@ void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const 
 
 // dst[r * cols + c] = element (r, c) of `src` converted to float.
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
+
+// --- Tiles: kTileRows rows with the batch in vector lanes --------------------------
+// A tile holds its rows feature-major, tile[f * kTileRows + r] being feature f of row r,
+// so every row of the tile is one lane and gets exactly the arithmetic a lone row gets
+// from small_gemm and bias_activation (same FMA order over k, same functions after):
+// a row's result does not depend on the path, the tile, or the lane it lands in.
+constexpr std::size_t kTileRows = 32;
+
+// A layer's output columns cut into `count` panels of nearly equal width, none wider
+// than max_width; panel p starts at first_column(p).
+struct PanelLayout {
+  PanelLayout(std::size_t outputs, std::size_t max_width);
+  std::size_t first_column(std::size_t panel) const;
+  std::size_t width(std::size_t panel) const;
+  std::size_t count;
+  std::size_t base_width;
+  std::size_t wider;  // the first `wider` panels are base_width + 1 wide
+};
+
+// The widest panel that keeps its accumulators in this CPU's registers.
+std::size_t max_panel_width();
+
+// W (inputs x outputs, row-major) regrouped panel by panel: panel p occupies
+// inputs x width(p) floats, row-major, from offset first_column(p) * inputs.
+std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
+                               std::size_t outputs, std::size_t max_width);
+
+// out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
+// features and W packed by pack_panels with the same max_width.
+void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
+               const float* panels, std::size_t max_width, float* out);
+
+// bias_activation for a tile of `width` features.
+void tile_bias_activation(float* tile, std::size_t width, const float* bias,
+                          Activation activation);
+
+// Rows first_row .. first_row + rows (rows <= kTileRows) of `src` as a float tile;
+// lanes beyond `rows` are zero.
+void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, float* tile);
+
+// Asks for rows of `src` to be brought towards L2 while the current tile computes.
+void prefetch_rows(const InputView& src, std::size_t first_row, std::size_t rows);
+
+// The first `rows` lanes of a tile of `width` features, back to row-major out (rows x width).
+void store_tile(const float* tile, std::size_t width, std::size_t rows, float* out);
 
 }  // namespace mlpinfer::kernels

@@ -23,14 +23,23 @@ namespace {
 // 256 rows of the widest textbook layer (784 floats in, 100 out) is ~0.9 MB, which
 // stays in this machine's 1 MB L2 per core.
 constexpr std::size_t kBlockRows = 256;
-// Which GEMM a layer uses. kernels::small_gemm reads the weights straight from their
-// padded layout; OpenBLAS packs them on every call. Measured on the 2-core EPYC (ns per
-// row, one thread, 784-50-100-10): small_gemm 554 at 16 rows and 539-845 at 256;
-// OpenBLAS 1,360 at 17 rows, 610-914 at 256 (its Zen and Haswell kernels). For layers
-// of at most kNarrowColumns outputs small_gemm is used at every batch size, which also
-// makes each row's result independent of how the batch is split into blocks and
-// threads (bit-identical whatever batch_size, threads or Dask chunking). Wider layers
-// (784x512) go to OpenBLAS from kSmallGemmRows rows on: 4,674 vs 6,232 ns per row.
+// Which kernel runs a row. Measured on the 2-core EPYC, one thread, ns per row of the
+// textbook's 784-50-100-10 (whole network): tiles (kernels::tile_gemm, the batch in
+// vector lanes, weights packed once at load) 436 in cache and 415 (uint8) to 529
+// (float32) from memory; the row kernel (kernels::small_gemm, columns in lanes, padded
+// to 16) 554-845; OpenBLAS 610-914, and 1,360 at 17 rows, as it packs the weights on
+// every call. For 784x512: tiles 2,800, OpenBLAS 4,674.
+// Every row of a tile gets the same arithmetic as a lone row in small_gemm, so in a
+// tiled network each row's result is bit-identical whatever batch_size, threads or
+// Dask chunking. A block's last rows go to small_gemm when fewer than kMinTileRows are
+// left: a tile costs about what 24 rows cost there.
+constexpr std::size_t kTileRows = kernels::kTileRows;
+constexpr std::size_t kMinTileRows = 24;
+// A layer's input tile (inputs x kTileRows floats) must stay in the 1 MB L2 while each
+// of its panels reads it: 4096 inputs make 512 KB. Networks with a wider layer run in
+// small_gemm up to kSmallGemmRows rows and in the BLAS beyond, for layers of more than
+// kNarrowColumns outputs.
+constexpr std::size_t kMaxTileInputs = 4096;
 constexpr std::size_t kSmallGemmRows = 16;
 constexpr std::size_t kNarrowColumns = 128;
 constexpr std::size_t kGatherRows = 8;  // see forward()
@@ -54,6 +63,7 @@ std::atomic<unsigned>& default_thread_setting() {
 // Per-thread buffers, grown on demand and kept: repeated calls allocate nothing.
 struct Scratch {
   std::vector<float> input;
+  std::vector<float> tile;
   std::vector<float> ping;
   std::vector<float> pong;
 };
@@ -167,6 +177,16 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
                   layer.outputs, padded.begin() + static_cast<std::ptrdiff_t>(r * stride));
     }
     padded_weights_.push_back(std::move(padded));
+    widest_ = std::max(widest_, layer.outputs);
+  }
+  tiled_ = std::all_of(layers_.begin(), layers_.end(),
+                       [](const DenseLayer& layer) { return layer.inputs <= kMaxTileInputs; });
+  if (tiled_) {
+    panel_width_ = kernels::max_panel_width();
+    for (const DenseLayer& layer : layers_) {
+      tile_panels_.push_back(
+          kernels::pack_panels(layer.weights, layer.inputs, layer.outputs, panel_width_));
+    }
   }
   static std::once_flag configured;
   std::call_once(configured, configure_process);
@@ -202,15 +222,32 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   std::size_t blocks = (rows + kBlockRows - 1) / kBlockRows;
   const std::size_t useful_threads = std::min<std::size_t>(threads, rows / kMinRowsPerThread);
   blocks = std::max<std::size_t>(blocks, std::max<std::size_t>(useful_threads, 1));
-  const std::size_t rows_per_block = (rows + blocks - 1) / blocks;
+  std::size_t rows_per_block = (rows + blocks - 1) / blocks;
+  if (tiled_) {  // whole tiles per block
+    rows_per_block = (rows_per_block + kTileRows - 1) / kTileRows * kTileRows;
+  }
   blocks = (rows + rows_per_block - 1) / rows_per_block;
 
   const std::size_t out_width = output_width();
-  const auto run_block = [&](std::size_t block) {
-    thread_local Scratch scratch;
-    const std::size_t first = block * rows_per_block;
-    const std::size_t count = std::min(rows_per_block, rows - first);
-
+  const auto run_tile = [&](std::size_t first, std::size_t count, std::size_t next,
+                            Scratch& scratch) {
+    float* tile = at_least(scratch.tile, input.cols * kTileRows);
+    kernels::load_tile(input, first, count, tile);
+    kernels::prefetch_rows(input, first + count, next);
+    float* hidden[2] = {at_least(scratch.ping, widest_ * kTileRows),
+                        at_least(scratch.pong, widest_ * kTileRows)};
+    const float* activations = tile;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const DenseLayer& layer = layers_[i];
+      kernels::tile_gemm(layer.inputs, layer.outputs, i == 0 ? input_scale : 1.0f, activations,
+                         tile_panels_[i].data(), panel_width_, hidden[i % 2]);
+      kernels::tile_bias_activation(hidden[i % 2], layer.outputs, layer.bias.data(),
+                                    layer.activation);
+      activations = hidden[i % 2];
+    }
+    kernels::store_tile(activations, out_width, count, output + first * out_width);
+  };
+  const auto run_rows = [&](std::size_t first, std::size_t count, Scratch& scratch) {
     const float* activations = nullptr;
     std::size_t lda = input.cols;
     if (direct) {
@@ -225,7 +262,7 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       const bool last = i + 1 == layers_.size();
       float* result = last ? output + first * out_width : hidden[i % 2];
       const float alpha = i == 0 ? input_scale : 1.0f;
-      const bool small = count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
+      const bool small = tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
       if (activations == nullptr && small) {
         // Rows that need converting (uint8, float64, strided) are converted
         // kGatherRows at a time, straight into the first layer: a whole converted
@@ -259,6 +296,19 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       activations = result;
       lda = layer.outputs;
     }
+  };
+  const auto run_block = [&](std::size_t block) {
+    thread_local Scratch scratch;
+    const std::size_t first = block * rows_per_block;
+    const std::size_t count = std::min(rows_per_block, rows - first);
+    std::size_t done = 0;
+    while (tiled_ && count - done >= kMinTileRows) {
+      const std::size_t part = std::min(kTileRows, count - done);
+      const std::size_t after = first + done + part;
+      run_tile(first + done, part, std::min(kTileRows, rows - after), scratch);
+      done += part;
+    }
+    if (done < count) run_rows(first + done, count - done, scratch);
   };
   ThreadPool::instance().run(blocks, threads, run_block);
 }

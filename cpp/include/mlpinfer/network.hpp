@@ -61,6 +61,13 @@ class Network {
   // at construction for the few-row kernel.
   std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
+  // Each layer's W packed for the tile kernel (see kernels::pack_panels), and whether
+  // the network runs in tiles at all: an input tile of a very wide layer would not
+  // stay in L2, and such layers go to the BLAS.
+  bool tiled_ = false;
+  std::size_t panel_width_ = 0;
+  std::vector<std::vector<float>> tile_panels_;
+  std::size_t widest_ = 0;
 };
 
 // Threads used when forward() is given 0. Defaults to the CPUs this process may run on.
