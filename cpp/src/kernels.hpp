@@ -58,10 +58,37 @@ std::size_t max_panel_width();
 std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
                                std::size_t outputs, std::size_t max_width);
 
+// The next tile's rows, asked for one cache line per step of the current tile's k loop:
+// reading a float32 tile straight from memory cost 630 ns a row against 440 from cache,
+// and prefetching the whole next tile at once stalled on the full miss queue instead.
+// Rows with a column stride other than the element size are not prefetched.
+class RowPrefetch {
+ public:
+  RowPrefetch() = default;
+  RowPrefetch(const InputView& src, std::size_t first_row, std::size_t rows);
+  void next_line() {
+    if (rows_left_ == 0) return;
+    __builtin_prefetch(row_ + offset_, 0, 2);
+    offset_ += 64;
+    if (offset_ >= row_bytes_) {
+      offset_ = 0;
+      row_ += row_stride_;
+      --rows_left_;
+    }
+  }
+
+ private:
+  const char* row_ = nullptr;
+  std::ptrdiff_t row_stride_ = 0;
+  std::size_t row_bytes_ = 0;
+  std::size_t rows_left_ = 0;
+  std::size_t offset_ = 0;
+};
+
 // out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
 // features and W packed by pack_panels with the same max_width.
 void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-               const float* panels, std::size_t max_width, float* out);
+               const float* panels, std::size_t max_width, float* out, RowPrefetch& prefetch);
 
 // bias_activation for a tile of `width` features.
 void tile_bias_activation(float* tile, std::size_t width, const float* bias,
@@ -70,9 +97,6 @@ void tile_bias_activation(float* tile, std::size_t width, const float* bias,
 // Rows first_row .. first_row + rows (rows <= kTileRows) of `src` as a float tile;
 // lanes beyond `rows` are zero.
 void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, float* tile);
-
-// Asks for rows of `src` to be brought towards L2 while the current tile computes.
-void prefetch_rows(const InputView& src, std::size_t first_row, std::size_t rows);
 
 // The first `rows` lanes of a tile of `width` features, back to row-major out (rows x width).
 void store_tile(const float* tile, std::size_t width, std::size_t rows, float* out);

@@ -233,14 +233,14 @@ void Network::forward(const InputView& input, float input_scale, float* output,
                             Scratch& scratch) {
     float* tile = at_least(scratch.tile, input.cols * kTileRows);
     kernels::load_tile(input, first, count, tile);
-    kernels::prefetch_rows(input, first + count, next);
+    kernels::RowPrefetch prefetch(input, first + count, next);
     float* hidden[2] = {at_least(scratch.ping, widest_ * kTileRows),
                         at_least(scratch.pong, widest_ * kTileRows)};
     const float* activations = tile;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       const DenseLayer& layer = layers_[i];
       kernels::tile_gemm(layer.inputs, layer.outputs, i == 0 ? input_scale : 1.0f, activations,
-                         tile_panels_[i].data(), panel_width_, hidden[i % 2]);
+                         tile_panels_[i].data(), panel_width_, hidden[i % 2], prefetch);
       kernels::tile_bias_activation(hidden[i % 2], layer.outputs, layer.bias.data(),
                                     layer.activation);
       activations = hidden[i % 2];
