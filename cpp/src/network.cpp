@@ -43,8 +43,9 @@ constexpr std::size_t kMaxTileInputs = 4096;
 constexpr std::size_t kSmallGemmRows = 16;
 constexpr std::size_t kNarrowColumns = 128;
 constexpr std::size_t kGatherRows = 8;  // see forward()
-// Below this many rows per thread, waking a worker costs more than it saves.
-constexpr std::size_t kMinRowsPerThread = 32;
+// Below this many rows per thread, waking a worker costs more than it saves
+// (measured, 2 threads: 32 rows in 21.6 us on one thread, ORT 17.9 us on two).
+constexpr std::size_t kMinRowsPerThread = 12;
 
 unsigned cpus_available() {
   cpu_set_t set;
@@ -223,7 +224,10 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   const std::size_t useful_threads = std::min<std::size_t>(threads, rows / kMinRowsPerThread);
   blocks = std::max<std::size_t>(blocks, std::max<std::size_t>(useful_threads, 1));
   std::size_t rows_per_block = (rows + blocks - 1) / blocks;
-  if (tiled_) {  // whole tiles per block
+  // Large batches: blocks of whole tiles. A batch split evenly across threads is not
+  // rounded: at 100 rows on 2 threads, 50 + 50 rows (a tile and 18 rows in the row
+  // kernel each) beat 64 + 36.
+  if (tiled_ && rows_per_block >= kBlockRows / 2) {
     rows_per_block = (rows_per_block + kTileRows - 1) / kTileRows * kTileRows;
   }
   blocks = (rows + rows_per_block - 1) / rows_per_block;
