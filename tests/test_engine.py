@@ -94,6 +94,21 @@ def test_every_panel_split_matches_reference(outputs):
     assert_close_to_reference(network.predict(x), expected_outputs(network, x))
 
 
+@pytest.mark.parametrize("batch", [5, 100])
+def test_identity_output_layers_round_once(batch):
+    """Logits are summed in double and rounded to float32 once: within half an ulp of the
+    exact result (float32 sums over 3,000 inputs are off by several ulps), in the row
+    kernel (5 rows) and in tiles (100)."""
+    rng = np.random.default_rng(batch)
+    weights = rng.standard_normal((3000, 4)).astype(np.float32)
+    network = mlpinfer.Network.from_params({"W1": weights, "b1": np.zeros(4, np.float32)},
+                                           activations=["identity"])
+    x = rng.standard_normal((batch, 3000)).astype(np.float32)
+    exact = x.astype(np.float64) @ weights.astype(np.float64)  # every product is exact
+    ulps = np.abs(network.predict(x) - exact) / np.spacing(np.abs(exact).astype(np.float32))
+    assert ulps.max() <= 0.5 + 1e-6, f"{ulps.max():.2f} ulps from the exact sum"
+
+
 def test_layers_too_wide_for_a_tile_go_to_the_blas():
     """More than 4096 inputs: the row kernel up to 16 rows, OpenBLAS beyond for layers of
     more than 128 outputs; chunks of any size agree with the reference."""

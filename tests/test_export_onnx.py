@@ -47,7 +47,8 @@ def test_every_activation_and_input_scale_round_trip(tmp_path, activations, inpu
     path = tmp_path / "net.onnx"
     network.to_onnx(path)
     x = rng.random((123, 40), dtype=np.float32) * 255
-    assert_same_answers(network.predict(x), run_exported(path, x))
+    # Unscaled pixels through a random identity chain make outputs of about 200.
+    assert_same_answers(network.predict(x), run_exported(path, x), per_magnitude=True)
     # ONNX holds the scale as float32, which is also what the engine multiplies by.
     assert_same_network(from_onnx(path), network)
 

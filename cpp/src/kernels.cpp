@@ -36,6 +36,8 @@ namespace {
 // vector to one zmm, two ymm or four xmm registers.
 typedef float Vec16 __attribute__((vector_size(64)));
 typedef std::int32_t Int16 __attribute__((vector_size(64)));
+typedef double Double8 __attribute__((vector_size(64)));
+typedef float Vec8 __attribute__((vector_size(32)));
 
 MLPINFER_INLINE Vec16 load16(const float* p) {
   Vec16 v;
@@ -254,6 +256,29 @@ void small_gemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, c
   if (r < m) panels<1>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
 }
 
+// small_gemm with double accumulators over unpadded W (k x n): for identity output
+// layers (see Network). Each element is one FMA chain over k in double, rounded to
+// float once, in the same order as tile_panel_double.
+MLPINFER_DISPATCH
+void small_gemm_double_rows(std::size_t m, std::size_t n, std::size_t k, float alpha,
+                            const float* a, std::size_t lda, const float* w, float* c) {
+  constexpr std::size_t kColumns = 64;
+  for (std::size_t r = 0; r < m; ++r) {
+    for (std::size_t j0 = 0; j0 < n; j0 += kColumns) {
+      const std::size_t width = std::min(kColumns, n - j0);
+      double acc[kColumns] = {};
+      for (std::size_t i = 0; i < k; ++i) {
+        const double x = a[r * lda + i];
+        const float* w_row = w + i * n + j0;
+        for (std::size_t j = 0; j < width; ++j) acc[j] += x * static_cast<double>(w_row[j]);
+      }
+      for (std::size_t j = 0; j < width; ++j) {
+        c[r * n + j0 + j] = static_cast<float>(acc[j] * static_cast<double>(alpha));
+      }
+    }
+  }
+}
+
 MLPINFER_INLINE const unsigned char* row_address(const InputView& src, std::size_t row) {
   return static_cast<const unsigned char*>(src.data) +
          static_cast<std::ptrdiff_t>(row) * src.row_stride_bytes;
@@ -353,6 +378,57 @@ void tile_gemm_dispatched(std::size_t inputs, std::size_t outputs, float alpha, 
   next_tile = prefetch;
 }
 
+MLPINFER_INLINE Double8 widen(Vec16 v, int half) {
+  const Vec8 part = half == 0 ? __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+                              : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  return __builtin_convertvector(part, Double8);
+}
+
+// tile_panel in double, reading W (k x n, row-major) from column `w`: 4 vectors of 8
+// rows per column.
+template <int Width>
+MLPINFER_INLINE void tile_panel_double(std::size_t k, std::size_t n, float alpha, const float* in,
+                                       const float* w, float* out, RowPrefetch& prefetch) {
+  Double8 acc[Width][4] = {};
+  for (std::size_t i = 0; i < k; ++i) {
+    prefetch.next_line();
+    const Vec16 low = load16(in + i * kTileRows);
+    const Vec16 high = load16(in + i * kTileRows + 16);
+    const Double8 x[4] = {widen(low, 0), widen(low, 1), widen(high, 0), widen(high, 1)};
+    for (int c = 0; c < Width; ++c) {
+      const double weight = w[i * n + static_cast<std::size_t>(c)];
+      for (int v = 0; v < 4; ++v) acc[c][v] += x[v] * weight;
+    }
+  }
+  for (int c = 0; c < Width; ++c) {
+    for (int v = 0; v < 4; ++v) {
+      const Vec8 rounded = __builtin_convertvector(acc[c][v] * static_cast<double>(alpha), Vec8);
+      std::memcpy(out + c * kTileRows + 8 * v, &rounded, sizeof rounded);
+    }
+  }
+}
+
+MLPINFER_DISPATCH
+void tile_gemm_double_dispatched(std::size_t inputs, std::size_t outputs, float alpha,
+                                 const float* in, const float* weights, std::size_t max_width,
+                                 float* out, RowPrefetch& next_tile) {
+  RowPrefetch prefetch = next_tile;
+  for (std::size_t first = 0; first < outputs; first += max_width) {
+    const float* w = weights + first;
+    float* panel_out = out + first * kTileRows;
+    switch (std::min(max_width, outputs - first)) {
+      case 1: tile_panel_double<1>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 2: tile_panel_double<2>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 3: tile_panel_double<3>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 4: tile_panel_double<4>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 5: tile_panel_double<5>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+      default: tile_panel_double<6>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+    }
+  }
+  next_tile = prefetch;
+}
+
+
 // Adds each feature's bias to its kTileRows lanes.
 MLPINFER_INLINE void add_tile_bias(float* tile, std::size_t width, const float* bias) {
   for (std::size_t f = 0; f < width; ++f) {
@@ -442,8 +518,6 @@ MLPINFER_INLINE void transpose_into_tile(Vec16 (&rows)[16], float* tile) {
   for (int m = 0; m < 16; ++m) store16(tile + kFeatureOf[m] * kTileRows, rows[m]);
 }
 
-typedef double Double8 __attribute__((vector_size(64)));
-typedef float Vec8 __attribute__((vector_size(32)));
 
 // 16 consecutive elements of type T as floats.
 template <typename T>
@@ -626,6 +700,18 @@ std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t in
 void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
                const float* panels, std::size_t max_width, float* out, RowPrefetch& prefetch) {
   tile_gemm_dispatched(inputs, outputs, alpha, in, panels, max_width, out, prefetch);
+}
+
+void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                       std::size_t lda, const float* w, float* c) {
+  small_gemm_double_rows(m, n, k, alpha, a, lda, w, c);
+}
+
+void tile_gemm_double(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
+                      const float* weights, float* out, RowPrefetch& prefetch) {
+  // Half a float panel: 6 columns x 4 double vectors on AVX-512, 1 column elsewhere.
+  tile_gemm_double_dispatched(inputs, outputs, alpha, in, weights, max_panel_width() / 2, out,
+                              prefetch);
 }
 
 void tile_bias_activation(float* tile, std::size_t width, const float* bias,

@@ -29,6 +29,11 @@ constexpr std::size_t padded_columns(std::size_t n) {
 void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                 std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc);
 
+// small_gemm accumulating in double over W as given (k x n, row-major, unpadded), each
+// element rounded to float once; C's leading dimension is n.
+void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                       std::size_t lda, const float* w, float* c);
+
 // dst[r * cols + c] = element (r, c) of `src` converted to float.
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
 
@@ -89,6 +94,11 @@ class RowPrefetch {
 // features and W packed by pack_panels with the same max_width.
 void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
                const float* panels, std::size_t max_width, float* out, RowPrefetch& prefetch);
+
+// tile_gemm accumulating in double over W as given (inputs x outputs, row-major), with
+// the same arithmetic per row as small_gemm_double.
+void tile_gemm_double(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
+                      const float* weights, float* out, RowPrefetch& prefetch);
 
 // bias_activation for a tile of `width` features.
 void tile_bias_activation(float* tile, std::size_t width, const float* bias,

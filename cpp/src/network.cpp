@@ -180,6 +180,7 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
     padded_weights_.push_back(std::move(padded));
     widest_ = std::max(widest_, layer.outputs);
   }
+  double_output_ = layers_.back().activation == Activation::identity;
   tiled_ = std::all_of(layers_.begin(), layers_.end(),
                        [](const DenseLayer& layer) { return layer.inputs <= kMaxTileInputs; });
   if (tiled_) {
@@ -243,8 +244,14 @@ void Network::forward(const InputView& input, float input_scale, float* output,
     const float* activations = tile;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       const DenseLayer& layer = layers_[i];
-      kernels::tile_gemm(layer.inputs, layer.outputs, i == 0 ? input_scale : 1.0f, activations,
-                         tile_panels_[i].data(), panel_width_, hidden[i % 2], prefetch);
+      const float alpha = i == 0 ? input_scale : 1.0f;
+      if (i + 1 == layers_.size() && double_output_) {
+        kernels::tile_gemm_double(layer.inputs, layer.outputs, alpha, activations,
+                                  layer.weights.data(), hidden[i % 2], prefetch);
+      } else {
+        kernels::tile_gemm(layer.inputs, layer.outputs, alpha, activations,
+                           tile_panels_[i].data(), panel_width_, hidden[i % 2], prefetch);
+      }
       kernels::tile_bias_activation(hidden[i % 2], layer.outputs, layer.bias.data(),
                                     layer.activation);
       activations = hidden[i % 2];
@@ -267,6 +274,20 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       float* result = last ? output + first * out_width : hidden[i % 2];
       const float alpha = i == 0 ? input_scale : 1.0f;
       const bool small = tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
+      // result (m rows) = alpha * a x W with the kernel this layer and row count call for.
+      const auto multiply = [&](std::size_t m, const float* a, std::size_t a_stride, float* c) {
+        if (last && double_output_) {
+          kernels::small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, a_stride,
+                                     layer.weights.data(), c);
+        } else if (small) {
+          kernels::small_gemm(m, layer.outputs, layer.inputs, alpha, a, a_stride,
+                              padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
+                              c, layer.outputs);
+        } else {
+          blas::sgemm(m, layer.outputs, layer.inputs, alpha, a, a_stride, layer.weights.data(),
+                      layer.outputs, c, layer.outputs);
+        }
+      };
       if (activations == nullptr && small) {
         // Rows that need converting (uint8, float64, strided) are converted
         // kGatherRows at a time, straight into the first layer: a whole converted
@@ -277,23 +298,14 @@ void Network::forward(const InputView& input, float input_scale, float* output,
         for (std::size_t done = 0; done < count; done += kGatherRows) {
           const std::size_t part = std::min(kGatherRows, count - done);
           kernels::gather_rows(input, first + done, part, converted);
-          kernels::small_gemm(part, layer.outputs, layer.inputs, alpha, converted, input.cols,
-                              padded_weights_[i].data(),
-                              kernels::padded_columns(layer.outputs),
-                              result + done * layer.outputs, layer.outputs);
+          multiply(part, converted, input.cols, result + done * layer.outputs);
         }
       } else if (activations == nullptr) {
         float* converted = at_least(scratch.input, count * input.cols);
         kernels::gather_rows(input, first, count, converted);
-        blas::sgemm(count, layer.outputs, layer.inputs, alpha, converted, input.cols,
-                    layer.weights.data(), layer.outputs, result, layer.outputs);
-      } else if (small) {
-        kernels::small_gemm(count, layer.outputs, layer.inputs, alpha, activations, lda,
-                            padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
-                            result, layer.outputs);
+        multiply(count, converted, input.cols, result);
       } else {
-        blas::sgemm(count, layer.outputs, layer.inputs, alpha, activations, lda,
-                    layer.weights.data(), layer.outputs, result, layer.outputs);
+        multiply(count, activations, lda, result);
       }
       kernels::bias_activation(result, count, layer.outputs, layer.bias.data(),
                                layer.activation);

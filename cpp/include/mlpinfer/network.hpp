@@ -68,6 +68,11 @@ class Network {
   std::size_t panel_width_ = 0;
   std::vector<std::vector<float>> tile_panels_;
   std::size_t widest_ = 0;
+  // An identity output layer accumulates in double (kernels::small_gemm_double): its
+  // outputs are unbounded logits, where float32 sums over hundreds of inputs drift by
+  // several ulps (9e-6 at 18 for a 256-input layer), and the layer is a small share of
+  // the work (1% of 784-256-256-10).
+  bool double_output_ = false;
 };
 
 // Threads used when forward() is given 0. Defaults to the CPUs this process may run on.
