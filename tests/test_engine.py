@@ -76,7 +76,7 @@ def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
     network = random_network(rng, [333, 300, 50, 10], "sigmoid", output)
     x = batch_views(rng, 1025, 333)[kind]
     whole = network.predict(x)
-    for batch_size in (1, 7, 23, 24, 25, 31, 32, 33, 100, 1000):
+    for batch_size in (1, 7, 16, 17, 23, 24, 25, 31, 32, 33, 100, 1000):
         np.testing.assert_array_equal(network.predict(x, batch_size=batch_size), whole)
     np.testing.assert_array_equal(network.predict(x, threads=1), whole)
     np.testing.assert_array_equal(network.predict(x[5]), whole[5])
