@@ -86,9 +86,10 @@ void test_against_naive_reference() {
   const Activation hidden[] = {Activation::identity, Activation::sigmoid, Activation::relu,
                                Activation::tanh};
   for (std::size_t width : {1, 50, 513}) {
-    for (std::size_t rows : {1, 7, 40, 300}) {
+    // 24 and 40 rows: a partial tile, and a tile plus rows in the row kernel.
+    for (std::size_t rows : {1, 7, 24, 40, 300}) {
       for (Activation h : hidden) {
-        for (Activation out : {Activation::softmax, Activation::tanh}) {
+        for (Activation out : {Activation::softmax, Activation::tanh, Activation::identity}) {
           auto layers = random_layers({width, 37, 130, 5}, h, out, rng);
           const mlpinfer::Network network(layers);
           std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
