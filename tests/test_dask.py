@@ -2,7 +2,7 @@
 
 A dask result is compared bit for bit with ``network.predict`` on the same chunks (with the
 threads the task used) and, since a row's arithmetic does not depend on how a call groups
-its rows (for layers of at most 4,096 inputs), bit for bit with one call on the whole input.
+its rows (for layers of at most 4,096 inputs and outputs), bit for bit with one call on the whole input.
 """
 
 from __future__ import annotations

@@ -66,6 +66,11 @@ def batch_views(rng, rows, cols):
     }
 
 
+def assert_same_bits(actual, expected):
+    """Equal bit patterns: unlike ==, tells -0.0 from 0.0 (and compares NaNs)."""
+    np.testing.assert_array_equal(actual.view(np.uint32), expected.view(np.uint32))
+
+
 @pytest.mark.parametrize("output", ACTIVATIONS)
 @pytest.mark.parametrize("kind", list(batch_views(np.random.default_rng(0), 1, 1)))
 def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
@@ -77,11 +82,33 @@ def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
     x = batch_views(rng, 1025, 333)[kind]
     whole = network.predict(x)
     for batch_size in (1, 7, 16, 17, 23, 24, 25, 31, 32, 33, 100, 1000):
-        np.testing.assert_array_equal(network.predict(x, batch_size=batch_size), whole)
-    np.testing.assert_array_equal(network.predict(x, threads=1), whole)
-    np.testing.assert_array_equal(network.predict(x[5]), whole[5])
+        assert_same_bits(network.predict(x, batch_size=batch_size), whole)
+    assert_same_bits(network.predict(x, threads=1), whole)
+    assert_same_bits(network.predict(x[5]), whole[5])
     scale = 1 / 255 if x.dtype == np.uint8 else 1.0
     assert_close_to_reference(whole, expected_outputs(network, x, scale))
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh"])
+def test_negative_zero_keeps_its_sign_on_every_path(activation):
+    """An FMA whose product underflows leaves -0.0, which a -0.0 bias keeps: a lone row
+    and the same row in a tile give the same sign (a broadcast written as 0 + x did not)."""
+    network = mlpinfer.Network.from_params(
+        {"W1": np.array([[-1e-30], [1.0]], np.float32), "b1": np.array([-0.0], np.float32)},
+        activations=[activation])
+    x = np.tile(np.array([[1e-30, -0.0]], np.float32), (40, 1))
+    alone = network.predict(x[:1], threads=1)
+    assert np.signbit(alone).all()
+    assert_same_bits(network.predict(x, threads=1), np.tile(alone, (40, 1)))
+
+
+def test_very_wide_outputs_skip_the_tiles():
+    """More than 4,096 outputs: the row kernel and the BLAS, whose buffers do not grow with
+    a tile per thread; results still match the reference."""
+    rng = np.random.default_rng(12)
+    network = random_network(rng, [8, 5000], "relu", "relu")
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    assert_close_to_reference(network.predict(x), expected_outputs(network, x))
 
 
 @pytest.mark.parametrize("outputs", [1, 2, 11, 12, 13, 23, 24, 25, 37, 100, 513])
@@ -110,7 +137,7 @@ def test_identity_output_layers_round_once(batch):
 
 
 def test_layers_too_wide_for_a_tile_go_to_the_blas():
-    """More than 4096 inputs: the row kernel up to 16 rows, OpenBLAS beyond for layers of
+    """More than 4,096 inputs: the row kernel up to 16 rows, OpenBLAS beyond for layers of
     more than 128 outputs; chunks of any size agree with the reference."""
     rng = np.random.default_rng(2)
     network = random_network(rng, [4097, 300, 5], "tanh", "softmax")

@@ -219,8 +219,10 @@ MLPINFER_INLINE void panel(std::size_t k, float alpha, const float* a, std::size
     Vec16 w[Vectors];
     for (int v = 0; v < Vectors; ++v) w[v] = load16(row + 16 * v);
     for (int r = 0; r < Rows; ++r) {
-      const Vec16 s = Vec16{} + a[r * lda + i];
-      for (int v = 0; v < Vectors; ++v) acc[r][v] += s * w[v];
+      // Vector times scalar, as in tile_panel: a broadcast written as Vec16{} + x
+      // would turn -0.0 into +0.0, and a row's zero sign would depend on its kernel.
+      const float x = a[r * lda + i];
+      for (int v = 0; v < Vectors; ++v) acc[r][v] += w[v] * x;
     }
   }
   for (int r = 0; r < Rows; ++r) {
@@ -740,8 +742,8 @@ RowPrefetch::RowPrefetch(const InputView& src, std::size_t first_row, std::size_
                               : src.type == ElementType::float32 ? 4
                                                                  : 8;
   if (src.col_stride_bytes != static_cast<std::ptrdiff_t>(element)) return;
-  row_ = static_cast<const char*>(src.data) +
-         static_cast<std::ptrdiff_t>(first_row) * src.row_stride_bytes;
+  data_ = static_cast<const char*>(src.data);
+  row_offset_ = static_cast<std::ptrdiff_t>(first_row) * src.row_stride_bytes;
   row_stride_ = src.row_stride_bytes;
   row_bytes_ = src.cols * element;
   rows_left_ = rows;

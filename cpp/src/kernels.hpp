@@ -73,17 +73,20 @@ class RowPrefetch {
   RowPrefetch(const InputView& src, std::size_t first_row, std::size_t rows);
   void next_line() {
     if (rows_left_ == 0) return;
-    __builtin_prefetch(row_ + offset_, 0, 2);
+    // Offsets, not a moving pointer: a pointer one row past the last (or before the
+    // first, with a negative stride) would be undefined even if never dereferenced.
+    __builtin_prefetch(data_ + row_offset_ + static_cast<std::ptrdiff_t>(offset_), 0, 2);
     offset_ += 64;
     if (offset_ >= row_bytes_) {
       offset_ = 0;
-      row_ += row_stride_;
+      row_offset_ += row_stride_;
       --rows_left_;
     }
   }
 
  private:
-  const char* row_ = nullptr;
+  const char* data_ = nullptr;
+  std::ptrdiff_t row_offset_ = 0;
   std::ptrdiff_t row_stride_ = 0;
   std::size_t row_bytes_ = 0;
   std::size_t rows_left_ = 0;

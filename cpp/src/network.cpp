@@ -36,10 +36,11 @@ constexpr std::size_t kBlockRows = 256;
 constexpr std::size_t kTileRows = kernels::kTileRows;
 constexpr std::size_t kMinTileRows = 24;
 // A layer's input tile (inputs x kTileRows floats) must stay in the 1 MB L2 while each
-// of its panels reads it: 4096 inputs make 512 KB. Networks with a wider layer run in
-// small_gemm up to kSmallGemmRows rows and in the BLAS beyond, for layers of more than
-// kNarrowColumns outputs.
-constexpr std::size_t kMaxTileInputs = 4096;
+// of its panels reads it: 4096 inputs make 512 KB. The same bound on outputs keeps the
+// per-thread tile buffers, which are kept between calls, at 1 MB. Networks with a wider
+// layer run in small_gemm up to kSmallGemmRows rows and in the BLAS beyond, for layers
+// of more than kNarrowColumns outputs.
+constexpr std::size_t kMaxTileWidth = 4096;
 constexpr std::size_t kSmallGemmRows = 16;
 constexpr std::size_t kNarrowColumns = 128;
 constexpr std::size_t kGatherRows = 8;  // see forward()
@@ -178,11 +179,11 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
                   layer.outputs, padded.begin() + static_cast<std::ptrdiff_t>(r * stride));
     }
     padded_weights_.push_back(std::move(padded));
-    widest_ = std::max(widest_, layer.outputs);
   }
   double_output_ = layers_.back().activation == Activation::identity;
-  tiled_ = std::all_of(layers_.begin(), layers_.end(),
-                       [](const DenseLayer& layer) { return layer.inputs <= kMaxTileInputs; });
+  tiled_ = std::all_of(layers_.begin(), layers_.end(), [](const DenseLayer& layer) {
+    return layer.inputs <= kMaxTileWidth && layer.outputs <= kMaxTileWidth;
+  });
   if (tiled_) {
     panel_width_ = kernels::max_panel_width();
     for (const DenseLayer& layer : layers_) {
@@ -239,22 +240,21 @@ void Network::forward(const InputView& input, float input_scale, float* output,
     float* tile = at_least(scratch.tile, input.cols * kTileRows);
     kernels::load_tile(input, first, count, tile);
     kernels::RowPrefetch prefetch(input, first + count, next);
-    float* hidden[2] = {at_least(scratch.ping, widest_ * kTileRows),
-                        at_least(scratch.pong, widest_ * kTileRows)};
     const float* activations = tile;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       const DenseLayer& layer = layers_[i];
+      float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
+                               layer.outputs * kTileRows);
       const float alpha = i == 0 ? input_scale : 1.0f;
       if (i + 1 == layers_.size() && double_output_) {
         kernels::tile_gemm_double(layer.inputs, layer.outputs, alpha, activations,
-                                  layer.weights.data(), hidden[i % 2], prefetch);
+                                  layer.weights.data(), result, prefetch);
       } else {
         kernels::tile_gemm(layer.inputs, layer.outputs, alpha, activations,
-                           tile_panels_[i].data(), panel_width_, hidden[i % 2], prefetch);
+                           tile_panels_[i].data(), panel_width_, result, prefetch);
       }
-      kernels::tile_bias_activation(hidden[i % 2], layer.outputs, layer.bias.data(),
-                                    layer.activation);
-      activations = hidden[i % 2];
+      kernels::tile_bias_activation(result, layer.outputs, layer.bias.data(), layer.activation);
+      activations = result;
     }
     kernels::store_tile(activations, out_width, count, output + first * out_width);
   };

@@ -67,7 +67,6 @@ class Network {
   bool tiled_ = false;
   std::size_t panel_width_ = 0;
   std::vector<std::vector<float>> tile_panels_;
-  std::size_t widest_ = 0;
   // An identity output layer accumulates in double (kernels::small_gemm_double): its
   // outputs are unbounded logits, where float32 sums over hundreds of inputs drift by
   // several ulps (9e-6 at 18 for a 256-input layer), and the layer is a small share of
