@@ -358,6 +358,11 @@ CORRUPT = {
     "int32 type code": (header(0x0C03, 3, 28, 28) + bytes(4 * 3 * 784), ["found 3075"]),
     "short header": (header(2051, 3, 28), ["16-byte header", "ends after 12 bytes"]),
     "zero rows": (header(2051, 3, 0, 28), ["0x28", "at least 1"]),
+    # found by fuzz/fuzz_idx.py: NumPy refused the shape with a ValueError
+    "zero images of 2^63 bytes": (
+        header(2051, 0, 2885812224, 4160752128),
+        ["2885812224x4160752128", "more bytes than an array can index"],
+    ),
     "truncated images": (
         GOOD_IMAGES[:-1],
         ["declares 3 images of 28x28 (2352 bytes)", "holds 2351 bytes"],

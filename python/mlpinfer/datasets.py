@@ -203,6 +203,12 @@ def _parse_stream(
         raise DataError(
             f"{name}: header declares images of {dims[1]}x{dims[2]}, rows and columns must be at least 1"
         )
+    if ndim == 3 and dims[1] * dims[2] > np.iinfo(np.intp).max:
+        # Zero such images hold no bytes, but NumPy cannot shape even an empty array so.
+        raise DataError(
+            f"{name}: header declares images of {dims[1]}x{dims[2]}, more bytes than an "
+            f"array can index"
+        )
     declared = math.prod(dims)
     what = _describe(dims)
 
