@@ -103,8 +103,8 @@ def test_negative_zero_keeps_its_sign_on_every_path(activation):
 
 
 def test_very_wide_outputs_skip_the_tiles():
-    """More than 4,096 outputs: the row kernel and the BLAS, whose buffers do not grow with
-    a tile per thread; results still match the reference."""
+    """More than 4,096 outputs: no tiles (their per-thread buffers would grow with the
+    layer), the row kernel and the BLAS instead; results match the reference."""
     rng = np.random.default_rng(12)
     network = random_network(rng, [8, 5000], "relu", "relu")
     x = rng.standard_normal((40, 8)).astype(np.float32)

@@ -739,9 +739,10 @@ void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha,
 }
 
 void tile_gemm_double(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-                      const float* weights, float* out, RowPrefetch& prefetch) {
+                      const float* weights, std::size_t max_width, float* out,
+                      RowPrefetch& prefetch) {
   // Half a float panel: 6 columns x 4 double vectors on AVX-512, 1 column elsewhere.
-  tile_gemm_double_dispatched(inputs, outputs, alpha, in, weights, max_panel_width() / 2, out,
+  tile_gemm_double_dispatched(inputs, outputs, alpha, in, weights, max_width / 2, out,
                               prefetch);
 }
 

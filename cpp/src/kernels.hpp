@@ -69,7 +69,6 @@ std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t in
 // Rows with a column stride other than the element size are not prefetched.
 class RowPrefetch {
  public:
-  RowPrefetch() = default;
   RowPrefetch(const InputView& src, std::size_t first_row, std::size_t rows);
   void next_line() {
     if (rows_left_ == 0) return;
@@ -99,9 +98,10 @@ void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float
                const float* panels, std::size_t max_width, float* out, RowPrefetch& prefetch);
 
 // tile_gemm accumulating in double over W as given (inputs x outputs, row-major), with
-// the same arithmetic per row as small_gemm_double.
+// the same arithmetic per row as small_gemm_double; max_width is tile_gemm's.
 void tile_gemm_double(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-                      const float* weights, float* out, RowPrefetch& prefetch);
+                      const float* weights, std::size_t max_width, float* out,
+                      RowPrefetch& prefetch);
 
 // bias_activation for a tile of `width` features.
 void tile_bias_activation(float* tile, std::size_t width, const float* bias,

@@ -25,8 +25,8 @@ namespace {
 constexpr std::size_t kBlockRows = 256;
 // Which kernel runs a row. Measured on the 2-core EPYC, one thread, ns per row of the
 // textbook's 784-50-100-10 (whole network): tiles (kernels::tile_gemm, the batch in
-// vector lanes, weights packed once at load) 436 in cache and 415 (uint8) to 529
-// (float32) from memory; the row kernel (kernels::small_gemm, columns in lanes, padded
+// vector lanes, weights packed once at load) 435-455 in cache and 425-445 (uint8) to
+// 450-475 (float32) from memory; the row kernel (kernels::small_gemm, columns in lanes, padded
 // to 16) 554-845; OpenBLAS 610-914, and 1,360 at 17 rows, as it packs the weights on
 // every call. For 784x512: tiles 2,800, OpenBLAS 4,674.
 // Every row of a tile gets the same arithmetic as a lone row in small_gemm, so in a
@@ -187,8 +187,10 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
   if (tiled_) {
     panel_width_ = kernels::max_panel_width();
     for (const DenseLayer& layer : layers_) {
-      tile_panels_.push_back(
-          kernels::pack_panels(layer.weights, layer.inputs, layer.outputs, panel_width_));
+      const bool read_unpacked = &layer == &layers_.back() && double_output_;
+      tile_panels_.push_back(read_unpacked ? std::vector<float>{}
+                                           : kernels::pack_panels(layer.weights, layer.inputs,
+                                                                  layer.outputs, panel_width_));
     }
   }
   static std::once_flag configured;
@@ -248,7 +250,7 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       const float alpha = i == 0 ? input_scale : 1.0f;
       if (i + 1 == layers_.size() && double_output_) {
         kernels::tile_gemm_double(layer.inputs, layer.outputs, alpha, activations,
-                                  layer.weights.data(), result, prefetch);
+                                  layer.weights.data(), panel_width_, result, prefetch);
       } else {
         kernels::tile_gemm(layer.inputs, layer.outputs, alpha, activations,
                            tile_panels_[i].data(), panel_width_, result, prefetch);

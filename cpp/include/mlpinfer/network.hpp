@@ -61,9 +61,10 @@ class Network {
   // at construction for the few-row kernel.
   std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
-  // Each layer's W packed for the tile kernel (see kernels::pack_panels), and whether
-  // the network runs in tiles at all: an input tile of a very wide layer would not
-  // stay in L2, and such layers go to the BLAS.
+  // Each layer's W packed for the tile kernel (see kernels::pack_panels; empty for a
+  // double_output_ layer, which reads W as it is), and whether the network runs in
+  // tiles at all: an input tile of a very wide layer would not stay in L2, and such
+  // layers go to the BLAS.
   bool tiled_ = false;
   std::size_t panel_width_ = 0;
   std::vector<std::vector<float>> tile_panels_;
