@@ -227,18 +227,19 @@ void softmax_tile(float* tile, std::size_t rows, std::size_t width, const float*
 // Rows x (16 * Vectors) of C: the accumulators stay in registers for the whole k loop,
 // so each element of B is loaded once per `Rows` rows and feeds `Rows` FMAs.
 template <int Rows, int Vectors>
-MLPINFER_INLINE void panel(std::size_t k, float alpha, const float* a, std::size_t lda,
-                           const float* b, std::size_t ldb, float* c, std::size_t ldc,
-                           std::size_t valid) {
+MLPINFER_INLINE void panel(const ActiveInputs& active, float alpha, const float* a,
+                           std::size_t lda, const float* b, std::size_t ldb, float* c,
+                           std::size_t ldc, std::size_t valid) {
   Vec16 acc[Rows][Vectors] = {};
-  for (std::size_t i = 0; i < k; ++i) {
-    const float* row = b + i * ldb;
+  for (std::size_t i = 0; i < active.count; ++i) {
+    const std::size_t k = active.index[i];
+    const float* row = b + k * ldb;
     Vec16 w[Vectors];
     for (int v = 0; v < Vectors; ++v) w[v] = load16(row + 16 * v);
     for (int r = 0; r < Rows; ++r) {
       // Vector times scalar, as in tile_panel: a broadcast written as Vec16{} + x
       // would turn -0.0 into +0.0, and a row's zero sign would depend on its kernel.
-      const float x = a[r * lda + i];
+      const float x = a[r * lda + k];
       for (int v = 0; v < Vectors; ++v) acc[r][v] += w[v] * x;
     }
   }
@@ -250,17 +251,25 @@ MLPINFER_INLINE void panel(std::size_t k, float alpha, const float* a, std::size
   }
 }
 
+// The inputs that rows of `a` need visited (see InputSelection).
+MLPINFER_INLINE ActiveInputs select_inputs(const float* a, std::size_t rows, std::size_t lda,
+                                           std::size_t k, const InputSelection& inputs) {
+  if (!inputs.skip_zeros) return {inputs.all, k};
+  return {inputs.scratch, nonzero_inputs(a, rows, lda, k, inputs.scratch)};
+}
+
 template <int Rows>
 MLPINFER_INLINE void panels(std::size_t n, std::size_t k, float alpha, const float* a,
                             std::size_t lda, const float* b, std::size_t ldb, float* c,
-                            std::size_t ldc) {
+                            std::size_t ldc, const InputSelection& inputs) {
+  const ActiveInputs active = select_inputs(a, Rows, lda, k, inputs);
   for (std::size_t j0 = 0; j0 < n; j0 += kPanelWidth) {
     const std::size_t valid = std::min(kPanelWidth, n - j0);
     switch ((valid + kPadColumns - 1) / kPadColumns) {
-      case 1: panel<Rows, 1>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
-      case 2: panel<Rows, 2>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
-      case 3: panel<Rows, 3>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
-      default: panel<Rows, 4>(k, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      case 1: panel<Rows, 1>(active, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      case 2: panel<Rows, 2>(active, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      case 3: panel<Rows, 3>(active, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
+      default: panel<Rows, 4>(active, alpha, a, lda, b + j0, ldb, c + j0, ldc, valid); break;
     }
   }
 }
@@ -268,11 +277,15 @@ MLPINFER_INLINE void panels(std::size_t n, std::size_t k, float alpha, const flo
 MLPINFER_DISPATCH
 void small_gemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                      std::size_t lda, const float* b, std::size_t ldb, float* c,
-                     std::size_t ldc) {
+                     std::size_t ldc, const InputSelection& inputs) {
   std::size_t r = 0;
-  for (; r + 4 <= m; r += 4) panels<4>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
-  for (; r + 2 <= m; r += 2) panels<2>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
-  if (r < m) panels<1>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc);
+  for (; r + 4 <= m; r += 4) {
+    panels<4>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc, inputs);
+  }
+  for (; r + 2 <= m; r += 2) {
+    panels<2>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc, inputs);
+  }
+  if (r < m) panels<1>(n, k, alpha, a + r * lda, lda, b, ldb, c + r * ldc, ldc, inputs);
 }
 
 // small_gemm with double accumulators over unpadded W (k x n): for identity output
@@ -280,15 +293,18 @@ void small_gemm_rows(std::size_t m, std::size_t n, std::size_t k, float alpha, c
 // float once, in the same order as tile_panel_double.
 MLPINFER_DISPATCH
 void small_gemm_double_rows(std::size_t m, std::size_t n, std::size_t k, float alpha,
-                            const float* a, std::size_t lda, const float* w, float* c) {
+                            const float* a, std::size_t lda, const float* w, float* c,
+                            const InputSelection& inputs) {
   constexpr std::size_t kColumns = 64;
   for (std::size_t r = 0; r < m; ++r) {
+    const ActiveInputs active = select_inputs(a + r * lda, 1, lda, k, inputs);
     for (std::size_t j0 = 0; j0 < n; j0 += kColumns) {
       const std::size_t width = std::min(kColumns, n - j0);
       double acc[kColumns] = {};
-      for (std::size_t i = 0; i < k; ++i) {
-        const double x = a[r * lda + i];
-        const float* w_row = w + i * n + j0;
+      for (std::size_t i = 0; i < active.count; ++i) {
+        const std::size_t input = active.index[i];
+        const double x = a[r * lda + input];
+        const float* w_row = w + input * n + j0;
         for (std::size_t j = 0; j < width; ++j) acc[j] += x * static_cast<double>(w_row[j]);
       }
       for (std::size_t j = 0; j < width; ++j) {
@@ -342,6 +358,78 @@ void gather_uint8(const InputView& src, std::size_t first_row, std::size_t rows,
 }
 
 
+// --- Zero inputs ----------------------------------------------------------------
+// Branch-free: whether an input is zero is data, and a mispredicted branch per input
+// would cost more than the FMAs it saves.
+MLPINFER_DISPATCH
+std::size_t nonzero_inputs_portable(const float* a, std::size_t rows, std::size_t lda,
+                                    std::size_t inputs, std::uint32_t* active) {
+  std::size_t count = 0;
+  for (std::size_t k = 0; k < inputs; ++k) {
+    bool nonzero = false;
+    for (std::size_t r = 0; r < rows; ++r) nonzero |= a[r * lda + k] != 0.0f;
+    active[count] = static_cast<std::uint32_t>(k);
+    count += nonzero;
+  }
+  return count;
+}
+
+MLPINFER_DISPATCH
+std::size_t tile_nonzero_inputs_portable(const float* tile, std::size_t inputs,
+                                         std::uint32_t* active) {
+  std::size_t count = 0;
+  for (std::size_t k = 0; k < inputs; ++k) {
+    bool nonzero = false;
+    for (std::size_t r = 0; r < kTileRows; ++r) nonzero |= tile[k * kTileRows + r] != 0.0f;
+    active[count] = static_cast<std::uint32_t>(k);
+    count += nonzero;
+  }
+  return count;
+}
+
+#ifdef MLPINFER_HAVE_X86_DISPATCH
+// 16 inputs per step: a mask of the nonzero ones, their indices compressed into place
+// (VPCOMPRESSD), against a compare, a store and an add per input above.
+__attribute__((target("arch=x86-64-v4")))
+std::size_t nonzero_inputs_avx512(const float* a, std::size_t rows, std::size_t lda,
+                                  std::size_t inputs, std::uint32_t* active) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  std::size_t count = 0;
+  for (std::size_t k = 0; k < inputs; k += 16) {
+    const std::size_t left = inputs - k;
+    const __mmask16 valid = left >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << left) - 1);
+    __mmask16 nonzero = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+      // NEQ_UQ: NaN counts as nonzero, so that it reaches the sum.
+      nonzero |= _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, a + r * lda + k),
+                                         _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    }
+    const __m512i index = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(k)));
+    const unsigned found = static_cast<unsigned>(__builtin_popcount(nonzero));
+    _mm512_mask_storeu_epi32(active + count, static_cast<__mmask16>((1u << found) - 1),
+                             _mm512_maskz_compress_epi32(nonzero, index));
+    count += found;
+  }
+  return count;
+}
+
+// A feature's 32 lanes are two vectors: one mask bit per feature.
+__attribute__((target("arch=x86-64-v4")))
+std::size_t tile_nonzero_inputs_avx512(const float* tile, std::size_t inputs,
+                                       std::uint32_t* active) {
+  std::size_t count = 0;
+  for (std::size_t k = 0; k < inputs; ++k) {
+    const float* feature = tile + k * kTileRows;
+    const __mmask16 nonzero =
+        _mm512_cmp_ps_mask(_mm512_loadu_ps(feature), _mm512_setzero_ps(), _CMP_NEQ_UQ) |
+        _mm512_cmp_ps_mask(_mm512_loadu_ps(feature + 16), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    active[count] = static_cast<std::uint32_t>(k);
+    count += nonzero != 0;
+  }
+  return count;
+}
+#endif
+
 // --- Tiles: the batch in vector lanes -------------------------------------------
 // One accumulator per (output column, 16 rows) stays in a register for the whole k
 // loop; each step loads 2 vectors of the input tile and broadcasts one weight per
@@ -350,15 +438,16 @@ void gather_uint8(const InputView& src, std::size_t first_row, std::size_t rows,
 // row: 784x50 in 283 ns (about 2 FMAs a cycle), against 361 ns for the 4 x 64 row
 // kernel; 784x512 in 2,800 ns against OpenBLAS's 4,674.
 template <int Width>
-MLPINFER_INLINE void tile_panel(std::size_t k, float alpha, const float* in, const float* panel,
-                                float* out, RowPrefetch& prefetch) {
+MLPINFER_INLINE void tile_panel(const ActiveInputs& active, float alpha, const float* in,
+                                const float* panel, float* out, RowPrefetch& prefetch) {
   Vec16 acc[Width][2] = {};
-  for (std::size_t i = 0; i < k; ++i) {
+  for (std::size_t i = 0; i < active.count; ++i) {
+    const std::size_t k = active.index[i];
     prefetch.next_line();
-    const Vec16 low = load16(in + i * kTileRows);
-    const Vec16 high = load16(in + i * kTileRows + 16);
+    const Vec16 low = load16(in + k * kTileRows);
+    const Vec16 high = load16(in + k * kTileRows + 16);
     for (int c = 0; c < Width; ++c) {
-      const float w = panel[i * Width + c];
+      const float w = panel[k * Width + c];
       acc[c][0] += low * w;
       acc[c][1] += high * w;
     }
@@ -370,9 +459,9 @@ MLPINFER_INLINE void tile_panel(std::size_t k, float alpha, const float* in, con
 }
 
 MLPINFER_DISPATCH
-void tile_gemm_dispatched(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-                          const float* panels, std::size_t max_width, float* out,
-                          RowPrefetch& next_tile) {
+void tile_gemm_dispatched(std::size_t inputs, const ActiveInputs& active, std::size_t outputs,
+                          float alpha, const float* in, const float* panels,
+                          std::size_t max_width, float* out, RowPrefetch& next_tile) {
   RowPrefetch prefetch = next_tile;  // a local copy stays in registers
   const PanelLayout layout(outputs, max_width);
   for (std::size_t p = 0; p < layout.count; ++p) {
@@ -380,18 +469,18 @@ void tile_gemm_dispatched(std::size_t inputs, std::size_t outputs, float alpha, 
     const float* panel = panels + first * inputs;
     float* panel_out = out + first * kTileRows;
     switch (layout.width(p)) {
-      case 1: tile_panel<1>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 2: tile_panel<2>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 3: tile_panel<3>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 4: tile_panel<4>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 5: tile_panel<5>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 6: tile_panel<6>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 7: tile_panel<7>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 8: tile_panel<8>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 9: tile_panel<9>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 10: tile_panel<10>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      case 11: tile_panel<11>(inputs, alpha, in, panel, panel_out, prefetch); break;
-      default: tile_panel<12>(inputs, alpha, in, panel, panel_out, prefetch); break;
+      case 1: tile_panel<1>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 2: tile_panel<2>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 3: tile_panel<3>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 4: tile_panel<4>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 5: tile_panel<5>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 6: tile_panel<6>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 7: tile_panel<7>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 8: tile_panel<8>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 9: tile_panel<9>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 10: tile_panel<10>(active, alpha, in, panel, panel_out, prefetch); break;
+      case 11: tile_panel<11>(active, alpha, in, panel, panel_out, prefetch); break;
+      default: tile_panel<12>(active, alpha, in, panel, panel_out, prefetch); break;
     }
   }
   next_tile = prefetch;
@@ -406,16 +495,18 @@ MLPINFER_INLINE Double8 widen(Vec16 v, int half) {
 // tile_panel in double, reading W (k x n, row-major) from column `w`: 4 vectors of 8
 // rows per column.
 template <int Width>
-MLPINFER_INLINE void tile_panel_double(std::size_t k, std::size_t n, float alpha, const float* in,
-                                       const float* w, float* out, RowPrefetch& prefetch) {
+MLPINFER_INLINE void tile_panel_double(const ActiveInputs& active, std::size_t n, float alpha,
+                                       const float* in, const float* w, float* out,
+                                       RowPrefetch& prefetch) {
   Double8 acc[Width][4] = {};
-  for (std::size_t i = 0; i < k; ++i) {
+  for (std::size_t i = 0; i < active.count; ++i) {
+    const std::size_t k = active.index[i];
     prefetch.next_line();
-    const Vec16 low = load16(in + i * kTileRows);
-    const Vec16 high = load16(in + i * kTileRows + 16);
+    const Vec16 low = load16(in + k * kTileRows);
+    const Vec16 high = load16(in + k * kTileRows + 16);
     const Double8 x[4] = {widen(low, 0), widen(low, 1), widen(high, 0), widen(high, 1)};
     for (int c = 0; c < Width; ++c) {
-      const double weight = w[i * n + static_cast<std::size_t>(c)];
+      const double weight = w[k * n + static_cast<std::size_t>(c)];
       for (int v = 0; v < 4; ++v) acc[c][v] += x[v] * weight;
     }
   }
@@ -428,7 +519,7 @@ MLPINFER_INLINE void tile_panel_double(std::size_t k, std::size_t n, float alpha
 }
 
 MLPINFER_DISPATCH
-void tile_gemm_double_dispatched(std::size_t inputs, std::size_t outputs, float alpha,
+void tile_gemm_double_dispatched(const ActiveInputs& active, std::size_t outputs, float alpha,
                                  const float* in, const float* weights, std::size_t max_width,
                                  float* out, RowPrefetch& next_tile) {
   RowPrefetch prefetch = next_tile;
@@ -436,12 +527,12 @@ void tile_gemm_double_dispatched(std::size_t inputs, std::size_t outputs, float 
     const float* w = weights + first;
     float* panel_out = out + first * kTileRows;
     switch (std::min(max_width, outputs - first)) {
-      case 1: tile_panel_double<1>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
-      case 2: tile_panel_double<2>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
-      case 3: tile_panel_double<3>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
-      case 4: tile_panel_double<4>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
-      case 5: tile_panel_double<5>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
-      default: tile_panel_double<6>(inputs, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 1: tile_panel_double<1>(active, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 2: tile_panel_double<2>(active, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 3: tile_panel_double<3>(active, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 4: tile_panel_double<4>(active, outputs, alpha, in, w, panel_out, prefetch); break;
+      case 5: tile_panel_double<5>(active, outputs, alpha, in, w, panel_out, prefetch); break;
+      default: tile_panel_double<6>(active, outputs, alpha, in, w, panel_out, prefetch); break;
     }
   }
   next_tile = prefetch;
@@ -678,9 +769,25 @@ void bias_activation(float* tile, std::size_t rows, std::size_t width, const flo
   }
 }
 
+std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda,
+                           std::size_t inputs, std::uint32_t* active) {
+#ifdef MLPINFER_HAVE_X86_DISPATCH
+  if (__builtin_cpu_supports("x86-64-v4")) return nonzero_inputs_avx512(a, rows, lda, inputs, active);
+#endif
+  return nonzero_inputs_portable(a, rows, lda, inputs, active);
+}
+
+std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::uint32_t* active) {
+#ifdef MLPINFER_HAVE_X86_DISPATCH
+  if (__builtin_cpu_supports("x86-64-v4")) return tile_nonzero_inputs_avx512(tile, inputs, active);
+#endif
+  return tile_nonzero_inputs_portable(tile, inputs, active);
+}
+
 void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc) {
-  small_gemm_rows(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+                const InputSelection& inputs) {
+  small_gemm_rows(m, n, k, alpha, a, lda, b, ldb, c, ldc, inputs);
 }
 
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst) {
@@ -728,21 +835,22 @@ std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t in
   return packed;
 }
 
-void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-               const float* panels, std::size_t max_width, float* out, RowPrefetch& prefetch) {
-  tile_gemm_dispatched(inputs, outputs, alpha, in, panels, max_width, out, prefetch);
+void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outputs, float alpha,
+               const float* in, const float* panels, std::size_t max_width, float* out,
+               RowPrefetch& prefetch) {
+  tile_gemm_dispatched(inputs, active, outputs, alpha, in, panels, max_width, out, prefetch);
 }
 
 void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                       std::size_t lda, const float* w, float* c) {
-  small_gemm_double_rows(m, n, k, alpha, a, lda, w, c);
+                       std::size_t lda, const float* w, float* c, const InputSelection& inputs) {
+  small_gemm_double_rows(m, n, k, alpha, a, lda, w, c, inputs);
 }
 
-void tile_gemm_double(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-                      const float* weights, std::size_t max_width, float* out,
+void tile_gemm_double(const ActiveInputs& active, std::size_t outputs, float alpha,
+                      const float* in, const float* weights, std::size_t max_width, float* out,
                       RowPrefetch& prefetch) {
   // Half a float panel: 6 columns x 4 double vectors on AVX-512, 1 column elsewhere.
-  tile_gemm_double_dispatched(inputs, outputs, alpha, in, weights, max_width / 2, out,
+  tile_gemm_double_dispatched(active, outputs, alpha, in, weights, max_width / 2, out,
                               prefetch);
 }
 

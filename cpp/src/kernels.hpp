@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "mlpinfer/network.hpp"
@@ -23,16 +24,41 @@ constexpr std::size_t padded_columns(std::size_t n) {
   return (n + kPadColumns - 1) / kPadColumns * kPadColumns;
 }
 
+// --- Zero inputs --------------------------------------------------------------------
+// The products below visit only the inputs k (rows of W) that are nonzero in some row
+// they compute. Skipping x = 0 changes no bit of any result: it would add x * w = +-0
+// to an accumulator that is never -0.0 (accumulators start at +0.0, and a sum is -0.0
+// only when both terms are), provided w is finite (0 * inf is NaN), which the caller
+// checks once per layer. Digits are mostly background: an MNIST image has 151 of its
+// 784 pixels nonzero, 4 images 298, a tile of 32 images 437.
+struct InputSelection {
+  bool skip_zeros;                // false: visit every input
+  const std::uint32_t* all;       // 0, 1, 2, ... at least k entries
+  std::uint32_t* scratch;         // k entries, for the nonzero inputs of a group of rows
+};
+
+// The inputs one product visits: index[0..count), ascending.
+struct ActiveInputs {
+  const std::uint32_t* index;
+  std::size_t count;
+};
+
+// Writes the indices k < inputs, ascending, at which any of `rows` rows of `a`
+// (row-major, leading dimension lda) is nonzero; returns how many.
+std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda,
+                           std::size_t inputs, std::uint32_t* active);
+
 // C (m x n, ldc) = alpha * A (m x k, lda) * B (k x n, ldb = padded_columns(n)).
 // For the few-row products where a BLAS GEMM spends more time packing B than
 // multiplying. Contract: C does not alias A or B.
 void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc);
+                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+                const InputSelection& inputs);
 
 // small_gemm accumulating in double over W as given (k x n, row-major, unpadded), each
 // element rounded to float once; C's leading dimension is n.
 void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                       std::size_t lda, const float* w, float* c);
+                       std::size_t lda, const float* w, float* c, const InputSelection& inputs);
 
 // dst[r * cols + c] = element (r, c) of `src` converted to float.
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
@@ -92,15 +118,19 @@ class RowPrefetch {
   std::size_t offset_ = 0;
 };
 
+// The features of a tile (`inputs` of them) with a nonzero lane, as nonzero_inputs.
+std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::uint32_t* active);
+
 // out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
 // features and W packed by pack_panels with the same max_width.
-void tile_gemm(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-               const float* panels, std::size_t max_width, float* out, RowPrefetch& prefetch);
+void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outputs, float alpha,
+               const float* in, const float* panels, std::size_t max_width, float* out,
+               RowPrefetch& prefetch);
 
 // tile_gemm accumulating in double over W as given (inputs x outputs, row-major), with
 // the same arithmetic per row as small_gemm_double; max_width is tile_gemm's.
-void tile_gemm_double(std::size_t inputs, std::size_t outputs, float alpha, const float* in,
-                      const float* weights, std::size_t max_width, float* out,
+void tile_gemm_double(const ActiveInputs& active, std::size_t outputs, float alpha,
+                      const float* in, const float* weights, std::size_t max_width, float* out,
                       RowPrefetch& prefetch);
 
 // bias_activation for a tile of `width` features.

@@ -6,9 +6,11 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <cstdint>
 #include <mutex>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
 
@@ -68,9 +70,11 @@ struct Scratch {
   std::vector<float> tile;
   std::vector<float> ping;
   std::vector<float> pong;
+  std::vector<std::uint32_t> active_inputs;
 };
 
-float* at_least(std::vector<float>& buffer, std::size_t size) {
+template <typename T>
+T* at_least(std::vector<T>& buffer, std::size_t size) {
   if (buffer.size() < size) buffer.resize(size);
   return buffer.data();
 }
@@ -170,7 +174,12 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
       throw std::invalid_argument(layer_error(i, "softmax is only supported on the last layer"));
     }
     if (i + 1 != layers_.size()) widest_hidden_ = std::max(widest_hidden_, layer.outputs);
+    widest_input_ = std::max(widest_input_, layer.inputs);
+    skip_zero_inputs_.push_back(std::all_of(layer.weights.begin(), layer.weights.end(),
+                                            [](float w) { return std::isfinite(w); }));
   }
+  all_inputs_.resize(widest_input_);
+  std::iota(all_inputs_.begin(), all_inputs_.end(), std::uint32_t{0});
   for (const DenseLayer& layer : layers_) {
     const std::size_t stride = kernels::padded_columns(layer.outputs);
     std::vector<float> padded(layer.inputs * stride, 0.0f);
@@ -243,16 +252,22 @@ void Network::forward(const InputView& input, float input_scale, float* output,
     kernels::load_tile(input, first, count, tile);
     kernels::RowPrefetch prefetch(input, first + count, next);
     const float* activations = tile;
+    std::uint32_t* nonzero = at_least(scratch.active_inputs, widest_input_);
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       const DenseLayer& layer = layers_[i];
       float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
                                layer.outputs * kTileRows);
       const float alpha = i == 0 ? input_scale : 1.0f;
+      const kernels::ActiveInputs active =
+          skip_zero_inputs_[i]
+              ? kernels::ActiveInputs{nonzero,
+                                      kernels::tile_nonzero_inputs(activations, layer.inputs, nonzero)}
+              : kernels::ActiveInputs{all_inputs_.data(), layer.inputs};
       if (i + 1 == layers_.size() && double_output_) {
-        kernels::tile_gemm_double(layer.inputs, layer.outputs, alpha, activations,
+        kernels::tile_gemm_double(active, layer.outputs, alpha, activations,
                                   layer.weights.data(), panel_width_, result, prefetch);
       } else {
-        kernels::tile_gemm(layer.inputs, layer.outputs, alpha, activations,
+        kernels::tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
                            tile_panels_[i].data(), panel_width_, result, prefetch);
       }
       kernels::tile_bias_activation(result, layer.outputs, layer.bias.data(), layer.activation);
@@ -276,15 +291,17 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       float* result = last ? output + first * out_width : hidden[i % 2];
       const float alpha = i == 0 ? input_scale : 1.0f;
       const bool small = tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
+      const kernels::InputSelection inputs{skip_zero_inputs_[i], all_inputs_.data(),
+                                           at_least(scratch.active_inputs, widest_input_)};
       // result (m rows) = alpha * a x W with the kernel this layer and row count call for.
       const auto multiply = [&](std::size_t m, const float* a, std::size_t a_stride, float* c) {
         if (last && double_output_) {
           kernels::small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, a_stride,
-                                     layer.weights.data(), c);
+                                     layer.weights.data(), c, inputs);
         } else if (small) {
           kernels::small_gemm(m, layer.outputs, layer.inputs, alpha, a, a_stride,
                               padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
-                              c, layer.outputs);
+                              c, layer.outputs, inputs);
         } else {
           blas::sgemm(m, layer.outputs, layer.inputs, alpha, a, a_stride, layer.weights.data(),
                       layer.outputs, c, layer.outputs);

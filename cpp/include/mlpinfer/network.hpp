@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,11 @@ class Network {
   // at construction for the few-row kernel.
   std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
+  std::size_t widest_input_ = 0;
+  // Per layer: whether products may skip zero inputs (kernels::InputSelection), which
+  // needs every weight finite; and 0, 1, 2, ... for the layers that visit them all.
+  std::vector<bool> skip_zero_inputs_;
+  std::vector<std::uint32_t> all_inputs_;
   // Each layer's W packed for the tile kernel (see kernels::pack_panels; empty for a
   // double_output_ layer, which reads W as it is), and whether the network runs in
   // tiles at all: an input tile of a very wide layer would not stay in L2, and such
