@@ -102,6 +102,49 @@ def test_negative_zero_keeps_its_sign_on_every_path(activation):
     assert_same_bits(network.predict(x, threads=1), np.tile(alone, (40, 1)))
 
 
+def sparse_rows(rng, rows, cols):
+    """Rows that are mostly zeros, as digits are mostly background: 85% zeros, a third of
+    them -0.0."""
+    x = rng.uniform(-1, 1, (rows, cols)).astype(np.float32)
+    zero = rng.random((rows, cols)) < 0.85
+    x[zero] = np.where(rng.random(np.count_nonzero(zero)) < 1 / 3, -0.0, 0.0)
+    return x
+
+
+@pytest.mark.parametrize("output", ACTIVATIONS)
+def test_skipped_zero_inputs_change_no_bit(output):
+    """The kernels skip inputs that are zero in every row of a tile or row group. A row's
+    result is the same whether its zeros are skipped (alone, or among zero rows) or
+    multiplied (among dense rows, where no input is zero in every row), and matches the
+    reference. The relu layer has dead units, so whole hidden columns are zero too."""
+    rng = np.random.default_rng(21)
+    network = random_network(rng, [200, 64, 40, 10], "relu", output)
+    params = network.params()
+    params["b1"] = np.where(np.arange(64) % 3 == 0, np.float32(-100), params["b1"])
+    network = mlpinfer.Network.from_params(params, activations=list(network.activations))
+    sparse = sparse_rows(rng, 37, 200)
+    dense = rng.uniform(-1, 1, (64, 200)).astype(np.float32)
+    zeros = np.zeros((64, 200), np.float32)
+    alone = np.stack([network.predict(row[None], threads=1)[0] for row in sparse])
+    for neighbours in (dense, zeros):
+        mixed = np.concatenate([neighbours[:5], sparse, neighbours[5:]])
+        for threads in (1, 2):
+            assert_same_bits(network.predict(mixed, threads=threads)[5:42], alone)
+    assert_close_to_reference(alone, expected_outputs(network, sparse))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 40])
+def test_nan_among_zeros_is_not_skipped(rows):
+    """A NaN input in an otherwise zero batch reaches the sum: its row is all NaN, in the
+    row kernel (1, 3 rows) and in a tile (40)."""
+    network = random_network(np.random.default_rng(22), [100, 30, 4], "sigmoid", "softmax")
+    x = np.zeros((rows, 100), np.float32)
+    x[rows // 2, 77] = np.nan
+    out = network.predict(x)
+    assert np.isnan(out[rows // 2]).all()
+    assert not np.isnan(np.delete(out, rows // 2, axis=0)).any()
+
+
 def test_very_wide_outputs_skip_the_tiles():
     """More than 4,096 outputs: no tiles (their per-thread buffers would grow with the
     layer), the row kernel and the BLAS instead; results match the reference."""

@@ -689,6 +689,10 @@ MLPINFER_INLINE bool contiguous_rows(const InputView& src) {
   return src.col_stride_bytes == static_cast<std::ptrdiff_t>(sizeof(T));
 }
 
+// Each row is read 64 bytes at a time, 32 rows side by side: too many streams for the
+// hardware prefetcher, so each row asks for its line 256 bytes ahead (float32 tiles from
+// memory, one thread: 17.5 us a tile without, 14.5 with; uint8 rows are only 784 bytes).
+constexpr std::size_t kLoadAhead = 256;
 // Converting while transposing, 16 rows x 16 features at a time.
 template <typename T>
 MLPINFER_INLINE void load_tile_as(const InputView& src, std::size_t first_row, std::size_t rows,
@@ -697,10 +701,15 @@ MLPINFER_INLINE void load_tile_as(const InputView& src, std::size_t first_row, s
   for (; contiguous_rows<T>(src) && f + 16 <= src.cols; f += 16) {
     for (std::size_t half = 0; half < kTileRows; half += 16) {
       Vec16 block[16];
+      const bool ahead = f * sizeof(T) + kLoadAhead < src.cols * sizeof(T);
       for (std::size_t r = 0; r < 16; ++r) {
-        block[r] = half + r < rows
-                       ? load16_as_float<T>(row_address(src, first_row + half + r) + f * sizeof(T))
-                       : Vec16{};
+        if (half + r < rows) {
+          const unsigned char* row = row_address(src, first_row + half + r);
+          if (ahead) __builtin_prefetch(row + f * sizeof(T) + kLoadAhead, 0, 3);
+          block[r] = load16_as_float<T>(row + f * sizeof(T));
+        } else {
+          block[r] = Vec16{};
+        }
       }
       transpose_into_tile(block, tile + f * kTileRows + half);
     }

@@ -127,6 +127,25 @@ void test_uint8_rows_read_in_place() {
   check(from_pixels == from_floats, "uint8 pixels and the same values as floats differ");
 }
 
+// Zero inputs are skipped only where that changes nothing: 0 * inf is NaN, as in NumPy,
+// so a layer with a non-finite weight visits every input. (The Python package refuses
+// such weights; the core computes them as IEEE arithmetic says.)
+void test_zero_input_times_infinite_weight_is_nan() {
+  mlpinfer::DenseLayer layer;
+  layer.inputs = 3;
+  layer.outputs = 2;
+  layer.weights = {1.0f, 1.0f, INFINITY, 1.0f, 1.0f, 1.0f};
+  layer.bias = {0.0f, 0.0f};
+  const mlpinfer::Network network({layer});
+  for (std::size_t rows : {1, 40}) {
+    std::vector<float> x(rows * 3, 0.0f);
+    std::vector<float> y(rows * 2);
+    network.forward({x.data(), mlpinfer::ElementType::float32, rows, 3, 12, 4}, 1.0f, y.data(), 1);
+    check(std::isnan(y[0]) && y[1] == 0.0f,
+          std::to_string(rows) + " rows: 0 * inf gave " + std::to_string(y[0]));
+  }
+}
+
 void test_contract_errors() {
   std::mt19937 rng(1);
   auto layers = random_layers({4, 3, 2}, Activation::relu, Activation::softmax, rng);
@@ -157,6 +176,7 @@ int main() {
   test_against_naive_reference();
   test_uint8_rows_read_in_place();
   test_contract_errors();
+  test_zero_input_times_infinite_weight_is_nan();
   std::printf("%s\n", failures == 0 ? "all core tests passed" : "core tests FAILED");
   return failures == 0 ? 0 : 1;
 }
