@@ -17,12 +17,15 @@ inline void cpu_relax() {
 #endif
 }
 
+// Polls after every pause: a pause takes about 24 ns on the EPYC, and polling every 64
+// pauses (1.5 us) left a worker that many microseconds late to a 100-image batch, and
+// the caller as late to notice it finish. The clock is read less often than that.
 template <typename Done>
 void spin_until(Done done) {
   const auto deadline = std::chrono::steady_clock::now() + kSpin;
-  while (!done()) {
-    for (int i = 0; i < 64; ++i) cpu_relax();
-    if (std::chrono::steady_clock::now() > deadline) return;
+  for (unsigned polls = 1; !done(); ++polls) {
+    cpu_relax();
+    if (polls % 32 == 0 && std::chrono::steady_clock::now() > deadline) return;
   }
 }
 
