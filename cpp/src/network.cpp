@@ -46,9 +46,10 @@ constexpr std::size_t kMaxTileWidth = 4096;
 constexpr std::size_t kSmallGemmRows = 16;
 constexpr std::size_t kNarrowColumns = 128;
 constexpr std::size_t kGatherRows = 8;  // see forward()
-// Below this many rows per thread, waking a worker costs more than it saves
-// (measured, 2 threads: 32 rows in 21.6 us on one thread, ORT 17.9 us on two).
-constexpr std::size_t kMinRowsPerThread = 12;
+// Below this many rows per thread, waking a worker costs more than it saves (measured
+// from C++, 2 threads, uint8 digits: 14 rows in 6.2 us on one thread, 5.1 on two; 12
+// rows in 5.0 on one, 5.3-5.8 on two).
+constexpr std::size_t kMinRowsPerThread = 7;
 
 unsigned cpus_available() {
   cpu_set_t set;
@@ -276,9 +277,16 @@ void Network::forward(const InputView& input, float input_scale, float* output,
     kernels::store_tile(activations, out_width, count, output + first * out_width);
   };
   const auto run_rows = [&](std::size_t first, std::size_t count, Scratch& scratch) {
+    const auto small_gemm_runs = [&](const DenseLayer& layer) {
+      return tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
+    };
     const float* activations = nullptr;
     std::size_t lda = input.cols;
-    if (direct) {
+    // Only the BLAS reads float32 rows in place (it packs them anyway). The row kernel
+    // gets them copied like any other input: one row at a time streams from memory,
+    // where the kernel's 4 rows side by side did not (16 rows in 8.2-8.3 us copied,
+    // 8.7-9.4 in place; 5.9 either way from cache).
+    if (direct && !small_gemm_runs(layers_.front())) {
       activations = static_cast<const float*>(input.data) +
                     static_cast<std::ptrdiff_t>(first) * row_stride_floats;
       lda = direct_lda;
@@ -290,7 +298,7 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       const bool last = i + 1 == layers_.size();
       float* result = last ? output + first * out_width : hidden[i % 2];
       const float alpha = i == 0 ? input_scale : 1.0f;
-      const bool small = tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
+      const bool small = small_gemm_runs(layer);
       const kernels::InputSelection inputs{skip_zero_inputs_[i], all_inputs_.data(),
                                            at_least(scratch.active_inputs, widest_input_)};
       // result (m rows) = alpha * a x W with the kernel this layer and row count call for.
@@ -308,11 +316,10 @@ void Network::forward(const InputView& input, float input_scale, float* output,
         }
       };
       if (activations == nullptr && small) {
-        // Rows that need converting (uint8, float64, strided) are converted
-        // kGatherRows at a time, straight into the first layer: a whole converted
-        // block (256 x 784 floats) would push the weights out of L2, and 8 rows (25 KB)
-        // stay in L1. Measured per row, one thread: uint8 640 ns against float32's
-        // 590; converting inside the kernel or with __builtin_convertvector was slower.
+        // Input rows are converted kGatherRows at a time, straight into the first
+        // layer: a whole converted block (256 x 784 floats) would push the weights out
+        // of L2, and 8 rows (25 KB) stay in L1. Converting inside the kernel or with
+        // __builtin_convertvector was slower.
         float* converted = at_least(scratch.input, kGatherRows * input.cols);
         for (std::size_t done = 0; done < count; done += kGatherRows) {
           const std::size_t part = std::min(kGatherRows, count - done);
