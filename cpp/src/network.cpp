@@ -27,16 +27,18 @@ namespace {
 constexpr std::size_t kBlockRows = 256;
 // Which kernel runs a row. Measured on the 2-core EPYC, one thread, ns per row of the
 // textbook's 784-50-100-10 (whole network): tiles (kernels::tile_gemm, the batch in
-// vector lanes, weights packed once at load) 435-455 in cache and 425-445 (uint8) to
-// 450-475 (float32) from memory; the row kernel (kernels::small_gemm, columns in lanes, padded
-// to 16) 554-845; OpenBLAS 610-914, and 1,360 at 17 rows, as it packs the weights on
-// every call. For 784x512: tiles 2,800, OpenBLAS 4,674.
+// vector lanes, weights packed once at load) 475-500 on inputs without zeros and
+// 350-360 on MNIST digits, whose zero pixels they skip; the row kernel
+// (kernels::small_gemm, columns in lanes, padded to 16) about 520 on digits; OpenBLAS
+// 610-914, and 1,360 at 17 rows, as it packs the weights on every call. For 784x512:
+// tiles 2,800, OpenBLAS 4,674.
 // Every row of a tile gets the same arithmetic as a lone row in small_gemm, so in a
 // tiled network each row's result is bit-identical whatever batch_size, threads or
 // Dask chunking. A block's last rows go to small_gemm when fewer than kMinTileRows are
-// left: a tile costs about what 24 rows cost there.
+// left: a tile costs what 21 rows cost there (digits: 20 rows in 10.1-10.4 us in the
+// row kernel, 10.4-10.6 as a tile; 23 rows in 12.2-12.7 against 10.5).
 constexpr std::size_t kTileRows = kernels::kTileRows;
-constexpr std::size_t kMinTileRows = 24;
+constexpr std::size_t kMinTileRows = 21;
 // A layer's input tile (inputs x kTileRows floats) must stay in the 1 MB L2 while each
 // of its panels reads it: 4096 inputs make 512 KB. The same bound on outputs keeps the
 // per-thread tile buffers, which are kept between calls, at 1 MB. Networks with a wider
