@@ -12,8 +12,11 @@
 // x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline, and the loader
 // picks one per process. The loops are written branch-free so that every clone
 // auto-vectorises.
+// MLPINFER_PORTABLE_KERNELS builds the portable code alone, for the instruction set the
+// compiler targets: the core's tests run it so that the code other CPUs take is tested
+// on this one too.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(MLPINFER_PORTABLE_KERNELS)
 #define MLPINFER_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MLPINFER_DISPATCH
@@ -24,7 +27,8 @@
 #define MLPINFER_INLINE __attribute__((always_inline)) inline
 // Where a clone needs instructions GCC does not generate from portable code, a
 // function with its own target attribute is chosen by __builtin_cpu_supports.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(MLPINFER_PORTABLE_KERNELS)
 #define MLPINFER_HAVE_X86_DISPATCH
 #include <immintrin.h>
 #endif
