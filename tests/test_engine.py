@@ -91,9 +91,9 @@ def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
 
 @pytest.mark.parametrize("activation", ["identity", "relu", "tanh"])
 def test_negative_zero_keeps_its_sign_on_every_path(activation):
-    """With FMA, a product that underflows leaves -0.0 (without FMA, as in the sanitizer
-    build, +0.0), which a -0.0 bias keeps: a lone row and the same row in a tile give the
-    same sign (a broadcast written as 0 + x did not)."""
+    """With FMA, a product that underflows leaves a -0.0 sum (without FMA, as in the
+    sanitizer build, +0.0), which a -0.0 bias would keep: a lone row and the same row in a
+    tile give the same sign (a broadcast written as 0 + x did not)."""
     network = mlpinfer.Network.from_params(
         {"W1": np.array([[-1e-30], [1.0]], np.float32), "b1": np.array([-0.0], np.float32)},
         activations=[activation])
@@ -143,6 +143,25 @@ def test_nan_among_zeros_is_not_skipped(rows):
     out = network.predict(x)
     assert np.isnan(out[rows // 2]).all()
     assert not np.isnan(np.delete(out, rows // 2, axis=0)).any()
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh"])
+def test_a_zero_sum_has_the_same_sign_whatever_its_neighbours(activation):
+    """Row A's only product underflows (to -0.0 with FMA); row B is nonzero where A is zero,
+    so A's zero input is visited beside B and skipped without it. Visiting it would turn
+    a -0.0 sum into +0.0: every kernel ends a sum at +0.0, so A gives the same bits alone,
+    among copies of itself and beside B (found in review: it did not)."""
+    network = mlpinfer.Network.from_params(
+        {"W1": np.array([[-0.3], [0.7]], np.float32), "b1": np.array([-0.0], np.float32)},
+        activations=[activation])
+    tiny = np.nextafter(np.float32(0), np.float32(1))
+    row_a = np.array([[tiny, 0.0]], np.float32)
+    row_b = np.array([[0.0, 1.0]], np.float32)
+    alone = network.predict(row_a)
+    for neighbours in (np.tile(row_a, (39, 1)), np.tile(row_b, (39, 1))):
+        for rows in (2, 5, 40):  # row groups of 2 and 4, and a tile
+            batch = np.concatenate([row_a, neighbours[: rows - 1]])
+            assert_same_bits(network.predict(batch, threads=1)[:1], alone)
 
 
 def test_very_wide_outputs_skip_the_tiles():

@@ -249,7 +249,7 @@ MLPINFER_INLINE void panel(const ActiveInputs& active, float alpha, const float*
   }
   for (int r = 0; r < Rows; ++r) {
     float out[16 * Vectors];
-    for (int v = 0; v < Vectors; ++v) acc[r][v] *= alpha;
+    for (int v = 0; v < Vectors; ++v) acc[r][v] = (acc[r][v] + 0.0f) * alpha;  // see InputSelection
     std::memcpy(out, acc[r], sizeof out);
     std::memcpy(c + r * ldc, out, valid * sizeof(float));
   }
@@ -457,8 +457,8 @@ MLPINFER_INLINE void tile_panel(const ActiveInputs& active, float alpha, const f
     }
   }
   for (int c = 0; c < Width; ++c) {
-    store16(out + c * kTileRows, acc[c][0] * alpha);
-    store16(out + c * kTileRows + 16, acc[c][1] * alpha);
+    store16(out + c * kTileRows, (acc[c][0] + 0.0f) * alpha);  // + 0.0f: see InputSelection
+    store16(out + c * kTileRows + 16, (acc[c][1] + 0.0f) * alpha);
   }
 }
 

@@ -27,8 +27,10 @@ constexpr std::size_t padded_columns(std::size_t n) {
 // --- Zero inputs --------------------------------------------------------------------
 // The products below visit only the inputs k (rows of W) that are nonzero in some row
 // they compute. Skipping x = 0 changes no bit of any result: it would add x * w = +-0
-// to an accumulator that is never -0.0 (accumulators start at +0.0, and a sum is -0.0
-// only when both terms are), provided w is finite (0 * inf is NaN), which the caller
+// to the accumulator, which changes nothing but the sign of a zero accumulator (with
+// FMA, a product that underflows can make it -0.0, and adding +0.0 then makes it
+// +0.0), and the kernels end every sum with + 0.0f, so that a zero result is +0.0
+// whichever zeros were visited. This needs w finite (0 * inf is NaN), which the caller
 // checks once per layer. Digits are mostly background: an MNIST image has 151 of its
 // 784 pixels nonzero, 4 images 298, a tile of 32 images 437.
 struct InputSelection {

@@ -284,10 +284,11 @@ void Network::forward(const InputView& input, float input_scale, float* output,
     };
     const float* activations = nullptr;
     std::size_t lda = input.cols;
-    // Only the BLAS reads float32 rows in place (it packs them anyway). The row kernel
-    // gets them copied like any other input: one row at a time streams from memory,
-    // where the kernel's 4 rows side by side did not (16 rows in 8.2-8.3 us copied,
-    // 8.7-9.4 in place; 5.9 either way from cache).
+    // small_gemm gets float32 rows copied like any other input: one row at a time
+    // streams from memory, where its 4 rows side by side did not (16 rows in 8.2-8.3 us
+    // copied, 8.7-9.4 in place; 5.9 either way from cache). A first layer that runs
+    // elsewhere (the BLAS, which packs them anyway, or small_gemm_double) reads them
+    // in place.
     if (direct && !small_gemm_runs(layers_.front())) {
       activations = static_cast<const float*>(input.data) +
                     static_cast<std::ptrdiff_t>(first) * row_stride_floats;
