@@ -103,8 +103,10 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
-def _is_plain_dtype_state(state: Any) -> bool:
-    """``(3, byte order, None, None, None, -1, -1, flags)``: a dtype without fields."""
+def _is_plain_dtype_state(dtype: np.dtype, state: Any) -> bool:
+    """``(3, byte order, None, None, None, -1, -1, flags)``: a dtype without fields, with
+    the flags it has. NumPy takes the flags on trust: 1 (holds object references) on a
+    float dtype made NumPy fail inside and raise SystemError (a fuzz finding)."""
     return (
         type(state) is tuple
         and len(state) == 8
@@ -113,7 +115,7 @@ def _is_plain_dtype_state(state: Any) -> bool:
         and state[2:5] == (None, None, None)
         and state[5:7] == (-1, -1)
         and type(state[7]) is int
-        and 0 <= state[7] < 256
+        and state[7] == dtype.flags
     )
 
 
@@ -174,7 +176,7 @@ class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         # reach it.
         state = self.stack.pop()
         target = self.stack[-1]
-        if isinstance(target, np.dtype) and _is_plain_dtype_state(state) or type(target) is np.ndarray and _is_array_state(state):
+        if isinstance(target, np.dtype) and _is_plain_dtype_state(target, state) or type(target) is np.ndarray and _is_array_state(state):
             target.__setstate__(state)
         else:
             raise WeightsError(
