@@ -88,11 +88,28 @@ def _reconstruct_empty(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     return _MULTIARRAY._reconstruct(np.ndarray, (0,), dtype)
 
 
+def _numeric_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """What ``numpy.dtype`` resolves to in a weight pickle: ``numpy.dtype(spec, align,
+    copy)`` as NumPy pickles it (align and copy are 0/1 in old files), for numbers only.
+    NumPy's dtype.__setstate__ trusts its input, and a datetime dtype given the state of
+    a number crashed the interpreter (a fuzz finding); weights are numbers anyway."""
+    if type(spec) is not str or any(type(f) not in (bool, int) or f not in (0, 1) for f in (align, copy)):
+        raise WeightsError(
+            f"refusing numpy dtype{(spec, align, copy)!r:.80}: not how NumPy pickles a dtype")
+    try:
+        dtype = np.dtype(spec, align, copy)
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"refusing numpy dtype {spec!r:.40}: {error}") from None
+    if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+        raise WeightsError(f"refusing numpy dtype {spec!r:.40} ({dtype}): weights are numbers")
+    return dtype
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     numeric = _numpy_core_module("numeric")
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): _NDARRAY_NAME,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "dtype"): _numeric_dtype,
         ("collections", "OrderedDict"): dict,
         ("_codecs", "encode"): _latin1_bytes,
     }
