@@ -75,13 +75,14 @@ def assert_same_bits(actual, expected):
 @pytest.mark.parametrize("kind", list(batch_views(np.random.default_rng(0), 1, 1)))
 def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
     """A row's result does not depend on whether it runs in a tile (any lane, full or
-    partial tile) or alone in the row kernel: batch_size, threads (and Dask chunks) change
-    no bit. 300 outputs make a layer wider than one panel of any CPU."""
+    partial tile, or a half tile of 13-16 rows) or alone in the row kernel: batch_size,
+    threads (and Dask chunks) change no bit. 300 outputs make a layer wider than one panel
+    of any CPU."""
     rng = np.random.default_rng(11)
     network = random_network(rng, [333, 300, 50, 10], "sigmoid", output)
     x = batch_views(rng, 1025, 333)[kind]
     whole = network.predict(x)
-    for batch_size in (1, 7, 16, 17, 23, 24, 25, 31, 32, 33, 100, 1000):
+    for batch_size in (1, 7, 12, 13, 16, 17, 20, 21, 23, 24, 25, 31, 32, 33, 50, 100, 1000):
         assert_same_bits(network.predict(x, batch_size=batch_size), whole)
     assert_same_bits(network.predict(x, threads=1), whole)
     assert_same_bits(network.predict(x[5]), whole[5])

@@ -70,6 +70,8 @@ void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, 
 // so every row of the tile is one lane and gets exactly the arithmetic a lone row gets
 // from small_gemm and bias_activation (same FMA order over k, same functions after):
 // a row's result does not depend on the path, the tile, or the lane it lands in.
+// The functions below work on the first `lanes` lanes, 16 (a half tile) or kTileRows,
+// and leave the others as they are.
 constexpr std::size_t kTileRows = 32;
 
 // A layer's output columns cut into `count` panels of nearly equal width, none wider
@@ -121,27 +123,29 @@ class RowPrefetch {
 };
 
 // The features of a tile (`inputs` of them) with a nonzero lane, as nonzero_inputs.
-std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::uint32_t* active);
+std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
+                                std::uint32_t* active);
 
 // out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
 // features and W packed by pack_panels with the same max_width.
 void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outputs, float alpha,
                const float* in, const float* panels, std::size_t max_width, float* out,
-               RowPrefetch& prefetch);
+               std::size_t lanes, RowPrefetch& prefetch);
 
 // tile_gemm accumulating in double over W as given (inputs x outputs, row-major), with
 // the same arithmetic per row as small_gemm_double; max_width is tile_gemm's.
 void tile_gemm_double(const ActiveInputs& active, std::size_t outputs, float alpha,
                       const float* in, const float* weights, std::size_t max_width, float* out,
-                      RowPrefetch& prefetch);
+                      std::size_t lanes, RowPrefetch& prefetch);
 
 // bias_activation for a tile of `width` features.
-void tile_bias_activation(float* tile, std::size_t width, const float* bias,
+void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes, const float* bias,
                           Activation activation);
 
-// Rows first_row .. first_row + rows (rows <= kTileRows) of `src` as a float tile;
-// lanes beyond `rows` are zero.
-void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, float* tile);
+// Rows first_row .. first_row + rows (rows <= lanes) of `src` as a float tile; lanes
+// from `rows` to `lanes` are zero.
+void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, std::size_t lanes,
+               float* tile);
 
 // The first `rows` lanes of a tile of `width` features, back to row-major out (rows x width).
 void store_tile(const float* tile, std::size_t width, std::size_t rows, float* out);

@@ -86,8 +86,9 @@ void test_against_naive_reference() {
   const Activation hidden[] = {Activation::identity, Activation::sigmoid, Activation::relu,
                                Activation::tanh};
   for (std::size_t width : {1, 50, 513}) {
-    // 24 and 40 rows: a partial tile, and a tile plus rows in the row kernel.
-    for (std::size_t rows : {1, 7, 24, 40, 300}) {
+    // 15 rows: a half tile; 24: a partial tile; 40: a tile and 8 rows in the row kernel;
+    // 50: a tile, a half tile and 2 rows.
+    for (std::size_t rows : {1, 7, 15, 24, 40, 50, 300}) {
       for (Activation h : hidden) {
         for (Activation out : {Activation::softmax, Activation::tanh, Activation::identity}) {
           auto layers = random_layers({width, 37, 130, 5}, h, out, rng);
