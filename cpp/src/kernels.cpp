@@ -363,15 +363,18 @@ void gather_uint8(const InputView& src, std::size_t first_row, std::size_t rows,
 
 
 // --- Zero inputs ----------------------------------------------------------------
-// Branch-free: whether an input is zero is data, and a mispredicted branch per input
-// would cost more than the FMAs it saves.
-MLPINFER_DISPATCH
-std::size_t nonzero_inputs_portable(const float* a, std::size_t rows, std::size_t lda,
-                                    std::size_t inputs, std::uint32_t* active) {
+// The indices k < inputs at which any of `rows` rows, a[r * row_stride + k * input_stride],
+// is nonzero. Branch-free: whether an input is zero is data, and a mispredicted branch
+// per input would cost more than the FMAs it saves. Called with constant strides, so
+// that each caller's inner loop is compiled for its layout.
+MLPINFER_INLINE std::size_t nonzero_inputs_strided(const float* a, std::size_t rows,
+                                                   std::size_t row_stride,
+                                                   std::size_t input_stride,
+                                                   std::size_t inputs, std::uint32_t* active) {
   std::size_t count = 0;
   for (std::size_t k = 0; k < inputs; ++k) {
     bool nonzero = false;
-    for (std::size_t r = 0; r < rows; ++r) nonzero |= a[r * lda + k] != 0.0f;
+    for (std::size_t r = 0; r < rows; ++r) nonzero |= a[r * row_stride + k * input_stride] != 0.0f;
     active[count] = static_cast<std::uint32_t>(k);
     count += nonzero;
   }
@@ -379,16 +382,15 @@ std::size_t nonzero_inputs_portable(const float* a, std::size_t rows, std::size_
 }
 
 MLPINFER_DISPATCH
+std::size_t nonzero_inputs_portable(const float* a, std::size_t rows, std::size_t lda,
+                                    std::size_t inputs, std::uint32_t* active) {
+  return nonzero_inputs_strided(a, rows, lda, 1, inputs, active);
+}
+
+MLPINFER_DISPATCH
 std::size_t tile_nonzero_inputs_portable(const float* tile, std::size_t inputs,
                                          std::size_t lanes, std::uint32_t* active) {
-  std::size_t count = 0;
-  for (std::size_t k = 0; k < inputs; ++k) {
-    bool nonzero = false;
-    for (std::size_t r = 0; r < lanes; ++r) nonzero |= tile[k * kTileRows + r] != 0.0f;
-    active[count] = static_cast<std::uint32_t>(k);
-    count += nonzero;
-  }
-  return count;
+  return nonzero_inputs_strided(tile, lanes, 1, kTileRows, inputs, active);
 }
 
 #ifdef MLPINFER_HAVE_X86_DISPATCH

@@ -246,8 +246,8 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   blocks = std::max<std::size_t>(blocks, std::max<std::size_t>(useful_threads, 1));
   std::size_t rows_per_block = (rows + blocks - 1) / blocks;
   // Large batches: blocks of whole tiles. A batch split evenly across threads is not
-  // rounded: at 100 rows on 2 threads, 50 + 50 rows (a tile and 18 rows in the row
-  // kernel each) beat 64 + 36.
+  // rounded: at 100 rows on 2 threads, 50 + 50 rows (a tile, a half tile and 2 rows in
+  // the row kernel each) beat 64 + 36.
   if (tiled_ && rows_per_block >= kBlockRows / 2) {
     rows_per_block = (rows_per_block + kTileRows - 1) / kTileRows * kTileRows;
   }

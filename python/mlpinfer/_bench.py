@@ -125,11 +125,15 @@ def _torch_engine(network: Network, threads: int) -> Forward:
     return forward
 
 
+def _mlpinfer_engine(network: Network, threads: int) -> Forward:
+    return lambda batch: network.predict(batch, threads=threads)
+
+
 def _engine(name: str, network: Network, threads: int, workdir: Path) -> Forward | None:
     """The forward function of engine ``name``, or None when it is not installed."""
     try:
         if name in ("mlpinfer", "mlpinfer-uint8"):
-            return lambda batch: network.predict(batch, threads=threads)
+            return _mlpinfer_engine(network, threads)
         if name == "numpy":
             return _numpy_engine(network)
         if name == "onnxruntime":
@@ -275,8 +279,8 @@ def run(args: argparse.Namespace) -> int:
     for m in results:
         if m.engine != "mlpinfer" or m.batch_size != max(batch_sizes):
             continue
-        seconds, _ = _time_runs(lambda b, t=m.threads: network.predict(b, threads=t), dense,
-                                m.batch_size, args.repeats, args.min_seconds)
+        seconds, _ = _time_runs(_mlpinfer_engine(network, m.threads), dense, m.batch_size,
+                                args.repeats, args.min_seconds)
         for inputs, rate in (("dense", len(dense) / seconds), ("images", m.images_per_second)):
             efficiency.append(
                 {"threads": m.threads, "batch_size": m.batch_size, "input": inputs,
@@ -315,14 +319,13 @@ def _beside_busy_numpy(network: Network, floats: np.ndarray, thread_counts: list
 
     rows = []
     for threads in thread_counts:
-        alone, _ = _time_runs(lambda b, t=threads: network.predict(b, threads=t), floats,
-                              len(floats), 3, min_seconds)
+        forward = _mlpinfer_engine(network, threads)
+        alone, _ = _time_runs(forward, floats, len(floats), 3, min_seconds)
         worker = threading.Thread(target=busy, daemon=True)
         products[0] = 0
         worker.start()
         began = time.perf_counter()
-        beside, _ = _time_runs(lambda b, t=threads: network.predict(b, threads=t), floats,
-                               len(floats), 3, min_seconds)
+        beside, _ = _time_runs(forward, floats, len(floats), 3, min_seconds)
         elapsed = time.perf_counter() - began
         stop.set()
         worker.join()

@@ -100,7 +100,7 @@ def _numeric_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype
         dtype = np.dtype(spec, align, copy)
     except (TypeError, ValueError) as error:
         raise WeightsError(f"refusing numpy dtype {spec!r:.40}: {error}") from None
-    if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+    if dtype.kind not in "biufc":  # structured and subarray dtypes are kind "V"
         raise WeightsError(f"refusing numpy dtype {spec!r:.40} ({dtype}): weights are numbers")
     return dtype
 
@@ -193,7 +193,9 @@ class _ArrayOnlyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         # reach it.
         state = self.stack.pop()
         target = self.stack[-1]
-        if isinstance(target, np.dtype) and _is_plain_dtype_state(target, state) or type(target) is np.ndarray and _is_array_state(state):
+        plain_dtype = isinstance(target, np.dtype) and _is_plain_dtype_state(target, state)
+        plain_array = type(target) is np.ndarray and _is_array_state(state)
+        if plain_dtype or plain_array:
             target.__setstate__(state)
         else:
             raise WeightsError(
