@@ -16,6 +16,7 @@
 
 #include "blas.hpp"
 #include "kernels.hpp"
+#include "kernels/kernel_table.hpp"
 #include "thread_pool.hpp"
 
 namespace mlpinfer {
@@ -150,7 +151,8 @@ const char* activation_name(Activation activation) {
   return "unknown";
 }
 
-Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
+Network::Network(std::vector<DenseLayer> layers)
+    : layers_(std::move(layers)), kernels_(&kernels::active_kernels()) {
   if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer, got 0");
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const DenseLayer& layer = layers_[i];
@@ -202,7 +204,7 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
     return layer.inputs <= kMaxTileWidth && layer.outputs <= kMaxTileWidth;
   });
   if (tiled_) {
-    panel_width_ = kernels::max_panel_width();
+    panel_width_ = kernels_->tile_panel_width;
     for (const DenseLayer& layer : layers_) {
       const bool read_unpacked = &layer == &layers_.back() && double_output_;
       tile_panels_.push_back(read_unpacked ? std::vector<float>{}
@@ -259,7 +261,7 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   const auto run_tile = [&](std::size_t first, std::size_t count, std::size_t lanes,
                             std::size_t next_first, std::size_t next_count, Scratch& scratch) {
     float* tile = at_least(scratch.tile, input.cols * kTileRows);
-    kernels::load_tile(input, first, count, lanes, tile);
+    kernels_->load_tile(input, first, count, lanes, tile);
     kernels::RowPrefetch prefetch(input, next_first, next_count);
     const float* activations = tile;
     std::uint32_t* nonzero = at_least(scratch.active_inputs, widest_input_);
@@ -270,17 +272,17 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       const float alpha = i == 0 ? input_scale : 1.0f;
       const kernels::ActiveInputs active =
           skip_zero_inputs_[i]
-              ? kernels::ActiveInputs{nonzero, kernels::tile_nonzero_inputs(
+              ? kernels::ActiveInputs{nonzero, kernels_->tile_nonzero_inputs(
                                                    activations, layer.inputs, lanes, nonzero)}
               : kernels::ActiveInputs{all_inputs_.data(), layer.inputs};
       if (i + 1 == layers_.size() && double_output_) {
-        kernels::tile_gemm_double(active, layer.outputs, alpha, activations,
-                                  layer.weights.data(), panel_width_, result, lanes, prefetch);
+        kernels_->tile_gemm_double(active, layer.outputs, alpha, activations,
+                                   layer.weights.data(), result, lanes, prefetch);
       } else {
-        kernels::tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
+        kernels_->tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
                            tile_panels_[i].data(), panel_width_, result, lanes, prefetch);
       }
-      kernels::tile_bias_activation(result, layer.outputs, lanes, layer.bias.data(),
+      kernels_->tile_bias_activation(result, layer.outputs, lanes, layer.bias.data(),
                                     layer.activation);
       activations = result;
     }
@@ -315,10 +317,10 @@ void Network::forward(const InputView& input, float input_scale, float* output,
       // result (m rows) = alpha * a x W with the kernel this layer and row count call for.
       const auto multiply = [&](std::size_t m, const float* a, std::size_t a_stride, float* c) {
         if (last && double_output_) {
-          kernels::small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, a_stride,
+          kernels_->small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, a_stride,
                                      layer.weights.data(), c, inputs);
         } else if (small) {
-          kernels::small_gemm(m, layer.outputs, layer.inputs, alpha, a, a_stride,
+          kernels_->small_gemm(m, layer.outputs, layer.inputs, alpha, a, a_stride,
                               padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
                               c, layer.outputs, inputs);
         } else {
@@ -334,17 +336,17 @@ void Network::forward(const InputView& input, float input_scale, float* output,
         float* converted = at_least(scratch.input, kGatherRows * input.cols);
         for (std::size_t done = 0; done < count; done += kGatherRows) {
           const std::size_t part = std::min(kGatherRows, count - done);
-          kernels::gather_rows(input, first + done, part, converted);
+          kernels_->gather_rows(input, first + done, part, converted);
           multiply(part, converted, input.cols, result + done * layer.outputs);
         }
       } else if (activations == nullptr) {
         float* converted = at_least(scratch.input, count * input.cols);
-        kernels::gather_rows(input, first, count, converted);
+        kernels_->gather_rows(input, first, count, converted);
         multiply(count, converted, input.cols, result);
       } else {
         multiply(count, activations, lda, result);
       }
-      kernels::bias_activation(result, count, layer.outputs, layer.bias.data(),
+      kernels_->bias_activation(result, count, layer.outputs, layer.bias.data(),
                                layer.activation);
       activations = result;
       lda = layer.outputs;
@@ -382,6 +384,11 @@ unsigned default_threads() { return default_thread_setting().load(); }
 void set_default_threads(unsigned threads) {
   if (threads == 0) throw std::invalid_argument("threads must be at least 1, got 0");
   default_thread_setting().store(threads);
+}
+
+CpuInfo cpu_info() {
+  const kernels::KernelTable& in_use = kernels::active_kernels();
+  return {in_use.isa, in_use.fused_multiply_add, kernels::supported_isas()};
 }
 
 std::string blas_info() { return blas::describe(); }
