@@ -70,4 +70,11 @@ std::vector<std::string> supported_isas() {
   return isas;
 }
 
+const KernelTable* find_kernels(const std::string& isa) {
+  for (const Family& family : families()) {
+    if (family.runs_here && isa == family.isa) return &family.table();
+  }
+  return nullptr;
+}
+
 }  // namespace mlpinfer::kernels

@@ -88,4 +88,8 @@ const KernelTable& active_kernels();
 // The families this CPU can run, best first (always ending with "baseline").
 std::vector<std::string> supported_isas();
 
+// The family named `isa` if this build has it and this CPU runs it, else nullptr; for
+// the micro-benchmark, which times every family in one process.
+const KernelTable* find_kernels(const std::string& isa);
+
 }  // namespace mlpinfer::kernels

@@ -12,7 +12,6 @@ namespace mlpinfer::kernels::MLPINFER_FAMILY {
 namespace {
 
 constexpr std::size_t kRowRows = 4;
-constexpr std::size_t kRowPanelColumns = kRowVectors * kLanes;
 static_assert(kPadColumns % kLanes == 0, "B's padding must hold whole vectors");
 
 // Rows x (kLanes * Vectors) of C: the accumulators stay in registers for the whole k
@@ -68,10 +67,11 @@ template <std::size_t Rows>
 void panels(std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
             const float* b, std::size_t ldb, float* c, std::size_t ldc,
             const InputSelection& inputs) {
+  constexpr std::size_t kPanelColumns = row_vectors(Rows) * kLanes;
   const ActiveInputs active = select_inputs(a, Rows, lda, k, inputs);
-  for (std::size_t j0 = 0; j0 < n; j0 += kRowPanelColumns) {
-    const std::size_t valid = std::min(kRowPanelColumns, n - j0);
-    panel_of<Rows, kRowVectors>((valid + kLanes - 1) / kLanes, active, alpha, a, lda, b + j0,
+  for (std::size_t j0 = 0; j0 < n; j0 += kPanelColumns) {
+    const std::size_t valid = std::min(kPanelColumns, n - j0);
+    panel_of<Rows, row_vectors(Rows)>((valid + kLanes - 1) / kLanes, active, alpha, a, lda, b + j0,
                                 ldb, c + j0, ldc, valid);
   }
 }

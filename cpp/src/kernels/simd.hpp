@@ -2,7 +2,7 @@
 // exactly one MLPINFER_FAMILY_<ISA> per kernel object library (mlpinfer_kernel_family).
 // Each simd_<isa>.hpp defines, in namespace mlpinfer::kernels::<isa>, the same names:
 //   kLanes, kFusedMultiplyAdd, kTileVectors, kTilePanelWidth, kTileDoublePanelWidth,
-//   kRowVectors; Vec, IntVec, DoubleVec (kLanes / 2 doubles);
+//   row_vectors(rows); Vec, IntVec, DoubleVec (kLanes / 2 doubles);
 //   load, store, splat, mul_add (float and double vectors), splat_double, widen_low,
 //   widen_high, store_narrowed, any_nonzero, load_converted<float|double|uint8_t>,
 //   transpose_store;

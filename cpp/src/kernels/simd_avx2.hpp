@@ -21,8 +21,11 @@ constexpr bool kFusedMultiplyAdd = true;
 constexpr std::size_t kTileVectors = 2;
 constexpr std::size_t kTilePanelWidth = 6;
 constexpr std::size_t kTileDoublePanelWidth = 2;
-// Row kernel: 4 rows x 2 vectors (16 columns), 2 weight vectors, 1 broadcast input: 11.
-constexpr std::size_t kRowVectors = 2;
+// Row kernel: vectors of columns per panel for 1, 2 or 4 rows. A lone row is one FMA
+// chain per vector: 8 chains hide the FMA latency (784x50, one row: 2 vectors, 3.6 us;
+// 8 vectors, see kernel_bench). 4 rows x 3 vectors of accumulators leave 4 registers
+// for the weights and the broadcast input.
+constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 5 : 3; }
 
 typedef float Vec __attribute__((vector_size(32)));
 typedef std::int32_t IntVec __attribute__((vector_size(32)));

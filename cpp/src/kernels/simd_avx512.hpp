@@ -21,8 +21,10 @@ constexpr bool kFusedMultiplyAdd = true;
 constexpr std::size_t kTileVectors = 2;
 constexpr std::size_t kTilePanelWidth = 12;
 constexpr std::size_t kTileDoublePanelWidth = 6;
-// Row kernel: 4 rows x 4 vectors (64 columns) of accumulators, 4 weight vectors.
-constexpr std::size_t kRowVectors = 4;
+// Row kernel: vectors of columns per panel for 1, 2 or 4 rows. A lone row is one FMA
+// chain per vector, so it needs many vectors to hide the FMA latency; 4 rows x 4 vectors
+// of accumulators and 4 weight vectors use 20 of the 32 zmm registers.
+constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
 
 typedef float Vec __attribute__((vector_size(64)));
 typedef std::int32_t IntVec __attribute__((vector_size(64)));

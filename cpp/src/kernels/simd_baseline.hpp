@@ -20,7 +20,8 @@ constexpr bool kFusedMultiplyAdd = false;
 constexpr std::size_t kTileVectors = 2;
 constexpr std::size_t kTilePanelWidth = 6;
 constexpr std::size_t kTileDoublePanelWidth = 2;
-constexpr std::size_t kRowVectors = 2;
+// Row kernel: vectors of columns per panel for 1, 2 or 4 rows (as AVX2).
+constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 5 : 3; }
 
 typedef float Vec __attribute__((vector_size(16)));
 typedef std::int32_t IntVec __attribute__((vector_size(16)));
