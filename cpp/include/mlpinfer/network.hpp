@@ -61,6 +61,7 @@ class Network {
                unsigned threads) const;
 
  private:
+  class Pass;  // one call of forward(), in named steps (network.cpp)
   std::vector<DenseLayer> layers_;
   const kernels::KernelTable* kernels_ = nullptr;  // the family chosen for this process
   // Each layer's W with its rows padded to a multiple of 16 columns (zeros), made once
