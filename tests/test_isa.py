@@ -9,6 +9,7 @@ MNIST test images, and random networks at widths 1, 50, 513 and batches 0, 1, 7,
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from support import SHARED_DATA, assert_close_to_reference, shared_file
 
 import mlpinfer
 from mlpinfer import reference
+from mlpinfer._cli import main
 
 FAMILIES_BEST_FIRST = ["avx512", "avx2", "neon", "baseline"]
 WIDTHS = [1, 50, 513]
@@ -173,6 +175,35 @@ def test_each_family_is_bit_identical_across_batches_and_threads(outputs):
                 np.testing.assert_array_equal(results[f"{name}, batch {batch}"].view(np.uint32),
                                               full[:batch].view(np.uint32),
                                               err_msg=f"{family}: {name}, batch {batch}")
+
+
+def test_bench_times_every_family_beside_the_other_engines(capsys, supported):
+    code = main(["bench", "--json", "--isa", "all", "--engines", "mlpinfer,numpy",
+                 "--batch-sizes", "1,40", "--threads", "1", "--repeats", "1",
+                 "--min-seconds", "0", "--images", "80"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    engines = {f"mlpinfer[{family}]" for family in supported}
+    assert {(r["engine"], r["batch_size"]) for r in report["results"]} == {
+        (e, b) for e in engines | {"numpy"} for b in (1, 40)}
+    for row in report["results"]:
+        assert row["images_per_second"] > 0 and row["vs_numpy"] > 0
+    assert {(r["engine"], r["input"]) for r in report["efficiency"]} == {
+        (e, i) for e in engines for i in ("dense", "images")}
+    assert all(r["fraction_of_sgemm"] > 0 for r in report["efficiency"])
+    assert report["kernels"] == mlpinfer.cpu_info()
+
+
+def test_bench_refuses_a_family_this_cpu_does_not_run(capsys, supported):
+    assert main(["bench", "--isa", "avx2,vax"]) == 2
+    err = capsys.readouterr().err
+    assert f"families this CPU runs ({', '.join(supported)}), got 'avx2,vax'" in err
+
+
+def test_info_names_the_kernels(capsys):
+    assert main(["info", "xor"]) == 0
+    isa = mlpinfer.cpu_info()["isa"]
+    assert f"kernels     {isa} (this CPU runs " in capsys.readouterr().out
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ def cpu_info() -> dict[str, object]:
     return info
 
 
+def describe_kernels(info: dict[str, object]) -> str:
+    """One line for reports: ``avx2 (this CPU runs avx512, avx2, baseline; MLPINFER_MAX_ISA=avx2)``."""
+    supported = info["supported"]
+    assert isinstance(supported, list)
+    cap = f"{ISA_VARIABLE}={info['max_isa']}" if info["max_isa"] else f"{ISA_VARIABLE} unset"
+    return f"{info['isa']} (this CPU runs {', '.join(supported)}; {cap})"
+
+
 _MAX_ISA_AT_IMPORT = os.environ.get(ISA_VARIABLE) or None
 # The kernels are chosen now, at import, so that a bad MLPINFER_MAX_ISA fails the import
 # with a ValueError naming the valid values, rather than the first prediction.
