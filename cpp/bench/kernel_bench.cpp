@@ -67,7 +67,7 @@ void bench_family(const KernelTable& kernels, int repeats) {
   const std::vector<float> w3 = random_floats(100 * 10, rng, 0.0);
   const std::vector<float> p1 = mlpinfer::kernels::pack_panels(w1, in, hidden, width);
   const std::vector<float> p2 = mlpinfer::kernels::pack_panels(w2, hidden, 100, width);
-  std::vector<float> b1(hidden, 0.1f);
+  std::vector<float> b1(100, 0.1f);
   std::vector<float> out(kTileRows * 100);
   const mlpinfer::InputView none{};
   RowPrefetch prefetch(none, 0, 0);
@@ -122,6 +122,35 @@ void bench_family(const KernelTable& kernels, int repeats) {
                                           out.data(), hidden, every); }, 500, repeats),
          static_cast<double>(m));
   }
+  // One image through the row path, layer by layer (as Network::forward runs it).
+  const std::vector<float> digit = random_floats(in, rng, 0.8);
+  const InputSelection skipping{true, all.data(), scratch.data()};
+  line("nonzero_inputs 784, 1 row",
+       best_ns([&] { kernels.nonzero_inputs(digit.data(), 1, in, in, scratch.data()); }, 5000,
+               repeats), 1);
+  line("small_gemm 784x50, 1 row, 20% nonzero (scan included)",
+       best_ns([&] { kernels.small_gemm(1, hidden, in, 1.0f, digit.data(), in, padded.data(), ldb,
+                                        out.data(), hidden, skipping); }, 2000, repeats), 1);
+  const std::size_t ldb2 = mlpinfer::kernels::padded_columns(100);
+  std::vector<float> padded2(hidden * ldb2, 0.0f);
+  for (std::size_t k = 0; k < hidden; ++k) std::copy_n(&w2[k * 100], 100, &padded2[k * ldb2]);
+  const std::vector<float> h1 = random_floats(100, rng, 0.0);
+  line("small_gemm 50x100, 1 row",
+       best_ns([&] { kernels.small_gemm(1, 100, hidden, 1.0f, h1.data(), hidden, padded2.data(),
+                                        ldb2, out.data(), 100, every); }, 5000, repeats), 1);
+  const std::size_t ldb3 = mlpinfer::kernels::padded_columns(10);
+  std::vector<float> padded3(100 * ldb3, 0.0f);
+  for (std::size_t k = 0; k < 100; ++k) std::copy_n(&w3[k * 10], 10, &padded3[k * ldb3]);
+  line("small_gemm_double 100x10, 1 row",
+       best_ns([&] { kernels.small_gemm_double(1, 10, 100, 1.0f, h1.data(), 100, padded3.data(),
+                                               ldb3, out.data(), every); }, 5000, repeats), 1);
+  std::vector<float> row_out(100, 0.5f);
+  line("bias_activation sigmoid 100, 1 row",
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 100, b1.data(),
+                                             mlpinfer::Activation::sigmoid); }, 5000, repeats), 1);
+  line("bias_activation softmax 10, 1 row",
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 10, b1.data(),
+                                             mlpinfer::Activation::softmax); }, 5000, repeats), 1);
   const std::vector<float> pixels_f = random_floats(in * kTileRows, rng, 0.0);
   std::vector<unsigned char> pixels_u8(in * kTileRows);
   for (std::size_t i = 0; i < pixels_u8.size(); ++i) pixels_u8[i] = static_cast<unsigned char>(i * 37);

@@ -360,7 +360,8 @@ class Network::Pass {
                                          at_least(scratch.active_inputs, net_.widest_input_)};
     if (i + 1 == net_.layers_.size() && net_.double_output_) {
       net_.kernels_->small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, lda,
-                                       layer.weights.data(), c, inputs);
+                                       net_.padded_weights_[i].data(),
+                                       kernels::padded_columns(layer.outputs), c, inputs);
     } else if (row_kernel_runs(layer, m)) {
       net_.kernels_->small_gemm(m, layer.outputs, layer.inputs, alpha, a, lda,
                                 net_.padded_weights_[i].data(),

@@ -21,7 +21,8 @@ void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const 
                 std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
                 const InputSelection& inputs);
 void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                       std::size_t lda, const float* w, float* c, const InputSelection& inputs);
+                       std::size_t lda, const float* b, std::size_t ldb, float* c,
+                       const InputSelection& inputs);
 void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outputs, float alpha,
                const float* in, const float* panels, std::size_t max_width, float* out,
                std::size_t lanes, RowPrefetch& prefetch);

@@ -38,11 +38,11 @@ struct KernelTable {
   void (*small_gemm)(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                      std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
                      const InputSelection& inputs);
-  // small_gemm accumulating in double over W as given (k x n, row-major, unpadded), each
-  // element rounded to float once; C's leading dimension is n.
+  // small_gemm accumulating in double (B padded as for small_gemm), each element
+  // rounded to float once; C's leading dimension is n.
   void (*small_gemm_double)(std::size_t m, std::size_t n, std::size_t k, float alpha,
-                            const float* a, std::size_t lda, const float* w, float* c,
-                            const InputSelection& inputs);
+                            const float* a, std::size_t lda, const float* b, std::size_t ldb,
+                            float* c, const InputSelection& inputs);
   // out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
   // features and W packed by pack_panels with max_width = tile_panel_width.
   void (*tile_gemm)(std::size_t inputs, const ActiveInputs& active, std::size_t outputs,
