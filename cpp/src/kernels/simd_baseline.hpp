@@ -7,6 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>  // every x86-64 CPU has SSE2
+#endif
 
 #include "../kernels.hpp"
 
@@ -54,8 +57,14 @@ inline void store_narrowed(float* p, DoubleVec v) {
   std::memcpy(p, &narrowed, sizeof narrowed);
 }
 inline bool any_nonzero(Vec v) {
+#if defined(__SSE2__)
+  // One MOVMSKPS instead of four lane extractions (784 features of a tile: 264 ns a row
+  // with extractions on this Xeon; see kernel_bench).
+  return _mm_movemask_ps(_mm_cmpneq_ps(v, _mm_setzero_ps())) != 0;  // NaN counts
+#else
   const IntVec nonzero = v != 0.0f;  // NaN != 0: NaN counts
   return (nonzero[0] | nonzero[1] | nonzero[2] | nonzero[3]) != 0;
+#endif
 }
 
 template <typename T>
@@ -70,9 +79,19 @@ inline Vec load_converted<float>(const unsigned char* address) {
 
 template <>
 inline Vec load_converted<std::uint8_t>(const unsigned char* address) {
+#if defined(__SSE2__)
+  // Zero-extended by two unpacks: GCC converts a byte vector one lane at a time (a tile
+  // of uint8 digits loaded in 611 ns a row, float32 in 170, on this Xeon).
+  std::int32_t bytes;
+  std::memcpy(&bytes, address, sizeof bytes);
+  const __m128i zero = _mm_setzero_si128();
+  const __m128i words = _mm_unpacklo_epi8(_mm_cvtsi32_si128(bytes), zero);
+  return _mm_cvtepi32_ps(_mm_unpacklo_epi16(words, zero));
+#else
   Bytes4 bytes;
   std::memcpy(&bytes, address, sizeof bytes);
   return __builtin_convertvector(bytes, Vec);
+#endif
 }
 
 template <>
