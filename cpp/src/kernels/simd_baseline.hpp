@@ -24,8 +24,10 @@ constexpr std::size_t kTileVectors = 2;
 constexpr std::size_t kTilePanelWidth = 6;
 constexpr std::size_t kTileDoublePanelWidth = 2;
 // Row kernel: vectors of columns per panel for 1, 2 or 4 rows. 4 rows x 3 vectors (as
-// AVX2) spilled here (no memory operands without AVX): 4,960 ns a row for 784x50
-// against 3,040 for a lone row; see kernel_bench for 4 x 2.
+// AVX2) spilled here (no memory operands without AVX). 4 x 2 does not spill, yet costs
+// more per row than a lone row on inputs without zeros (784x50 on this Xeon, under load:
+// 4,700-5,000 ns a row against 2,900; 2 x 4 the same as 4 x 2): left as measured, since
+// the baseline runs few rows this way (a block's last 12 at most).
 constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 4 : 2; }
 
 typedef float Vec __attribute__((vector_size(16)));
