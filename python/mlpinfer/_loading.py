@@ -266,10 +266,14 @@ class WeightFile:
         params: dict[str, np.ndarray],
         activations: list[str] | None,
         input_scale: float | None,
+        pixel_scale: float | str | None = "auto",
+        classes: list[Any] | None = None,
     ) -> None:
         self.params = params
         self.activations = activations
         self.input_scale = input_scale
+        self.pixel_scale = pixel_scale  # "auto": not recorded (files before pixel_scale)
+        self.classes = classes
 
 
 def read_weight_file(path: str | os.PathLike[str]) -> WeightFile:
@@ -421,7 +425,23 @@ def _with_header(
             f"{os.fspath(path)}: header 'input_scale' must be null or a number within "
             f"float32's range, got {str(scale)[:40]}"
         )
-    return WeightFile(arrays, activations, None if scale is None else float(scale))
+    # Files written before pixel_scale existed scaled uint8 as Network's "auto" does.
+    pixel_scale = meta.get("pixel_scale", "auto")
+    if pixel_scale not in (None, "auto") and not is_float32_number(pixel_scale):
+        raise WeightsError(
+            f"{os.fspath(path)}: header 'pixel_scale' must be null or a number within "
+            f"float32's range, got {str(pixel_scale)[:40]}"
+        )
+    classes = meta.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list)
+        or not all(isinstance(c, (str, int, float)) for c in classes)
+    ):
+        raise WeightsError(
+            f"{os.fspath(path)}: header 'classes' must be null or a list of numbers or strings"
+        )
+    return WeightFile(arrays, activations, None if scale is None else float(scale),
+                      pixel_scale, classes)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -438,13 +458,20 @@ def is_float32_number(value: Any) -> bool:
     return math.isfinite(number) and abs(number) <= _FLOAT32_MAX
 
 
-def header_bytes(activations: list[str], input_scale: float | None) -> np.ndarray:
+def header_bytes(
+    activations: list[str],
+    input_scale: float | None,
+    pixel_scale: float | None = None,
+    classes: list[Any] | None = None,
+) -> np.ndarray:
     text = json.dumps(
         {
             "format": "mlpinfer",
             "version": FORMAT_VERSION,
             "activations": activations,
             "input_scale": input_scale,
+            "pixel_scale": pixel_scale,
+            "classes": classes,
         }
     )
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)

@@ -110,7 +110,9 @@ class Chain:
             )
         self._commit(name)
 
-    def network(self) -> Network:
+    def network(self, *, classes: npt.ArrayLike | None = None) -> Network:
+        """The layers built so far; uint8 input is refused unless the model scaled its
+        input (a framework's file does not say what its pixels were divided by)."""
         if self._pending is not None:
             self._commit("identity")
         if not self._layers:
@@ -123,6 +125,8 @@ class Chain:
             params,
             activations=[activation for _, _, activation in self._layers],
             input_scale=self._scale,
+            pixel_scale=None if self._scale is None else "auto",
+            classes=classes,
         )
 
     def _commit(self, activation: str) -> None:
