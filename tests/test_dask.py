@@ -226,7 +226,7 @@ class CountingNetwork(mlpinfer.Network):
     def __reduce__(self):
         with open(self.log, "a") as stream:
             stream.write(f"{os.getpid()}\n")
-        _, (params, activations, input_scale) = super().__reduce__()
+        _, (params, activations, input_scale, *_) = super().__reduce__()
         return (_rebuild_counting, (params, activations, input_scale, self.log))
 
 

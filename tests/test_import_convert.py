@@ -35,7 +35,8 @@ def test_textbook_network_through_each_format(sample_weight_path, mnist_test, tm
     assert_same_network(mlpinfer.convert(sample_weight_path, written), original)
     # Content decides, not the name.
     renamed = written.rename(tmp_path / "renamed.bin")
-    back = mlpinfer.load(renamed)
+    # ONNX, Keras and PyTorch files do not record the textbook's pixel scale: it is stated.
+    back = mlpinfer.load(renamed, pixel_scale=1 / 255)
     assert_same_network(back, original)
     assert back.accuracy(*mnist_test) == pytest.approx(0.9352)
 
@@ -85,7 +86,8 @@ def test_load_reads_every_format_by_content(sample_weight_path, tmp_path, suffix
     path = tmp_path / "net.bin"  # a name that says nothing: the content decides
     network = mlpinfer.convert(sample_weight_path, tmp_path / f"net{suffix}")
     (tmp_path / f"net{suffix}").rename(path)
-    loaded = mlpinfer.load(path)
+    # These formats do not record the textbook's pixel scale: it is stated.
+    loaded = mlpinfer.load(path, pixel_scale=network.pixel_scale)
     assert repr(loaded) == repr(network)
     x = np.random.default_rng(0).integers(0, 256, (7, 784), dtype=np.uint8)
     np.testing.assert_array_equal(loaded.predict(x), network.predict(x))

@@ -54,7 +54,10 @@ def test_logits_network_matches_pytorch_on_mnist(logits_net, mnist, mnist_test):
     theirs = run(logits_net, x.reshape(-1, 1, 28, 28))
     ours = network.predict(x)
     assert_same_answers(ours, theirs)
-    assert_same_answers(network.predict(mnist_test[0]), theirs)  # uint8 pixels, scaled by 1/255
+    with pytest.raises(ValueError, match="does not record the scale of the pixels"):
+        network.predict(mnist_test[0])  # a module records no input scale
+    # Trained on pixels / 255, as stated:
+    assert_same_answers(network.with_pixel_scale(1 / 255).predict(mnist_test[0]), theirs)
     assert_not_degenerate(ours, labels, 0.85)
 
 

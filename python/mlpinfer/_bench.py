@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _core, _shipped, datasets, reference
 from ._network import Network, load
+from ._progress import Progress, stderr_is_terminal
 
 __all__ = ["add_arguments", "run"]
 
@@ -240,6 +241,10 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[Measurement] = []
     skipped: dict[str, str] = {}
+    # On stderr, and only for a person watching: stdout stays the report (or JSON).
+    steps = len(thread_counts) * len(engine_names) * len(batch_sizes)
+    progress = Progress("bench", steps, unit="runs") if stderr_is_terminal() else None
+    done = 0
     with tempfile.TemporaryDirectory() as workdir:
         for threads in thread_counts:
             # Every BLAS and OpenMP pool in the process (NumPy's, PyTorch's) gets the
@@ -247,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             # threadpool_limits costs hundreds of microseconds, far more than a call.
             limits = threadpool_limits(threads)
             for name in engine_names:
+                done += len(batch_sizes)  # counted up front: a skipped engine's runs are done
                 if name in skipped:
                     continue
                 forward = _engine(name, network, threads, Path(workdir))
@@ -260,12 +266,17 @@ def run(args: argparse.Namespace) -> int:
                     skipped[name] = (f"not timed: its labels differ from the reference's on "
                                      f"{disagreements} of {len(labels)} images")
                     continue
-                for batch_size in batch_sizes:
+                for position, batch_size in enumerate(batch_sizes, start=1):
                     seconds, calls = _time_runs(forward, inputs, batch_size, args.repeats,
                                                 args.min_seconds)
                     results.append(Measurement(name, threads, batch_size,
                                                len(inputs) / seconds, seconds / calls * 1e6))
+                    if progress:
+                        progress.update(done - len(batch_sizes) + position)
             limits.restore_original_limits()
+    if progress:
+        progress.update(steps)
+        progress.close()
     _add_ratios(results)
     flops_per_image = 2 * sum(layer.inputs * layer.outputs for layer in network.layers)
     ceiling = {t: 2 * _SGEMM_SIZE**3 / _core.time_blas_sgemm(_SGEMM_SIZE, t, 3)

@@ -18,6 +18,9 @@ class UnsupportedModelError(WeightsError):
     """A model uses a layer, op or option that mlpinfer cannot run; the message names it."""
 
 
+UnsupportedModelError.__module__ = "mlpinfer.importers"  # where users import it from
+
+
 def require(module: str, extra: str) -> ModuleType:
     """Import an optional framework, or say which extra installs it."""
     try:

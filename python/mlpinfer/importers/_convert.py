@@ -84,11 +84,12 @@ def convert(
     hidden: str | None = None,
     output: str | None = None,
     input_scale: float | None = None,
+    pixel_scale: float | None = None,
 ) -> Network:
     """Read ``source`` by its content, write it in the format named by ``destination``'s
     suffix (`WRITERS`), and return the network. Options as in `mlpinfer.load`."""
     network = load(source, architecture=architecture, hidden=hidden, output=output,
-                   input_scale=input_scale)
+                   input_scale=input_scale, pixel_scale=pixel_scale)
     write_network(network, destination)
     return network
 
@@ -96,11 +97,12 @@ def convert(
 def _save_textbook_pickle(network: Network, path: Path) -> None:
     # The textbook format records no activations or scale: readers assume these.
     textbook = ("sigmoid",) * (len(network.layers) - 1) + ("softmax",)
-    if network.activations != textbook or network.input_scale is not None:
+    if (network.activations != textbook or network.input_scale is not None
+            or network.pixel_scale != 1 / 255):  # what mlpinfer.load assumes for a .pkl
         raise WeightsError(
             f"a .pkl records only weights and reads back as sigmoid hidden layers, a softmax "
-            f"output and the default input scale; this network is {network!r}: "
-            "write .npz (the native format) to keep its activations"
+            f"output, float input as given and uint8 pixels / 255; this network is "
+            f"{network!r}: write .npz (the native format) to keep its activations and scales"
         )
     params = {name: array.copy() for name, array in network.params().items()}
     write_atomically(path, lambda stream: pickle.dump(params, stream, protocol=4))

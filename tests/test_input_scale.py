@@ -1,0 +1,178 @@
+"""What uint8 input means: scaled only for networks known to expect it, else refused.
+
+The rule (Network's docstring, README): uint8 pixels are multiplied by ``pixel_scale``.
+It is 1/255 for the textbook's networks (sample_weight.pkl, the shipped ones, any
+W1..Wn/b1..bn dict: the textbook's format, whose training normalises pixels), the
+input scale for a network that scales its own input (a Keras Rescaling layer, an ONNX
+Mul, a native file's input_scale), what a native file records, and otherwise unknown:
+uint8 input is refused until the user states it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from framework_support import mnist_floats
+from support import assert_close_to_reference
+
+import mlpinfer
+from mlpinfer import WeightsError, reference
+
+UNKNOWN = "does not record the scale of the pixels it was trained on"
+TRAIN = 3000
+
+
+def reference_outputs(network, x, scale):
+    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+    return reference.forward(layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
+
+
+def tiny_params(rng, widths=(6, 5, 3)):
+    return {key: rng.normal(size=shape) for i, (a, b) in enumerate(zip(widths, widths[1:]), 1)
+            for key, shape in ((f"W{i}", (a, b)), (f"b{i}", (b,)))}
+
+
+@pytest.fixture(scope="module")
+def raw_pixel_classifier(mnist_test):
+    """An MLPClassifier trained on raw 0..255 pixels, as scikit-learn users often do."""
+    neural_network = pytest.importorskip("sklearn.neural_network")
+    exceptions = pytest.importorskip("sklearn.exceptions")
+    images, labels = mnist_test
+    x = images.reshape(len(images), -1)
+    model = neural_network.MLPClassifier((64,), max_iter=6, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
+        model.fit(x[:TRAIN], labels[:TRAIN])  # uint8, read by scikit-learn as 0..255
+    return model
+
+
+def test_raw_pixel_sklearn_model_is_refused_on_uint8_until_the_scale_is_stated(
+        raw_pixel_classifier, mnist_test):
+    from mlpinfer.importers import from_sklearn
+
+    images, labels = mnist_test
+    x_uint8 = images[TRAIN:].reshape(-1, 784)
+    y = labels[TRAIN:]
+    network = from_sklearn(raw_pixel_classifier)
+    assert network.pixel_scale is None
+    with pytest.raises(ValueError, match=UNKNOWN) as refused:
+        network.accuracy(x_uint8, y)
+    assert "with_pixel_scale(1.0)" in str(refused.value)
+    theirs = raw_pixel_classifier.score(x_uint8, y)
+    assert theirs > 0.5  # a model that learned something, so that agreement means something
+    stated = network.with_pixel_scale(1.0)
+    assert stated.accuracy(x_uint8, y) == pytest.approx(theirs, abs=2e-3)
+    np.testing.assert_array_equal(stated.classify(x_uint8[:500]),
+                                  raw_pixel_classifier.predict(x_uint8[:500]))
+    # The same statement at import time; float input is the model's own numbers.
+    assert from_sklearn(raw_pixel_classifier, pixel_scale=1.0).score(x_uint8, y) == \
+        stated.accuracy(x_uint8, y)
+    assert network.accuracy(x_uint8.astype(np.float32), y) == stated.accuracy(x_uint8, y)
+
+
+def test_the_textbook_network_and_shipped_ones_scale_uint8_by_1_255(sample_weight_path,
+                                                                     mnist_test):
+    images, labels = mnist_test
+    textbook = mlpinfer.load(sample_weight_path)
+    assert textbook.pixel_scale == 1 / 255 and textbook.input_scale is None
+    assert textbook.accuracy(images, labels) == 0.9352
+    for name in ("digits", "fashion", "xor"):
+        assert mlpinfer.load(name).pixel_scale == 1 / 255
+
+
+def test_a_w_b_pickle_follows_the_textbook_unless_told(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps(tiny_params(rng)))
+    pixels = rng.integers(0, 256, (9, 6), dtype=np.uint8)
+    textbook = mlpinfer.load(path)
+    assert_close_to_reference(textbook.predict(pixels), reference_outputs(textbook, pixels, 1 / 255))
+    raw = mlpinfer.load(path, pixel_scale=1.0)
+    assert raw.pixel_scale == 1.0 and "pixel_scale=1.0" in repr(raw)
+    assert_close_to_reference(raw.predict(pixels), reference_outputs(raw, pixels, 1.0))
+    # Floats are the network's numbers whatever the pixel scale.
+    floats = pixels.astype(np.float32)
+    np.testing.assert_array_equal(raw.predict(floats), textbook.predict(floats))
+
+
+def test_a_network_that_scales_its_input_takes_uint8_as_numbers():
+    rng = np.random.default_rng(2)
+    network = mlpinfer.Network.from_params(tiny_params(rng), input_scale=0.5)
+    assert network.pixel_scale == 0.5
+    pixels = rng.integers(0, 256, (4, 6), dtype=np.uint8)
+    assert_close_to_reference(network.predict(pixels), reference_outputs(network, pixels, 0.5))
+
+
+@pytest.mark.parametrize("pixel_scale", [None, 1.0, 1 / 255, 0.25])
+def test_the_native_format_records_the_pixel_scale(tmp_path, pixel_scale):
+    rng = np.random.default_rng(3)
+    network = mlpinfer.Network.from_params(tiny_params(rng), pixel_scale=pixel_scale)
+    network.save(tmp_path / "net.npz")
+    loaded = mlpinfer.load(tmp_path / "net.npz")
+    assert loaded.pixel_scale == pixel_scale
+    assert repr(loaded) == repr(network)
+    pixels = rng.integers(0, 256, (3, 6), dtype=np.uint8)
+    if pixel_scale is None:
+        with pytest.raises(ValueError, match=UNKNOWN):
+            loaded.predict(pixels)
+        assert mlpinfer.load(tmp_path / "net.npz", pixel_scale=1.0).pixel_scale == 1.0
+    else:
+        np.testing.assert_array_equal(loaded.predict(pixels), network.predict(pixels))
+        other = 0.5 if pixel_scale != 0.5 else 1.0
+        with pytest.raises(WeightsError, match="records pixel scale"):
+            mlpinfer.load(tmp_path / "net.npz", pixel_scale=other)
+        assert mlpinfer.load(tmp_path / "net.npz", pixel_scale=pixel_scale).pixel_scale == pixel_scale
+
+
+def test_a_native_file_from_before_pixel_scale_keeps_its_meaning(tmp_path):
+    rng = np.random.default_rng(4)
+    params = tiny_params(rng)
+    for input_scale, expected in ((None, 1 / 255), (0.5, 0.5)):
+        header = {"format": "mlpinfer", "version": 1, "activations": ["relu", "softmax"],
+                  "input_scale": input_scale}
+        np.savez(tmp_path / "old.npz", **params,
+                 mlpinfer_header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+        assert mlpinfer.load(tmp_path / "old.npz").pixel_scale == expected
+
+
+def test_an_onnx_model_without_a_scale_is_unknown_and_can_be_stated(tmp_path, mnist_test):
+    pytest.importorskip("onnx")
+    from mlpinfer.importers import to_onnx
+
+    textbook = mlpinfer.load("digits")
+    to_onnx(textbook.with_pixel_scale(1.0), tmp_path / "net.onnx")  # no input scale: no Mul
+    loaded = mlpinfer.load(tmp_path / "net.onnx")
+    images = mnist_test[0][:50]
+    with pytest.raises(ValueError, match=UNKNOWN):
+        loaded.predict(images)
+    stated = mlpinfer.load(tmp_path / "net.onnx", pixel_scale=1 / 255)
+    np.testing.assert_array_equal(stated.predict(images), textbook.predict(images))
+    floats, _ = mnist_floats((images, None))
+    np.testing.assert_array_equal(loaded.predict(floats), textbook.predict(floats))
+
+
+def test_the_cli_states_the_pixel_scale(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from mlpinfer._cli import main
+    from mlpinfer._shipped import load_digits_sample
+    from mlpinfer.importers import to_onnx
+
+    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    images, labels = load_digits_sample()
+    assert main(["evaluate", "--weights", str(tmp_path / "net.onnx"), "--json"]) == 2
+    assert UNKNOWN in capsys.readouterr().err
+    assert main(["evaluate", "--weights", str(tmp_path / "net.onnx"), "--json",
+                 "--pixel-scale", "1/255"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == mlpinfer.load("digits").accuracy(images, labels)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e300, "1/255", None])
+def test_with_pixel_scale_wants_a_finite_number(bad):
+    network = mlpinfer.load("xor")
+    with pytest.raises((TypeError, WeightsError), match="pixel_scale"):
+        network.with_pixel_scale(bad)
