@@ -33,28 +33,45 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
-def write_png(path, image, colour_type=0, filter_type=1):
-    """A PNG encoder independent of the reader under test (every row uses one filter)."""
+def paeth(a, b, c):
+    """The PNG spec's Paeth predictor, one byte at a time."""
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def write_png(path, image, colour_type=0, filter_type=1, pixels=None):
+    """A PNG encoder independent of the reader under test. ``filter_type`` is one filter
+    for every row, or a list with one per row; ``pixels`` is an RGB image to write as it is
+    (else a gray image is repeated into 3 channels for colour type 2)."""
     channels = {0: 1, 2: 3}[colour_type]
-    pixels = image if channels == 1 else np.repeat(image[:, :, None], 3, axis=2)
-    rows = pixels.reshape(image.shape[0], -1).astype(np.int32)
+    if pixels is None:
+        pixels = image if channels == 1 else np.repeat(image[:, :, None], 3, axis=2)
+    rows = pixels.reshape(pixels.shape[0], -1).astype(np.int32)
+    filters = filter_type if isinstance(filter_type, list) else [filter_type] * len(rows)
     raw = bytearray()
     previous = np.zeros(rows.shape[1], np.int32)
-    for row in rows:
-        if filter_type == 1:  # Sub
-            left = np.concatenate([np.zeros(channels, np.int32), row[:-channels]])
+    for row, kind in zip(rows, filters, strict=True):
+        left = np.concatenate([np.zeros(channels, np.int32), row[:-channels]])
+        upper_left = np.concatenate([np.zeros(channels, np.int32), previous[:-channels]])
+        if kind == 1:  # Sub
             encoded = (row - left) & 0xFF
-        elif filter_type == 2:  # Up
+        elif kind == 2:  # Up
             encoded = (row - previous) & 0xFF
+        elif kind == 3:  # Average
+            encoded = (row - (left + previous) // 2) & 0xFF
+        elif kind == 4:  # Paeth
+            encoded = np.array([(x - paeth(a, b, c)) & 0xFF for x, a, b, c
+                                in zip(row, left, previous, upper_left, strict=True)])
         else:
             encoded = row
-        raw += bytes([filter_type]) + encoded.astype(np.uint8).tobytes()
+        raw += bytes([kind]) + encoded.astype(np.uint8).tobytes()
         previous = row
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, colour_type, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, colour_type, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
                      + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
 
@@ -243,3 +260,233 @@ def test_convert_to_an_unknown_suffix_is_a_user_error(capsys, tmp_path):
     weights = shared_file("sample_weight.pkl")
     code, _, err = run(capsys, "convert", str(weights), str(tmp_path / "net.h5"))
     assert code == 2 and "cannot tell the format to write" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------- a user's first hour
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mlpinfer {mlpinfer.__version__}"
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("evaluate", ["--batch-size BATCH_SIZE", "(default: 100)", "(default: sample)"]),
+    ("predict", ["(default: digits)", "white digit (255) on a black background", "--invert"]),
+    ("bench", ["(default: "]),
+])
+def test_help_shows_defaults_and_polarity(capsys, command, shown):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for text in shown:
+        assert " ".join(text.split()) in out
+    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_invert_reads_black_on_white_drawings(capsys, tmp_path):
+    images, _ = load_digits_sample()
+    chosen = images[:20]
+    np.save(tmp_path / "drawn.npy", 255 - chosen)  # dark digits on a light page
+    expected = reference_labels(mlpinfer.load("digits"), chosen)
+    code, out, _ = run(capsys, "predict", "--json", "--invert", str(tmp_path / "drawn.npy"))
+    assert code == 0
+    assert [r["label"] for r in json.loads(out)] == list(expected)
+    code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "drawn.npy"))
+    assert [r["label"] for r in json.loads(out)] != list(expected)  # why --invert exists
+    np.save(tmp_path / "floats.npy", chosen / 255.0)
+    code, _, err = run(capsys, "predict", "--invert", str(tmp_path / "floats.npy"))
+    assert code == 2 and "--invert needs uint8 pixels" in err
+
+
+def idx_file(path, array):
+    magic = 0x0800 | array.ndim
+    path.write_bytes(struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+                     + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+def svg_text(path):
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def svg_with_text(monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # titles stay text
+
+
+@pytest.mark.usefixtures("svg_with_text")
+def test_error_grid_title_says_how_many_of_how_many(capsys, tmp_path):
+    images, labels = load_digits_sample()
+    wrong_labels = (labels + 1) % 10  # nearly every image now counts as misclassified
+    data = tmp_path / "data"
+    data.mkdir()
+    idx_file(data / "t10k-images-idx3-ubyte", images)
+    idx_file(data / "t10k-labels-idx1-ubyte", wrong_labels)
+    misclassified = int(np.sum(reference_labels(mlpinfer.load("digits"), images) != wrong_labels))
+    assert misclassified > 100
+    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--errors",
+                       str(tmp_path / "grid.svg"))
+    assert code == 0 and f"100 misclassified images drawn to {tmp_path / 'grid.svg'}" in out
+    assert f"first 100 of {misclassified} misclassified images" in svg_text(tmp_path / "grid.svg")
+    code, out, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "few.svg"))
+    few = int(np.sum(reference_labels(mlpinfer.load("digits"), images) != labels))
+    assert f"all {few} misclassified images" in svg_text(tmp_path / "few.svg")
+
+
+def test_error_grid_format_comes_from_the_suffix(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "grid.jpg"))
+    assert code == 0 and (tmp_path / "grid.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "grid.pdf"))
+    assert code == 0 and (tmp_path / "grid.pdf").read_bytes().startswith(b"%PDF")
+    for name in ("grid.xyz", "grid"):
+        code, _, err = run(capsys, "evaluate", "--errors", str(tmp_path / name))
+        assert code == 2 and "the suffix names the image format" in err and ".png" in err
+        assert not (tmp_path / name).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.jpg", "grid.pdf"]
+
+
+def test_error_grid_never_follows_a_planted_symlink(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for planted in (".out.png.part", ".out.png"):  # the old fixed name, and a guess
+        (tmp_path / planted).symlink_to(victim)
+    code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "out.png"))
+    assert code == 0
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "out.png").is_symlink()
+    assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
+    # A planted symlink at the destination itself is replaced, not written through.
+    (tmp_path / "out.png").unlink()
+    (tmp_path / "out.png").symlink_to(victim)
+    assert run(capsys, "evaluate", "--errors", str(tmp_path / "out.png"))[0] == 0
+    assert victim.read_text() == "precious" and not (tmp_path / "out.png").is_symlink()
+
+
+def test_a_write_into_a_missing_folder_names_the_users_path(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "no" / "such" / "grid.png"
+    code, _, err = run(capsys, "evaluate", "--errors", str(target))
+    assert code == 2 and str(target) in err and "no such folder" in err
+    code, _, err = run(capsys, "convert", "xor", str(target.with_suffix(".npz")))
+    assert code == 2 and str(target.with_suffix(".npz")) in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_convert_refuses_to_overwrite_its_input(capsys, tmp_path):
+    mlpinfer.load("xor").save(tmp_path / "a.npz")
+    before = (tmp_path / "a.npz").read_bytes()
+    for destination in (tmp_path / "a.npz", tmp_path / "." / "a.npz"):
+        code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(destination))
+        assert code == 2 and "IN and OUT are the same file" in err
+    (tmp_path / "b.npz").hardlink_to(tmp_path / "a.npz")
+    code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"))
+    assert code == 2 and "same file" in err
+    assert (tmp_path / "a.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("colour_type", [0, 2])
+def test_png_reader_undoes_every_filter_row_by_row(tmp_path, colour_type):
+    rng = np.random.default_rng(10 + colour_type)
+    image = rng.integers(0, 256, (28, 28), np.uint8)
+    if colour_type == 0:
+        pixels = image
+    else:
+        pixels = rng.integers(0, 256, (28, 28, 3), np.uint8)
+        image = np.rint(pixels.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    filters = [int(k) for k in rng.integers(0, 5, 28)]
+    for kinds in (filters, [3] * 28, [4] * 28):
+        write_png(tmp_path / "x.png", None, colour_type, kinds, pixels=pixels)
+        np.testing.assert_array_equal(read_png_gray(tmp_path / "x.png"), image)
+
+
+def test_png_reader_refuses_a_wrong_size_before_reading_its_data(tmp_path):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 4096, 4096, 8, 0, 0, 0, 0)
+    # Data that would fail its CRC check and inflate to nothing useful: never looked at.
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + b"\x00\x00\x10\x00IDAT"
+                     + bytes(64))
+    with pytest.raises(mlpinfer.DataError, match=r"a 4096x4096 image; expected 784 pixels \(28x28\)"):
+        read_png_gray(path, pixels=784)
+    with pytest.raises(mlpinfer.DataError, match="truncated PNG chunk"):
+        read_png_gray(path)
+
+
+def test_predict_names_the_format_it_expected(capsys, tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))
+    (tmp_path / "notes.txt").write_text("seven\n")
+    for name, what in (("photo.jpg", "a JPEG image"), ("notes.txt", "a text file")):
+        code, _, err = run(capsys, "predict", str(tmp_path / name))
+        assert code == 2
+        assert f"{tmp_path / name}: {what}; predict reads grayscale PNG, .npy" in err
+
+
+def test_predict_reports_each_bad_file_and_keeps_the_good_ones(capsys, tmp_path):
+    images, _ = load_digits_sample()
+    np.save(tmp_path / "good.npy", images[:2])
+    write_png(tmp_path / "good.png", images[2])
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
+    np.save(tmp_path / "small.npy", np.zeros((1, 27, 27), np.uint8))
+    code, out, err = run(capsys, "predict", "--json", str(tmp_path / "good.npy"),
+                         str(tmp_path / "bad.jpg"), str(tmp_path / "small.npy"),
+                         str(tmp_path / "good.png"), str(tmp_path / "missing.png"))
+    assert code == 2
+    results = json.loads(out)
+    expected = reference_labels(mlpinfer.load("digits"), images[:3])
+    assert [r["label"] for r in results] == list(expected)
+    assert [r["input"] for r in results] == [f"{tmp_path / 'good.npy'}[0]",
+                                             f"{tmp_path / 'good.npy'}[1]", str(tmp_path / "good.png")]
+    lines = err.splitlines()
+    assert len(lines) == 3 and all(line.startswith("mlpinfer: error: ") for line in lines)
+    assert "bad.jpg" in lines[0] and "small.npy" in lines[1] and "missing.png" in lines[2]
+
+
+def test_predict_refuses_a_npy_that_declares_more_than_it_holds(capsys, tmp_path):
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as stream:
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+        stream.write(bytes(1000))
+    code, _, err = run(capsys, "predict", str(path))
+    assert code == 2
+    assert "declares shape (1000000000000,) of float32 (4,000,000,000,000 bytes)" in err
+    assert "holds 1,000 bytes" in err and "Traceback" not in err
+    np.save(tmp_path / "objects.npy", np.array([{}, None], dtype=object), allow_pickle=True)
+    code, _, err = run(capsys, "predict", str(tmp_path / "objects.npy"))
+    assert code == 2 and "expected numbers" in err
+
+
+def test_predict_reads_fortran_ordered_npy(capsys, tmp_path):
+    images, _ = load_digits_sample()
+    chosen = images[:3].reshape(3, 784)
+    np.save(tmp_path / "f.npy", np.asfortranarray(chosen))
+    code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "f.npy"))
+    assert code == 0
+    assert [r["label"] for r in json.loads(out)] == list(reference_labels(mlpinfer.load("digits"), chosen))
+
+
+def test_errors_are_shown_by_their_public_names():
+    import traceback
+
+    for error in (mlpinfer.DataError, mlpinfer.WeightsError, mlpinfer.MlpinferError):
+        shown = traceback.format_exception_only(error("x"))[-1]
+        assert shown == f"mlpinfer.{error.__name__}: x\n"
+    from mlpinfer.importers import UnsupportedModelError
+
+    assert UnsupportedModelError.__module__ == "mlpinfer.importers"
+
+
+def test_bench_draws_progress_on_stderr_only(capsys, monkeypatch):
+    monkeypatch.setattr("mlpinfer._bench.stderr_is_terminal", lambda: True)
+    code, out, err = run(capsys, "bench", "--json", "--batch-sizes", "1,8", "--threads", "1",
+                         "--repeats", "1", "--min-seconds", "0", "--images", "16",
+                         "--engines", "mlpinfer,numpy")
+    assert code == 0
+    json.loads(out)  # stdout stays parsable
+    assert "bench [" in err and "100% 4/4 runs" in err
