@@ -176,3 +176,24 @@ def test_with_pixel_scale_wants_a_finite_number(bad):
     network = mlpinfer.load("xor")
     with pytest.raises((TypeError, WeightsError), match="pixel_scale"):
         network.with_pixel_scale(bad)
+
+
+def test_info_and_bench_say_when_the_pixel_scale_is_not_recorded(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from mlpinfer._cli import main
+    from mlpinfer.importers import to_onnx
+
+    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    assert main(["info", str(tmp_path / "net.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pixel_scale"] is None
+    assert main(["bench", "--weights", str(tmp_path / "net.onnx"), "--images", "8"]) == 2
+    assert "does not record the scale of its pixels" in capsys.readouterr().err
+
+
+def test_dask_keys_tell_networks_apart_by_pixel_scale():
+    pytest.importorskip("dask")
+    from mlpinfer.dask import _network_key
+
+    network = mlpinfer.load("xor")
+    assert _network_key(network).key != _network_key(network.with_pixel_scale(1.0)).key
+    assert _network_key(network).key == _network_key(mlpinfer.load("xor")).key

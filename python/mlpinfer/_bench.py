@@ -230,11 +230,18 @@ def run(args: argparse.Namespace) -> int:
     images = _positive_list(str(args.images), "--images")[0]
     engine_names = args.engines.split(",")
     source, pixels = _images(args.data, images)
-    # Every engine gets the floats the network expects: x / 255 (the textbook's input)
-    # unless the network scales its input itself (e.g. a Keras Rescaling layer).
+    # Every engine gets the floats that the pixels stand for: x / 255 for the textbook's
+    # networks, x itself for one that scales its input (e.g. a Keras Rescaling layer).
+    if network.pixel_scale is None:
+        raise ValueError(
+            f"{args.weights}: bench runs the network on uint8 images, and this network does "
+            "not record the scale of its pixels; write a copy that does: mlpinfer convert "
+            "--pixel-scale 1/255 (or 1) IN OUT.npz"
+        )
     floats = pixels.astype(np.float32)
-    if network.input_scale is None:
-        floats /= np.float32(255)
+    ratio = network.pixel_scale / _float_scale(network)
+    if ratio != 1.0:
+        floats /= np.float32(1 / ratio)  # 255 exactly for the textbook's networks
     expected = np.argmax(
         reference.forward(_reference_layers(network), floats, _float_scale(network)), axis=1)
     environment = _environment(network)

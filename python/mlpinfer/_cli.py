@@ -201,6 +201,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     weights = args.weights or ("fashion" if args.data == "fashion-mnist" else "digits")
     network = load(weights, pixel_scale=args.pixel_scale)
     title, images, labels = _load_data(args.data)
+    if network.classes_.dtype.kind not in "iu":
+        raise UserError(
+            f"{weights}: evaluate compares with a test set's integer labels; this network's "
+            f"classes are {network.classes_.tolist()!r:.60}"
+        )
     if len(images) == 0:
         raise UserError(f"{title} holds no images")
     predicted, elapsed = _classify_timed(network, images, args.batch_size, args.threads)
@@ -413,6 +418,8 @@ def _info(args: argparse.Namespace) -> int:
         "parameters": sum(layer["parameters"] for layer in layers),
         "dtype": "float32",
         "input_scale": network.input_scale,
+        "pixel_scale": network.pixel_scale,
+        "classes": network.classes_.tolist(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -424,8 +431,11 @@ def _info(args: argparse.Namespace) -> int:
         print(f"layer {number:<5} {layer['inputs']} -> {layer['outputs']} {layer['activation']}"
               f" ({layer['parameters']:,} parameters)")
     print(f"parameters  {report['parameters']:,} (float32)")
-    scale = network.input_scale
-    print("input scale " + ("1/255 for uint8 pixels, 1 for floats" if scale is None else repr(scale)))
+    scale, pixels = network.input_scale, network.pixel_scale
+    print("input scale " + ("none (floats as given)" if scale is None else repr(scale)))
+    print("pixel scale " + ("not recorded (uint8 input is refused; see --pixel-scale)"
+                            if pixels is None else f"{pixels!r} for uint8 pixels"))
+    print(f"classes     {report['classes']!r:.70}")
     return 0
 
 
