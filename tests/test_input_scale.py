@@ -10,6 +10,7 @@ uint8 input is refused until the user states it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import warnings
@@ -32,7 +33,7 @@ def reference_outputs(network, x, scale):
 
 
 def tiny_params(rng, widths=(6, 5, 3)):
-    return {key: rng.normal(size=shape) for i, (a, b) in enumerate(zip(widths, widths[1:]), 1)
+    return {key: rng.normal(size=shape) for i, (a, b) in enumerate(itertools.pairwise(widths), 1)
             for key, shape in ((f"W{i}", (a, b)), (f"b{i}", (b,)))}
 
 

@@ -95,7 +95,7 @@ def read_png_gray(path: str | os.PathLike[str], *, pixels: int | None = None) ->
 
 
 def _shape_hint(pixels: int) -> str:
-    side = int(round(pixels ** 0.5))
+    side = round(pixels ** 0.5)
     return f"{side}x{side}" if side * side == pixels else "width x height"
 
 
