@@ -198,3 +198,18 @@ def test_dask_keys_tell_networks_apart_by_pixel_scale():
     network = mlpinfer.load("xor")
     assert _network_key(network).key != _network_key(network.with_pixel_scale(1.0)).key
     assert _network_key(network).key == _network_key(mlpinfer.load("xor")).key
+
+
+def test_a_pickle_is_written_only_for_the_pixel_scale_it_reads_back_with(tmp_path):
+    pytest.importorskip("onnx")
+    from mlpinfer.importers import to_onnx
+
+    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    # A .pkl reads back with uint8 pixels / 255: an unknown scale must not become that.
+    with pytest.raises(WeightsError, match="uint8 pixels / 255"):
+        mlpinfer.convert(tmp_path / "net.onnx", tmp_path / "net.pkl")
+    assert not (tmp_path / "net.pkl").exists()
+    mlpinfer.convert(tmp_path / "net.onnx", tmp_path / "net.pkl", pixel_scale=1 / 255)
+    assert mlpinfer.load(tmp_path / "net.pkl").pixel_scale == 1 / 255
+    with pytest.raises(WeightsError, match="uint8 pixels / 255"):
+        mlpinfer.convert(tmp_path / "net.onnx", tmp_path / "raw.pkl", pixel_scale=1.0)
