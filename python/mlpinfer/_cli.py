@@ -201,15 +201,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     weights = args.weights or ("fashion" if args.data == "fashion-mnist" else "digits")
     network = load(weights, pixel_scale=args.pixel_scale)
     title, images, labels = _load_data(args.data)
-    if network.classes_.dtype.kind not in "iu":
+    if network.classes_.dtype.kind not in "iu" or network.classes_.min() < 0:
         raise UserError(
-            f"{weights}: evaluate compares with a test set's integer labels; this network's "
-            f"classes are {network.classes_.tolist()!r:.60}"
+            f"{weights}: evaluate compares with a test set's labels 0, 1, 2 ...; this "
+            f"network's classes are {network.classes_.tolist()!r:.60}"
         )
     if len(images) == 0:
         raise UserError(f"{title} holds no images")
     predicted, elapsed = _classify_timed(network, images, args.batch_size, args.threads)
-    classes = max(network.n_outputs, int(labels.max()) + 1)
+    classes = max(network.n_outputs, int(labels.max()) + 1, int(predicted.max()) + 1)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     classified = predicted >= 0  # -1 marks a NaN output: counted apart, never as class 0
     np.add.at(confusion, (labels[classified], predicted[classified]), 1)
