@@ -490,3 +490,22 @@ def test_bench_draws_progress_on_stderr_only(capsys, monkeypatch):
     assert code == 0
     json.loads(out)  # stdout stays parsable
     assert "bench [" in err and "100% 4/4 runs" in err
+
+
+def test_predict_keeps_float_results_when_uint8_ones_need_a_pixel_scale(capsys, tmp_path):
+    pytest.importorskip("onnx")
+    from mlpinfer.importers import to_onnx
+
+    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    images, _ = load_digits_sample()
+    np.save(tmp_path / "pixels.npy", images[:1])
+    np.save(tmp_path / "floats.npy", (images[:1] / 255.0).astype(np.float32))
+    code, out, err = run(capsys, "predict", "--json", "--weights", str(tmp_path / "net.onnx"),
+                         str(tmp_path / "pixels.npy"), str(tmp_path / "floats.npy"))
+    assert code == 2
+    assert [r["input"] for r in json.loads(out)] == [str(tmp_path / "floats.npy")]
+    assert err.count("\n") == 1
+    assert f"{tmp_path / 'pixels.npy'}: uint8 pixels" in err and "--pixel-scale 1/255" in err
+    code, out, _ = run(capsys, "predict", "--json", "--weights", str(tmp_path / "net.onnx"),
+                       "--pixel-scale", "1/255", str(tmp_path / "pixels.npy"))
+    assert code == 0 and len(json.loads(out)) == 1

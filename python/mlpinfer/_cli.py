@@ -372,14 +372,23 @@ def _predict(args: argparse.Namespace) -> int:
         path = Path(name)
         try:
             images = _read_images(path, network.n_inputs)
+            if images.dtype == np.uint8 and network.pixel_scale is None:
+                raise UserError(
+                    f"{path}: uint8 pixels, and {args.weights} does not record the scale of "
+                    "the pixels it was trained on: state it with --pixel-scale 1/255 (trained "
+                    "on pixels / 255) or --pixel-scale 1 (on raw 0..255 values)"
+                )
             if args.invert:
                 if images.dtype != np.uint8:
                     raise UserError(f"{path}: --invert needs uint8 pixels, got {images.dtype}")
                 images = 255 - images
             probabilities = np.atleast_2d(network.predict(images))
-        except (UserError, MlpinferError, OSError) as error:
-            # One line per file that cannot be read; the others are still classified.
-            print(f"mlpinfer: error: {_describe(error)}", file=sys.stderr)
+        except (UserError, MlpinferError, OSError, ValueError, TypeError) as error:
+            # One line per file that cannot be read or run (int16 pixels, uint8 for a
+            # network with no pixel scale); the others are still classified.
+            message = _describe(error)
+            where = "" if name in message else f"{name}: "
+            print(f"mlpinfer: error: {where}{message}", file=sys.stderr)
             failed += 1
             continue
         labels = network.classify(images)
