@@ -17,7 +17,8 @@ from mlpinfer._shipped import load_digits_sample
 os.environ.setdefault("KERAS_BACKEND", "torch")  # see test_import_keras.py
 
 DIGITS = mlpinfer.load("digits")
-IMAGES, LABELS = load_digits_sample()
+# Shuffled: the sample is stored class by class, and a split must see every class.
+IMAGES, LABELS = (a[np.random.default_rng(0).permutation(1000)] for a in load_digits_sample())
 X = IMAGES.reshape(len(IMAGES), -1)
 
 
@@ -57,6 +58,10 @@ def test_classes_round_trip_from_scikit_learn(string_classifier, tmp_path):
     assert network.accuracy(x, y) == pytest.approx(model.score(x, y), abs=1e-12)
     assert network.score(X[800:], y) == network.accuracy(x, y)  # uint8 at the stated scale
     assert_close_to_reference(network.predict_proba(x), model.predict_proba(x), atol=1e-5)
+    metrics = pytest.importorskip("sklearn.metrics")
+    loss, accuracy = network.evaluate(x, y)
+    assert loss == pytest.approx(metrics.log_loss(y, model.predict_proba(x)), rel=1e-5)
+    assert accuracy == model.score(x, y)
     # Kept by the native format and by pickling.
     network.save(tmp_path / "names.npz")
     for again in (mlpinfer.load(tmp_path / "names.npz"), pickle.loads(pickle.dumps(network))):
