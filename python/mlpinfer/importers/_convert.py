@@ -10,9 +10,12 @@ from pathlib import Path
 from .._errors import WeightsError
 from .._files import write_atomically
 from .._network import Network, load
-from ._keras import load_keras, save_keras
-from ._onnx import from_onnx, to_onnx
-from ._torch import load_torch, save_torch
+from ..formats.keras import write_keras as save_keras
+from ..formats.onnx import write_onnx as to_onnx
+from ..formats.torch import write_torch as save_torch
+from ._keras import load_keras
+from ._onnx import from_onnx
+from ._torch import load_torch
 
 __all__ = ["WRITERS", "convert", "read_foreign", "write_network"]
 

@@ -1,4 +1,5 @@
-"""What every importer shares: the refusal error, optional imports and the layer chain."""
+"""What every framework reader and importer shares: the refusal error, optional imports and
+the layer chain that turns a framework's layers into a network."""
 
 from __future__ import annotations
 
