@@ -8,7 +8,8 @@ fixes every weight's shape, so the bytes a load needs are counted against the bu
 before the HDF5 member is even inflated. Each dataset is then checked before it is read:
 reached through hard links only, stored in the file (no external storage, no virtual
 dataset, no filter but deflate and shuffle), of the shape the config declares, and holding
-its bytes rather than a fill value.
+its bytes rather than a fill value. What a filter inflates is bounded by the shape, which
+the budget has counted; chunks are bounded so that a chunk buffer cannot be larger.
 
 Writing (`write_keras`) needs Keras itself; `to_keras` builds the model it saves.
 """
@@ -67,8 +68,6 @@ _KERAS_MODULE = re.compile(r"keras(\.[a-z_]+)*\Z")
 # Of the HDF5 filters, only these two are built into every libhdf5: any other id makes
 # HDF5 look for a plugin library to load.
 _FILTERS = {1: "deflate", 2: "shuffle"}
-# Deflate on real weights saves a few percent; beyond this a dataset is a bomb.
-_MAX_INFLATION = 100
 
 
 def keras_module() -> Any:
@@ -477,20 +476,23 @@ def _check_dataset(h5py: Any, dataset: Any, shape: tuple[int, ...], what: str) -
                            f"{' and '.join(_FILTERS.values())} are read")
     nbytes = math.prod(shape) * dtype.itemsize
     if layout == h5py.h5d.CHUNKED:
-        chunk = math.prod(plist.get_chunk()) * dtype.itemsize
-        if chunk > max(nbytes, 1 << 20):
-            raise WeightsError(f"{what}: chunks of {chunk} bytes for {nbytes} bytes of data")
-    stored = dataset.id.get_storage_size()
-    if nbytes and (stored == 0 or (not filters and stored < nbytes)):
-        raise WeightsError(
-            f"{what}: declares {nbytes} bytes, the file stores {stored} (the rest would be "
-            "a fill value, not weights)"
-        )
-    if filters and nbytes > _MAX_INFLATION * stored:
-        raise WeightsError(f"{what}: {stored} stored bytes inflate to {nbytes}; refusing a "
-                           "decompression bomb")
-    if not filters and layout != h5py.h5d.CHUNKED and stored != nbytes:
-        raise WeightsError(f"{what}: declares {nbytes} bytes, the file stores {stored}")
+        chunk = plist.get_chunk()
+        if math.prod(chunk) * dtype.itemsize > max(nbytes, 1 << 20):
+            raise WeightsError(f"{what}: chunks of {chunk} for data of shape {shape}")
+        expected = math.prod(-(-size // side) for size, side in zip(shape, chunk, strict=True))
+        stored = dataset.id.get_num_chunks()
+        if stored != expected:
+            raise WeightsError(
+                f"{what}: expected {expected} chunks of {chunk} for shape {shape}, the file "
+                f"stores {stored} (the rest would be a fill value, not weights)"
+            )
+    else:
+        stored = dataset.id.get_storage_size()
+        if stored != nbytes:
+            raise WeightsError(
+                f"{what}: declares {nbytes} bytes, the file stores {stored}"
+                + (" (it would read as a fill value, not weights)" if stored < nbytes else "")
+            )
 
 
 # ---------------------------------------------------------------------- writing

@@ -91,10 +91,14 @@ def _is_int(value: Any) -> bool:
     return type(value) is int
 
 
-def _rebuild_tensor(storage: Any, offset: Any, shape: Any, stride: Any, requires_grad: Any,
-                    hooks: Any, metadata: Any = None) -> _Tensor:
-    """``torch._utils._rebuild_tensor_v2``, checked: a view within its storage in which no
-    two indices share an element (so a tensor costs what its storage holds)."""
+def _rebuild_tensor(*args: Any) -> _Tensor:
+    """``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad,
+    hooks[, metadata])``, checked: a view within its storage in which no two indices
+    share an element (so a tensor costs what its storage holds)."""
+    if len(args) not in (6, 7):
+        raise WeightsError(f"a tensor rebuild with {len(args)} arguments; torch.save writes 6 or 7")
+    storage, offset, shape, stride, requires_grad, hooks = args[:6]
+    metadata = args[6] if len(args) == 7 else None
     if not isinstance(storage, _Storage):
         raise WeightsError("a tensor rebuilt from something other than a storage")
     if not (_is_int(offset) and type(shape) is tuple and type(stride) is tuple
@@ -127,10 +131,12 @@ def _rebuild_tensor(storage: Any, offset: Any, shape: Any, stride: Any, requires
     return _Tensor(storage, offset, shape, stride)
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any, hooks: Any) -> _Tensor:
-    if not isinstance(data, _Tensor) or type(requires_grad) is not bool or hooks != {}:
+def _rebuild_parameter(*args: Any) -> _Tensor:
+    """``torch._utils._rebuild_parameter(data, requires_grad, hooks)``: the tensor."""
+    if len(args) != 3 or not isinstance(args[0], _Tensor) or type(args[1]) is not bool or (
+            args[2] != {}):
         raise WeightsError("a parameter rebuild that is not of a plain tensor")
-    return data
+    return args[0]
 
 
 class _StorageType:
@@ -212,7 +218,7 @@ def read_torch(request: Request) -> Network:
 def _unpickle(archive: zipfile.ZipFile, member: str, budget: Budget) -> Any:
     info = archive.getinfo(member)
     if info.file_size > _MAX_PICKLE_BYTES:
-        raise budget.fail(f"expected a {member} of at most {_MAX_PICKLE_BYTES} bytes, found "
+        raise budget.fail(f"expected {member} of at most {_MAX_PICKLE_BYTES} bytes, found "
                           f"one declaring {info.file_size}")
     try:
         data = archive.read(info)
@@ -238,7 +244,7 @@ def _unwrap(loaded: Any, architecture: Sequence[str] | None,
         version = loaded.get("version")
         if type(version) is not int or version != _BUNDLE_VERSION:
             raise WeightsError(
-                f"{_BUNDLE_FORMAT} version {str(version)[:20]}; this mlpinfer reads version "
+                f"{_BUNDLE_FORMAT} version {repr(version)[:20]}; this mlpinfer reads version "
                 f"{_BUNDLE_VERSION}"
             )
         architecture = loaded.get("architecture")
