@@ -202,8 +202,9 @@ def keras_layer(class_name: str, **config: Any) -> dict[str, Any]:
             "registered_name": None}
 
 
-def dense(units: int, activation: str = "linear", **config: Any) -> dict[str, Any]:
-    return keras_layer("Dense", units=units, activation=activation, use_bias=True, **config)
+def dense(units: Any, activation: Any = "linear", **config: Any) -> dict[str, Any]:
+    return keras_layer("Dense", units=units, activation=activation,
+                       **{"use_bias": True, **config})
 
 
 def keras_config(inputs: int | tuple[int, ...], *layers: dict[str, Any]) -> dict[str, Any]:

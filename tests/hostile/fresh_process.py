@@ -2,7 +2,8 @@
 
 The budget of issue 13: every hostile file is refused in under 1 s of CPU beyond imports
 and under 256 MB of resident memory growth. The child imports everything a load may
-need first, then measures CPU time and peak RSS around `mlpinfer.load` alone; its
+need first, then measures CPU time and peak RSS (VmHWM, reset after the imports: it
+would otherwise carry the parent's peak over fork and exec) around the load alone; its
 address space is capped (4 GB) so that a regression fails the test instead of the
 machine. It runs with an empty HOME and reports whether anything was written there and
 whether Keras or torch were imported.
@@ -29,23 +30,27 @@ import mlpinfer, mlpinfer.formats
 path, options = sys.argv[1], json.loads(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
-def rss():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
+def status(field):
+    with open("/proc/self/status") as lines:
+        for line in lines:
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
+
+# The peak RSS (VmHWM, ru_maxrss) survives fork and exec: reset it to the current RSS.
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")
 
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
-before_rss, before_cpu = rss(), cpu()
+before_rss, before_cpu = status("VmRSS"), cpu()
 try:
     mlpinfer.formats.load(path, **options)
     kind, message = None, None
 except BaseException as error:
     kind, message = type(error).__name__, str(error)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"error": kind, "message": message, "cpu": cpu() - before_cpu,
                   "rss_growth": peak - before_rss,
                   "frameworks": sorted(m for m in ("keras", "torch") if m in sys.modules)}))
