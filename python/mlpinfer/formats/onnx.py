@@ -160,7 +160,7 @@ def _tensor_array(tensor: Any, what: str) -> np.ndarray:
         bits = np.array(tensor.int32_data, dtype=np.int64)
         if bits.size and (bits.min() < 0 or bits.max() > 0xFFFF):
             raise WeightsError(f"{what}: 16-bit values in int32_data beyond 0..65535")
-        values = bits.astype(dtype)
+        values = bits.astype(np.uint16)  # the bits, reinterpreted below
     else:
         values = np.array(getattr(tensor, field), dtype=dtype)
     if tensor.data_type == _FLOAT16:
