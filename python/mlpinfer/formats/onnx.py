@@ -134,13 +134,14 @@ def _declared_nbytes(tensor: Any, what: str) -> int:
     count = math.prod(dims)
     filled = [f for f in ("float_data", "double_data", "int32_data", "int64_data",
                           "uint64_data", "string_data") if len(getattr(tensor, f))]
-    if tensor.raw_data:
+    raw = len(tensor.raw_data)
+    if raw:
         if filled:
             raise WeightsError(f"{what} holds raw_data and {filled[0]}: expected one of them")
-        if len(tensor.raw_data) != count * dtype.itemsize:
+        if raw != count * dtype.itemsize:
             raise WeightsError(
                 f"{what}: {type_name} of shape {dims} needs {count * dtype.itemsize} bytes of "
-                f"raw_data, the file holds {len(tensor.raw_data)}"
+                f"raw_data, the file holds {raw}"
             )
     elif filled not in ([], [field]) or len(getattr(tensor, field)) != count:
         found = ", ".join(f"{len(getattr(tensor, f))} values in {f}" for f in filled) or "no data"
@@ -154,8 +155,9 @@ def _declared_nbytes(tensor: Any, what: str) -> int:
 def _tensor_array(tensor: Any, what: str) -> np.ndarray:
     """The values of a tensor that `_declared_nbytes` has checked."""
     _, dtype, field = _TENSOR_TYPES[tensor.data_type]
-    if tensor.raw_data:
-        values = np.frombuffer(tensor.raw_data, dtype=dtype)
+    raw = tensor.raw_data
+    if raw:
+        values = np.frombuffer(raw, dtype=dtype)
     elif field == "int32_data" and dtype.itemsize == 2:
         bits = np.array(tensor.int32_data, dtype=np.int64)
         if bits.size and (bits.min() < 0 or bits.max() > 0xFFFF):
@@ -181,7 +183,7 @@ class _Reader:
             raise UnsupportedModelError("sparse initializers are not supported")
         self._initializers = {tensor.name: tensor for tensor in graph.initializer}
         self._converted: dict[str, np.ndarray] = {}
-        self._claim_uses(budget)
+        self._charge_uses(budget)
         inputs = [value for value in graph.input if value.name not in self._initializers]
         if len(inputs) != 1:
             raise UnsupportedModelError(
@@ -207,7 +209,7 @@ class _Reader:
         )
         self._chain = Chain()
 
-    def _claim_uses(self, budget: Budget) -> None:
+    def _charge_uses(self, budget: Budget) -> None:
         """Every use of an initializer or constant becomes a copy: count them all against
         the budget before converting any."""
         sizes = {}
