@@ -17,11 +17,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "hostile"))
 
-import framework_files as files  # noqa: E402 - found through the path above
-from _members import join  # noqa: E402
+import framework_files as files
+from _members import join
 
-import mlpinfer  # noqa: E402
-from mlpinfer.formats.onnx import write_onnx  # noqa: E402
+import mlpinfer
+from mlpinfer.formats.onnx import write_onnx
 
 _RNG = np.random.default_rng(0)
 

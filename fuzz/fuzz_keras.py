@@ -25,7 +25,7 @@ _PATH = os.path.join(_DIRECTORY, f"mlpinfer-fuzz-keras-{os.getpid()}.keras")
 
 
 def check(data: bytes) -> None:
-    members = split(data, 2) + [b"", b""]
+    members = [*split(data, 2), b"", b""]
     with open(_PATH, "wb") as stream:
         stream.write(zipped({"config.json": members[0], "model.weights.h5": members[1]}))
     load_and_run(_PATH, 2)

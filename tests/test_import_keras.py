@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from framework_support import assert_not_degenerate, assert_same_answers
 
-from mlpinfer import WeightsError
 from mlpinfer.importers import UnsupportedModelError, from_keras, load_keras, save_keras, to_keras
 
 # TensorFlow is too heavy for CI; Keras reads its backend once, at its first import.

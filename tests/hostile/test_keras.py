@@ -86,9 +86,9 @@ def test_a_keras_file_loads_what_keras_reads(tmp_path):
     network = load(path)
     assert network.activations == ("relu", "sigmoid")
     reread = keras.saving.load_model(path)
-    kernels = [w for w in reread.get_weights()]
-    for layer, (kernel, bias) in zip(network.layers, zip(kernels[::2], kernels[1::2]),
-                                     strict=True):
+    variables = reread.get_weights()  # kernel, bias of each Dense, in order
+    pairs = zip(variables[::2], variables[1::2], strict=True)
+    for layer, (kernel, bias) in zip(network.layers, pairs, strict=True):
         np.testing.assert_array_equal(layer.weights, kernel)
         np.testing.assert_array_equal(layer.bias, bias)
 

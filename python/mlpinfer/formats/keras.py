@@ -32,9 +32,9 @@ import numpy as np
 
 from .._errors import WeightsError
 from .._network import Network
-from ._chain import Chain, UnsupportedModelError, require
 from ._budget import Budget, open_zip
-from ._registry import Format, Probe, Request
+from ._chain import Chain, UnsupportedModelError, require
+from ._registry import Format, Request
 
 __all__ = ["ACTIVATIONS", "FORMAT", "keras_module", "read_keras", "to_keras", "write_keras"]
 

@@ -20,8 +20,8 @@ import numpy as np
 from .._errors import WeightsError
 from .._files import write_atomically
 from .._network import Network
-from ._chain import Chain, UnsupportedModelError, require
 from ._budget import Budget
+from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Probe, Request
 
 __all__ = ["FORMAT", "from_onnx", "read_onnx", "write_onnx"]

@@ -30,8 +30,8 @@ from .._errors import WeightsError
 from .._files import write_atomically
 from .._loading import is_float32_number
 from .._network import Network
-from ._chain import Chain, UnsupportedModelError, require
 from ._budget import Budget, open_zip
+from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Probe, Request
 from ._unpickler import RestrictedUnpickler, empty_dict
 

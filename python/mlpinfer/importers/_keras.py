@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import formats
 from .._network import Network
 from ..formats._chain import Chain, UnsupportedModelError
-from .. import formats
 from ..formats.keras import ACTIVATIONS, keras_module
 
 __all__ = ["from_keras", "load_keras"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import formats
 from .._errors import WeightsError
 from .._network import Network
-from .. import formats
 from ..formats._chain import Chain, UnsupportedModelError, require
 from ..formats.torch import ACTIVATIONS, network_from_state_dict
 
