@@ -196,7 +196,7 @@ def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
     scaled = mlpinfer.Network.from_params(
         {"W1": rng.standard_normal((784, 10)), "b1": rng.standard_normal(10)},
         output="softmax", input_scale=1 / 255)
-    scaled.save(tmp_path / "scaled.npz")
+    mlpinfer.save(scaled, tmp_path / "scaled.npz")
     code, out, _ = run(capsys, "bench", "--json", "--weights", str(tmp_path / "scaled.npz"),
                        "--batch-sizes", "32", "--threads", "1", "--repeats", "1",
                        "--min-seconds", "0", "--images", "128",

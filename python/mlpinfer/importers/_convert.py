@@ -1,106 +1,55 @@
-"""Converting between every format mlpinfer reads and writes."""
+"""The Keras, PyTorch and ONNX entries of the format registry, over the importers' readers.
+
+Until those readers move into `mlpinfer.formats` (issue 13: our own bounded parsers,
+each with its ``FORMAT``), they are registered from here, which `mlpinfer.importers`
+imports; delete this file with that move.
+"""
 
 from __future__ import annotations
 
-import os
-import pickle
-from collections.abc import Sequence
-from pathlib import Path
-
-from .._errors import WeightsError
-from .._files import write_atomically
-from .._network import Network, load
+from ..formats import Format, Probe, register
 from ._keras import load_keras, save_keras
 from ._onnx import from_onnx, to_onnx
 from ._torch import load_torch, save_torch
 
-__all__ = ["WRITERS", "convert", "read_foreign", "write_network"]
-
-# File name suffix of the destination -> format written.
-WRITERS = {
-    ".npz": "native mlpinfer network (Network.save)",
-    ".pkl": "textbook sample_weight.pkl (a pickled dict W1..Wn, b1..bn)",
-    ".onnx": "ONNX model",
-    ".keras": "Keras 3 model",
-    ".pt": "PyTorch state_dict with its architecture (save_torch)",
-    ".pth": "PyTorch state_dict with its architecture (save_torch)",
-}
+__all__ = ["KERAS", "ONNX", "TORCH"]
 
 
-def read_foreign(
-    path: Path,
-    kind: str,
-    *,
-    architecture: Sequence[str] | None = None,
-    hidden: str | None = None,
-    output: str | None = None,
-    input_scale: float | None = None,
-) -> Network:
-    """A network from an ONNX, Keras or PyTorch file (``kind`` as `sniff_format` says).
-
-    These record their activations; only a bare PyTorch state_dict takes
-    ``architecture`` (and an ``input_scale``).
-    """
-    allowed = {"architecture", "input_scale"} if kind == "torch" else set()
-    given = [name for name, value in (("architecture", architecture), ("hidden", hidden),
-                                      ("output", output), ("input_scale", input_scale))
-             if value is not None and name not in allowed]
-    if given:
-        raise WeightsError(
-            f"{path}: {kind} models record their activations; do not pass "
-            f"{', '.join(given)}"
-        )
-    if kind == "onnx":
-        return from_onnx(path)
-    if kind == "keras":
-        return load_keras(path)
-    return load_torch(path, architecture, input_scale=input_scale)
+def _looks_like_onnx(probe: Probe) -> bool:
+    # A protobuf ModelProto whose first field is ir_version (tag 0x08, a small varint);
+    # no pickle starts with byte 0x08, which is not a pickle opcode.
+    head = probe.head
+    return len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 20 and head[2] in (
+        0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72)
 
 
-def write_network(network: Network, destination: str | os.PathLike[str]) -> None:
-    """Write ``network`` in the format named by the suffix of ``destination`` (`WRITERS`)."""
-    path = Path(destination)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        network.save(path)
-    elif suffix == ".pkl":
-        _save_textbook_pickle(network, path)
-    elif suffix == ".onnx":
-        to_onnx(network, path)
-    elif suffix == ".keras":
-        save_keras(network, path)
-    elif suffix in (".pt", ".pth"):
-        save_torch(network, path)
-    else:
-        known = ", ".join(f"{s} ({what})" for s, what in WRITERS.items())
-        raise ValueError(f"cannot tell the format to write from {path.name!r}; use one of {known}")
+KERAS = register(Format(
+    name="keras",
+    description="Keras 3 model",
+    recognise=lambda probe: probe.zip_names is not None
+    and {"config.json", "model.weights.h5"} <= set(probe.zip_names),
+    read=lambda request: load_keras(request.path),
+    write=save_keras,
+    suffixes=(".keras",),
+))
 
+TORCH = register(Format(
+    name="torch",
+    description="PyTorch state_dict with its architecture (save_torch)",
+    recognise=lambda probe: probe.zip_names is not None
+    and any(name.endswith("/data.pkl") for name in probe.zip_names),
+    read=lambda request: load_torch(request.path, request.architecture,
+                                    input_scale=request.input_scale),
+    write=save_torch,
+    suffixes=(".pt", ".pth"),
+    options=frozenset({"architecture", "input_scale"}),
+))
 
-def convert(
-    source: str | os.PathLike[str],
-    destination: str | os.PathLike[str],
-    *,
-    architecture: Sequence[str] | None = None,
-    hidden: str | None = None,
-    output: str | None = None,
-    input_scale: float | None = None,
-) -> Network:
-    """Read ``source`` by its content, write it in the format named by ``destination``'s
-    suffix (`WRITERS`), and return the network. Options as in `mlpinfer.load`."""
-    network = load(source, architecture=architecture, hidden=hidden, output=output,
-                   input_scale=input_scale)
-    write_network(network, destination)
-    return network
-
-
-def _save_textbook_pickle(network: Network, path: Path) -> None:
-    # The textbook format records no activations or scale: readers assume these.
-    textbook = ("sigmoid",) * (len(network.layers) - 1) + ("softmax",)
-    if network.activations != textbook or network.input_scale is not None:
-        raise WeightsError(
-            f"a .pkl records only weights and reads back as sigmoid hidden layers, a softmax "
-            f"output and the default input scale; this network is {network!r}: "
-            "write .npz (the native format) to keep its activations"
-        )
-    params = {name: array.copy() for name, array in network.params().items()}
-    write_atomically(path, lambda stream: pickle.dump(params, stream, protocol=4))
+ONNX = register(Format(
+    name="onnx",
+    description="ONNX model",
+    recognise=_looks_like_onnx,
+    read=lambda request: from_onnx(request.path),
+    write=to_onnx,
+    suffixes=(".onnx",),
+))
