@@ -388,6 +388,8 @@ def test_corrupt_file(tmp_path: Path, case: str, compress: bool) -> None:
     if compress:
         content = gz(content)
         fragments = [f.replace("2353", "more than 2352") for f in fragments]
+        if case == "huge declared size":  # compressed, a declaration is all there is to check
+            fragments = ["declares 4294967295 images", "budget of this load"]
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(content)
     for read in (

@@ -41,12 +41,19 @@ def read_npz(stream: Any, budget: Budget) -> dict[str, np.ndarray]:
             try:
                 with archive.open(member) as entry:
                     array = np.lib.format.read_array(entry, allow_pickle=False)
+                    # Reading to the end checks the CRC, and bytes beyond what the .npy
+                    # header declares mean the header does not describe the data.
+                    extra = len(entry.read(1))
             except Exception as error:  # noqa: BLE001 - zip, zlib and .npy parsers raise many types
                 raise budget.fail(
                     f"{label}: expected a .npy array of numbers, found {type(error).__name__}: "
                     f"{str(error)[:200]}") from None
             if type(array) is not np.ndarray:
                 raise budget.fail(f"{label}: expected a .npy array, found {type(array).__name__}")
+            if extra:
+                raise budget.fail(
+                    f"{label}: expected {array.nbytes} bytes of data as its .npy header "
+                    "declares, found more")
             arrays[key] = array
     return arrays
 
