@@ -53,7 +53,7 @@ def idx() -> dict[str, bytes]:
 
 
 def main(root: Path) -> None:
-    for harness, seeds in (("weights", weights()), ("idx", idx())):
+    for harness, seeds in (("weights", weights()), ("roundtrip", weights()), ("idx", idx())):
         directory = root / harness
         directory.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():

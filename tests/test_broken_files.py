@@ -5,11 +5,10 @@ ends in our own error type, never another exception or a crash."""
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from support import png_bytes
 
 import mlpinfer
 from mlpinfer import DataError, WeightsError
@@ -23,19 +22,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-def chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png(width=28, height=28, depth=8, colour=0, raw=None, ihdr=None) -> bytes:
-    raw = raw if raw is not None else b"".join(b"\0" + bytes(width) for _ in range(height))
-    header = ihdr if ihdr is not None else struct.pack(">IIBBBBB", width, height, depth, colour,
-                                                       0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
-
-
-GOOD_PNG = png()
+GOOD_PNG = png_bytes()
 
 
 def cuts(data: bytes) -> list[int]:
@@ -46,14 +33,14 @@ def cuts(data: bytes) -> list[int]:
     ("empty", b"", "not a PNG"),
     ("random", np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8).tobytes(), "not a PNG"),
     ("bad CRC", GOOD_PNG[:29] + bytes([GOOD_PNG[29] ^ 1]) + GOOD_PNG[30:], "CRC mismatch"),
-    ("IHDR of 12 bytes", png(ihdr=bytes(12)), "header chunk"),
-    ("16-bit", png(depth=16), "unsupported PNG"),
-    ("palette", png(colour=3), "unsupported PNG"),
-    ("zero width", png(width=0, raw=b""), "unsupported PNG size"),
-    ("huge declared size", png(width=1 << 15, height=1 << 15, raw=b"\0"), "unsupported PNG size"),
-    ("short image data", png(raw=b"\0" * 10), "image data holds 10 bytes"),
-    ("bad filter type", png(raw=b"".join(b"\x07" + bytes(28) for _ in range(28))), "filter type 7"),
-    ("inflates far beyond the image", png(raw=bytes(50 << 20)), "image data holds"),
+    ("IHDR of 12 bytes", png_bytes(ihdr=bytes(12)), "header chunk"),
+    ("16-bit", png_bytes(depth=16), "unsupported PNG"),
+    ("palette", png_bytes(colour=3), "unsupported PNG"),
+    ("zero width", png_bytes(width=0, raw=b""), "unsupported PNG size"),
+    ("huge declared size", png_bytes(width=1 << 15, height=1 << 15, raw=b"\0"), "unsupported PNG size"),
+    ("short image data", png_bytes(raw=b"\0" * 10), "image data holds 10 bytes"),
+    ("bad filter type", png_bytes(raw=b"".join(b"\x07" + bytes(28) for _ in range(28))), "filter type 7"),
+    ("inflates far beyond the image", png_bytes(raw=bytes(50 << 20)), "image data holds"),
 ])
 def test_broken_png(tmp_path, name, data, message):
     path = tmp_path / "x.png"
