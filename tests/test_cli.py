@@ -8,11 +8,10 @@ import json
 import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
-from support import SHARED_DATA, shared_file
+from support import SHARED_DATA, png_bytes, shared_file
 
 import mlpinfer
 from mlpinfer import reference
@@ -31,32 +30,6 @@ def run(capsys, *argv):
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def write_png(path, image, colour_type=0, filter_type=1):
-    """A PNG encoder independent of the reader under test (every row uses one filter)."""
-    channels = {0: 1, 2: 3}[colour_type]
-    pixels = image if channels == 1 else np.repeat(image[:, :, None], 3, axis=2)
-    rows = pixels.reshape(image.shape[0], -1).astype(np.int32)
-    raw = bytearray()
-    previous = np.zeros(rows.shape[1], np.int32)
-    for row in rows:
-        if filter_type == 1:  # Sub
-            left = np.concatenate([np.zeros(channels, np.int32), row[:-channels]])
-            encoded = (row - left) & 0xFF
-        elif filter_type == 2:  # Up
-            encoded = (row - previous) & 0xFF
-        else:
-            encoded = row
-        raw += bytes([filter_type]) + encoded.astype(np.uint8).tobytes()
-        previous = row
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
 
 
 def test_evaluate_with_no_arguments_runs_offline_on_the_sample(capsys):
@@ -110,7 +83,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
     np.save(tmp_path / "three.npy", chosen)
     header = struct.pack(">IIII", 2051, 3, 28, 28)
     (tmp_path / "three.idx.gz").write_bytes(gzip.compress(header + chosen.tobytes()))
-    write_png(tmp_path / "one.png", chosen[1], filter_type=1)
+    (tmp_path / "one.png").write_bytes(png_bytes(chosen[1], filter_type=1))
     code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "three.npy"),
                        str(tmp_path / "three.idx.gz"), str(tmp_path / "one.png"))
     results = json.loads(out)
@@ -126,7 +99,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
 @pytest.mark.parametrize(("colour_type", "filter_type"), [(0, 0), (0, 1), (0, 2), (2, 1)])
 def test_png_reader_round_trips(tmp_path, colour_type, filter_type):
     image = np.random.default_rng(colour_type + filter_type).integers(0, 256, (28, 28), np.uint8)
-    write_png(tmp_path / "x.png", image, colour_type, filter_type)
+    (tmp_path / "x.png").write_bytes(png_bytes(image, colour=colour_type, filter_type=filter_type))
     np.testing.assert_array_equal(read_png_gray(tmp_path / "x.png"), image)
 
 
@@ -196,7 +169,7 @@ def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
     scaled = mlpinfer.Network.from_params(
         {"W1": rng.standard_normal((784, 10)), "b1": rng.standard_normal(10)},
         output="softmax", input_scale=1 / 255)
-    scaled.save(tmp_path / "scaled.npz")
+    mlpinfer.save(scaled, tmp_path / "scaled.npz")
     code, out, _ = run(capsys, "bench", "--json", "--weights", str(tmp_path / "scaled.npz"),
                        "--batch-sizes", "32", "--threads", "1", "--repeats", "1",
                        "--min-seconds", "0", "--images", "128",

@@ -49,7 +49,7 @@ def test_a_chain_through_every_format_is_lossless(tmp_path):
          "W2": rng.standard_normal((7, 3)), "b2": rng.standard_normal(3)},
         activations=["tanh", "identity"], input_scale=0.25,
     )
-    network.save(tmp_path / "start.npz")
+    mlpinfer.save(network, tmp_path / "start.npz")
     current = tmp_path / "start.npz"
     for suffix in (".onnx", ".keras", ".pt", ".npz"):
         target = tmp_path / f"step{suffix}"
@@ -61,7 +61,7 @@ def test_a_chain_through_every_format_is_lossless(tmp_path):
 def test_a_network_the_pickle_cannot_describe_is_refused(tmp_path):
     network = mlpinfer.Network.from_params({"W1": np.ones((2, 2)), "b1": np.zeros(2)},
                                            activations=["relu"])
-    network.save(tmp_path / "relu.npz")
+    mlpinfer.save(network, tmp_path / "relu.npz")
     with pytest.raises(WeightsError, match=r"write \.npz"):
         mlpinfer.convert(tmp_path / "relu.npz", tmp_path / "relu.pkl")
     assert not (tmp_path / "relu.pkl").exists()

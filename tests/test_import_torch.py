@@ -65,7 +65,7 @@ def test_state_dict_file_with_architecture(logits_net, mnist, tmp_path):
     architecture = ["Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
     network = load_torch(path, architecture)
     assert_same_answers(network.predict(x), run(logits_net, x))
-    with pytest.raises(WeightsError, match=r"load_torch\(path, architecture=\[...\]\).*'1.bias', '1.weight'"):
+    with pytest.raises(WeightsError, match=r"mlpinfer.load\(path, architecture=\[...\]\).*'1.bias', '1.weight'"):
         load_torch(path)
 
 

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import _core, _shipped, datasets, reference
-from ._network import Network, load
+from ._network import Network
+from .formats import load, save
 
 __all__ = ["add_arguments", "run"]
 
@@ -97,7 +98,7 @@ def _onnxruntime_engine(network: Network, threads: int, workdir: Path) -> Forwar
 
     path = workdir / "network.onnx"
     if not path.exists():
-        network.to_onnx(path)
+        save(network, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -15,9 +15,10 @@ import numpy as np
 
 from . import _shipped, datasets
 from ._errors import MlpinferError
-from ._network import Network, load
+from ._network import Network
 from ._png import read_png_gray
 from ._progress import Progress, stderr_is_terminal
+from .formats import convert, load
 
 __all__ = ["main"]
 
@@ -316,8 +317,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .importers import convert
-
     architecture = args.architecture.split(",") if args.architecture else None
     network = convert(args.source, args.destination, architecture=architecture,
                       hidden=args.hidden, output=args.output, input_scale=args.input_scale)

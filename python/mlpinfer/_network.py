@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _loading, _shipped
 from ._errors import WeightsError
-from ._files import write_atomically
+from ._params import is_float32_number, ordered_layers
 
 try:
     from . import _core
@@ -25,7 +23,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"the import error was: {error}"
     ) from error
 
-__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "load", "set_num_threads"]
+__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "set_num_threads"]
 
 ACTIVATIONS = ("identity", "sigmoid", "relu", "tanh", "softmax")
 _PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
@@ -140,7 +138,7 @@ class Network:
                     f"previous layer has {layers[index - 2].outputs} outputs"
                 )
         if input_scale is not None:
-            if not _loading.is_float32_number(input_scale):
+            if not is_float32_number(input_scale):
                 raise WeightsError(
                     f"input_scale must be None or a number that float32 holds as finite, "
                     f"got {input_scale!r}"
@@ -177,7 +175,7 @@ class Network:
         Hidden layers use ``hidden``, the last layer ``output``, unless ``activations``
         names one per layer.
         """
-        pairs = _loading.ordered_layers(params)
+        pairs = ordered_layers(params)
         if activations is None:
             activations = [hidden] * (len(pairs) - 1) + [output]
         elif len(activations) != len(pairs):
@@ -320,22 +318,6 @@ class Network:
             raise TypeError(f"t must hold integer labels or one-hot rows, got dtype {truth.dtype}")
         return truth
 
-    # ------------------------------------------------------------------ files
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the native format (``.npz`` with a JSON header, no pickle), atomically."""
-        arrays = dict(self.params())
-        arrays[_loading.HEADER_KEY] = _loading.header_bytes(
-            list(self.activations), self._input_scale
-        )
-        write_atomically(path, lambda stream: np.savez(stream, **arrays))
-
-    def to_onnx(self, path: str | os.PathLike[str]) -> None:
-        """Write an ONNX model of this network (needs ``onnx``: ``mlpinfer[onnx]``)."""
-        from .importers import to_onnx  # the optional dependency is imported on use only
-
-        to_onnx(self, path)
-
     # ------------------------------------------------------------------ helpers
 
     def _scale_for(self, dtype: np.dtype) -> float:
@@ -386,55 +368,3 @@ def _rebuild(
 ) -> Network:
     return Network.from_params(params, activations=activations, input_scale=input_scale)
 
-
-def load(
-    path: str | os.PathLike[str],
-    *,
-    hidden: str | None = None,
-    output: str | None = None,
-    input_scale: float | None = None,
-    architecture: Sequence[str] | None = None,
-) -> Network:
-    """Load a network from a weight file, or a shipped network by name.
-
-    ONNX, Keras (.keras) and PyTorch files are recognised by their content and read
-    through `mlpinfer.importers` (their frameworks are optional extras); a bare PyTorch
-    state_dict needs ``architecture``, its ``nn.Sequential`` layer names.
-
-    A ``sample_weight.pkl``-style pickle or ``.npz`` (``W1..Wn``, ``b1..bn``) records no
-    activations: hidden layers use ``hidden`` (default sigmoid), the last ``output``
-    (default softmax). A native file (``Network.save``) records them, and passing
-    ``hidden``/``output``/``input_scale`` for it is an error.
-    """
-    source = _shipped.resolve(path)
-    kind = _loading.sniff_path(source.path)
-    if kind in ("onnx", "keras", "torch"):
-        from .importers._convert import read_foreign  # frameworks are optional extras
-
-        return read_foreign(source.path, kind, architecture=architecture, hidden=hidden,
-                            output=output, input_scale=input_scale)
-    if architecture is not None:
-        raise WeightsError(
-            f"{os.fspath(source.path)} is not a PyTorch file; architecture is only for a "
-            "bare PyTorch state_dict"
-        )
-    weight_file = _loading.read_weight_file(source.path)
-    if weight_file.activations is not None:
-        given = [name for name, v in (("hidden", hidden), ("output", output),
-                                      ("input_scale", input_scale)) if v is not None]
-        if given:
-            raise WeightsError(
-                f"{os.fspath(source.path)} records its activations and input scale; "
-                f"do not pass {', '.join(given)}"
-            )
-        return Network.from_params(
-            weight_file.params,
-            activations=weight_file.activations,
-            input_scale=weight_file.input_scale,
-        )
-    return Network.from_params(
-        weight_file.params,
-        hidden=hidden or source.hidden,
-        output=output or source.output,
-        input_scale=input_scale,
-    )

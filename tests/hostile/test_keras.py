@@ -21,10 +21,10 @@ from framework_files import (
     keras_zip,
     zip_bytes,
 )
-from fresh_process import assert_refused_within_budget
+from support import refused_in_fresh_process
 
+import mlpinfer
 from mlpinfer import WeightsError
-from mlpinfer.formats import load
 
 h5py = pytest.importorskip("h5py")
 
@@ -42,7 +42,7 @@ def write(tmp_path, data: bytes, name: str = "hostile.keras"):
 def refused(tmp_path, data: bytes, match: str, **options) -> None:
     path = write(tmp_path, data)
     with pytest.raises(WeightsError, match=match) as caught:
-        load(path, **options)
+        mlpinfer.load(path, **options)
     assert str(path) in str(caught.value)
 
 
@@ -60,7 +60,7 @@ def test_our_file_loads_what_it_says(tmp_path):
                           dense(2, "softmax", use_bias=False))
     second = RNG.standard_normal((4, 2)).astype(np.float32)
     path = write(tmp_path, keras_zip(config, dense_weights((KERNEL, BIAS), (second, None))))
-    network = load(path)
+    network = mlpinfer.load(path)
     assert network.activations == ("tanh", "softmax")
     assert network.input_scale == 0.5
     np.testing.assert_array_equal(network.layers[0].weights, KERNEL)
@@ -83,7 +83,7 @@ def test_a_keras_file_loads_what_keras_reads(tmp_path):
     model = keras.Model(inputs, inner(hidden))
     path = tmp_path / "functional.keras"
     model.save(path)
-    network = load(path)
+    network = mlpinfer.load(path)
     assert network.activations == ("relu", "sigmoid")
     reread = keras.saving.load_model(path)
     variables = reread.get_weights()  # kernel, bias of each Dense, in order
@@ -99,7 +99,7 @@ def test_a_compressed_chunked_dataset_reads(tmp_path):
         group.create_dataset("0", data=KERNEL, chunks=(3, 2), compression="gzip", shuffle=True)
         group.create_dataset("1", data=BIAS)
 
-    network = load(write(tmp_path, keras_zip(one_dense(), h5_bytes(build))))
+    network = mlpinfer.load(write(tmp_path, keras_zip(one_dense(), h5_bytes(build))))
     np.testing.assert_array_equal(network.layers[0].weights, KERNEL)
 
 
@@ -109,8 +109,7 @@ def test_a_compressed_chunked_dataset_reads(tmp_path):
 def test_a_huge_dense_layer_is_refused_by_the_budget_before_reading(tmp_path):
     """Dense(30000) on 30,000 inputs, declared in a few hundred bytes of config."""
     path = write(tmp_path, keras_zip(keras_config(30000, dense(30000)), h5_bytes(lambda h5: None)))
-    assert_refused_within_budget(path, tmp_path / "home",
-                                 r"layer 'dense' \(Dense\) needs 7200240000 bytes.*budget")
+    refused_in_fresh_process(path, match=r"layer 'dense' \(Dense\) needs 7200240000 bytes.*budget")
 
 
 def test_a_dataset_of_gigabytes_holding_nothing_is_refused(tmp_path):
@@ -121,8 +120,8 @@ def test_a_dataset_of_gigabytes_holding_nothing_is_refused(tmp_path):
                                                             dtype="f4")
 
     path = write(tmp_path, keras_zip(one_dense(), h5_bytes(build)))
-    assert_refused_within_budget(path, tmp_path / "home",
-                                 r"expected shape \(6, 4\) from the config, found \(30000, 30000\)")
+    refused_in_fresh_process(
+        path, match=r"expected shape \(6, 4\) from the config, found \(30000, 30000\)")
 
 
 @pytest.mark.parametrize("chunks", [None, (3, 2)])
@@ -142,10 +141,10 @@ def test_a_config_of_gigabytes_is_refused_before_inflating(tmp_path):
     data = keras_zip(one_dense(), dense_weights((KERNEL, BIAS)),
                      declared={"config.json": 1536 << 20})
     path = write(tmp_path, data)
-    assert_refused_within_budget(path, tmp_path / "home", r"'config.json'.*budget")
+    refused_in_fresh_process(path, match=r"'config.json'.*budget")
     with pytest.raises(WeightsError, match=r"expected a config.json of at most 16777216 bytes, "
                                            r"found one declaring 1610612736"):
-        load(path, max_bytes=4 << 30)
+        mlpinfer.load(path, max_bytes=4 << 30)
 
 
 def test_members_that_would_extract_gigabytes_are_refused(tmp_path):
@@ -155,7 +154,7 @@ def test_members_that_would_extract_gigabytes_are_refused(tmp_path):
                       "model.weights.h5": dense_weights((KERNEL, BIAS)), **members},
                      declared=declared)
     path = write(tmp_path, data)
-    assert_refused_within_budget(path, tmp_path / "home", r"'assets/\d+'.*budget")
+    refused_in_fresh_process(path, match=r"'assets/\d+'.*budget")
 
 
 # --------------------------------------------------------------------------- code
@@ -197,7 +196,7 @@ def test_code_in_the_config_is_refused_never_resolved(tmp_path, config, match):
 def test_a_file_loads_without_keras_or_torch_and_writes_nothing(tmp_path):
     path = write(tmp_path, keras_zip(keras_config(6, dense(4, "elu")),
                                      dense_weights((KERNEL, BIAS))))
-    assert_refused_within_budget(path, tmp_path / "home", "unsupported activation 'elu'")
+    refused_in_fresh_process(path, match="unsupported activation 'elu'")
 
 
 # --------------------------------------------------------------------------- HDF5
@@ -365,3 +364,22 @@ def nested(depth: int) -> bytes:
 )
 def test_configs_that_do_not_describe_a_chain_we_can_check(tmp_path, config, match):
     refused(tmp_path, keras_zip(config, dense_weights((KERNEL, BIAS))), match)
+
+
+def test_corruptions_load_the_written_weights_or_nothing(tmp_path):
+    """Zip CRCs cover config.json and the HDF5 file: a changed byte is refused, or (a
+    timestamp) loads exactly the written weights; never other weights."""
+    data = keras_zip(one_dense(), dense_weights((KERNEL, BIAS)))
+    rng = np.random.default_rng(5)
+    variants = [data[:cut] for cut in rng.choice(len(data), size=40, replace=False)]
+    for position in rng.choice(len(data), size=200, replace=False):
+        corrupt = bytearray(data)
+        corrupt[position] ^= int(rng.integers(1, 256))
+        variants.append(bytes(corrupt))
+    for data in variants:
+        try:
+            network = mlpinfer.load(write(tmp_path, data))
+        except WeightsError:
+            continue
+        np.testing.assert_array_equal(network.layers[0].weights, KERNEL)
+        np.testing.assert_array_equal(network.layers[0].bias, BIAS)

@@ -22,11 +22,10 @@ from framework_files import (
     torch_zip,
     zip_bytes,
 )
-from fresh_process import assert_refused_within_budget
+from support import refused_in_fresh_process
 
 import mlpinfer
 from mlpinfer import WeightsError
-from mlpinfer.formats import load
 
 LINEAR = ["Linear", "Sigmoid", "Linear", "Softmax"]
 
@@ -60,7 +59,7 @@ FLOATS = np.arange(512, dtype="<f4").tobytes()  # a 2 KB storage
 def test_our_file_loads_what_it_says(tmp_path):
     weights = arrays()
     path = write(tmp_path, state_dict_file(weights, LINEAR, input_scale=0.5))
-    network = load(path)
+    network = mlpinfer.load(path)
     assert network.activations == ("sigmoid", "softmax")
     assert network.input_scale == 0.5
     np.testing.assert_array_equal(network.layers[0].weights, weights["0.weight"].T)
@@ -101,14 +100,14 @@ def test_a_big_endian_file_reads_the_same_numbers(tmp_path):
     pkl = pickle_program({"0.weight": tensor("0", 12, (3, 4))})
     path = write(tmp_path, torch_zip(pkl, {"0": weight.astype(">f4").tobytes()},
                                      byteorder=b"big"))
-    np.testing.assert_array_equal(load(path, architecture=["Linear"]).layers[0].weights,
-                                  weight.T)
+    network = mlpinfer.load(path, architecture=["Linear"])
+    np.testing.assert_array_equal(network.layers[0].weights, weight.T)
 
 
 def test_a_view_at_an_offset_reads_its_elements(tmp_path):
     pkl = pickle_program({"0.weight": tensor("0", 512, (2, 3), (1, 2), offset=100)})
     path = write(tmp_path, torch_zip(pkl, {"0": FLOATS}))
-    weights = load(path, architecture=["Linear"]).layers[0].weights
+    weights = mlpinfer.load(path, architecture=["Linear"]).layers[0].weights
     np.testing.assert_array_equal(weights, [[100, 101], [102, 103], [104, 105]])
 
 
@@ -121,17 +120,16 @@ def test_deep_tuple_key_is_refused_before_hashing(tmp_path):
     key = Raw(b")" + b"\x85" * 150_000)
     pkl = b"\x80\x02}" + key.data + b"Ns."
     path = write(tmp_path, torch_zip(pkl, {}))
-    assert_refused_within_budget(path, tmp_path / "home",
-                                 r"data.pkl|nested more than \d+ deep|dict key of type tuple",
-                                 architecture=["Linear"])
+    refused_in_fresh_process(path, match=r"nested more than \d+ deep",
+                             options={"architecture": ["Linear"]})
 
 
 def test_stride_zero_expansion_is_refused(tmp_path):
     """A 2 KB tensor, one float expanded with stride 0 to 20000x20000 (7.9 GB)."""
     pkl = pickle_program({"0.weight": tensor("0", 512, (20000, 20000), (0, 0))})
     path = write(tmp_path, torch_zip(pkl, {"0": FLOATS}))
-    assert_refused_within_budget(path, tmp_path / "home", r"strides \(0, 0\).*stride 0",
-                                 architecture=["Linear"])
+    refused_in_fresh_process(path, match=r"strides \(0, 0\).*stride 0",
+                             options={"architecture": ["Linear"]})
 
 
 def test_one_tensor_used_by_many_keys_counts_per_use(tmp_path):
@@ -140,8 +138,8 @@ def test_one_tensor_used_by_many_keys_counts_per_use(tmp_path):
     state.update({f"{i}.weight": Get(1) for i in range(1, 300)})
     pkl = pickle_program(state)
     path = write(tmp_path, torch_zip(pkl, {"0": bytes(4 << 20)}))
-    assert_refused_within_budget(path, tmp_path / "home", r"budget of this load",
-                                 architecture=["Linear"])
+    refused_in_fresh_process(path, match=r"budget of this load",
+                             options={"architecture": ["Linear"]})
 
 
 def test_members_declaring_gigabytes_are_refused_before_inflating(tmp_path):
@@ -150,8 +148,8 @@ def test_members_declaring_gigabytes_are_refused_before_inflating(tmp_path):
                       "archive/data/1": bytes(16)},
                      declared={"archive/data/1": 2_000_000_000})
     path = write(tmp_path, data)
-    assert_refused_within_budget(path, tmp_path / "home", r"'archive/data/1'.*budget",
-                                 architecture=["Linear"])
+    refused_in_fresh_process(path, match=r"'archive/data/1'.*budget",
+                             options={"architecture": ["Linear"]})
 
 
 def test_a_huge_data_pkl_is_refused_before_inflating(tmp_path):
@@ -160,7 +158,7 @@ def test_a_huge_data_pkl_is_refused_before_inflating(tmp_path):
     path = write(tmp_path, data)
     with pytest.raises(WeightsError, match=r"hostile.pt: expected archive/data.pkl of at "
                                            r"most \d+ bytes, found one declaring 104857600"):
-        load(path, max_bytes=1 << 30)
+        mlpinfer.load(path, max_bytes=1 << 30)
 
 
 # --------------------------------------------------------------------------- refusals
@@ -170,7 +168,7 @@ def refused(tmp_path, data: bytes, match: str, **options) -> None:
     path = write(tmp_path, data)
     options.setdefault("architecture", ["Linear"])
     with pytest.raises(WeightsError, match=match) as caught:
-        load(path, **options)
+        mlpinfer.load(path, **options)
     assert str(path) in str(caught.value)
 
 
@@ -228,8 +226,8 @@ def test_storage_members_must_hold_what_they_declare(tmp_path, storages, numel, 
         ({"0.weight": Raw(b"\x8f(K\x01\x90")}, "a set"),
     ],
     ids=["int-tensor", "list", "os.system", "pickled-module", "complex-storage",
-         "bad-persistent-id", "rebuild-arity", "rebuild-storage", "ordereddict-args", "list-top", "int-key",
-         "frozenset"],
+         "bad-persistent-id", "rebuild-arity", "rebuild-storage", "ordereddict-args",
+         "list-top", "int-key", "frozenset"],
 )
 def test_what_is_not_tensors_in_plain_containers(tmp_path, value, match):
     refused(tmp_path, torch_zip(pickle_program(value), {"0": bytes(32)}), match)
@@ -252,14 +250,14 @@ def test_bundle_fields_of_the_wrong_kind(tmp_path, fields, options, match):
     state = {"0.weight": tensor("0", 4, (2, 2)), "0.bias": tensor("1", 2, (2,))}
     path = write(tmp_path, bundle_with(state, {"0": bytes(16), "1": bytes(8)}, **fields))
     with pytest.raises(WeightsError, match=match):
-        load(path, **options)
+        mlpinfer.load(path, **options)
 
 
 def test_a_bare_state_dict_names_its_keys(tmp_path):
     path = write(tmp_path, state_dict_file(arrays()))
     with pytest.raises(WeightsError, match=r"hostile.pt: a bare state_dict .* its keys are "
                                            r"\['0.bias', '0.weight', '2.bias', '2.weight'\]"):
-        load(path)
+        mlpinfer.load(path)
 
 
 @pytest.mark.parametrize(
@@ -275,3 +273,24 @@ def test_a_bare_state_dict_names_its_keys(tmp_path):
 )
 def test_broken_containers(tmp_path, members, match):
     refused(tmp_path, zip_bytes(members), match)
+
+
+def test_corruptions_load_the_written_weights_or_nothing(tmp_path):
+    """Zip CRCs cover every member: a changed byte is refused, or (a timestamp, padding)
+    loads exactly the written weights; never other weights."""
+    weights = arrays()
+    data = state_dict_file(weights, LINEAR)
+    rng = np.random.default_rng(5)
+    variants = [data[:cut] for cut in rng.choice(len(data), size=40, replace=False)]
+    for position in rng.choice(len(data), size=200, replace=False):
+        corrupt = bytearray(data)
+        corrupt[position] ^= int(rng.integers(1, 256))
+        variants.append(bytes(corrupt))
+    for data in variants:
+        try:
+            network = mlpinfer.load(write(tmp_path, data))
+        except WeightsError:
+            continue
+        np.testing.assert_array_equal(network.layers[0].weights, weights["0.weight"].T)
+        np.testing.assert_array_equal(network.layers[1].weights, weights["2.weight"].T)
+        np.testing.assert_array_equal(network.layers[1].bias, weights["2.bias"])

@@ -31,7 +31,7 @@ import io
 import pickle
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -125,7 +125,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     arrays: their size).
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(
         self,

@@ -28,8 +28,8 @@ import numpy as np
 
 from .._errors import WeightsError
 from .._files import write_atomically
-from .._loading import is_float32_number
 from .._network import Network
+from .._params import is_float32_number
 from ._budget import Budget, open_zip
 from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Probe, Request
@@ -263,7 +263,7 @@ def _unwrap(loaded: Any, architecture: Sequence[str] | None,
     if architecture is None:
         raise WeightsError(
             "a bare state_dict does not say which activations follow its Linear layers: read "
-            "it with mlpinfer.importers.load_torch(path, architecture=[...]) or "
+            "it with mlpinfer.load(path, architecture=[...]) or "
             "`mlpinfer convert --architecture ...` (names from "
             f"{', '.join(ARCHITECTURE_LAYERS)}); its keys are {sorted(state)[:20]}"
         )
@@ -301,7 +301,8 @@ def _array(archive: zipfile.ZipFile, prefix: str, order: str, tensor: _Tensor,
         try:
             data = archive.read(info)
         except Exception as error:  # noqa: BLE001 - zipfile, zlib
-            raise WeightsError(f"{member[:80]} cannot be inflated ({type(error).__name__})") from None
+            raise WeightsError(
+                f"{member[:80]} cannot be inflated ({type(error).__name__})") from None
         storages[storage.key] = np.frombuffer(data, dtype=dtype)
     elements = storages[storage.key]
     itemsize = elements.itemsize
