@@ -28,6 +28,7 @@ __all__ = [
     "declared_member_count",
     "limit_for",
     "open_zip",
+    "read_member",
 ]
 
 #: Default cap of what one load allocates for the file's content: 1 GiB is a network of
@@ -147,3 +148,13 @@ def open_zip(stream: BinaryIO, budget: Budget, *, what: str) -> zipfile.ZipFile:
         archive.close()
         raise
     return archive
+
+
+def read_member(archive: zipfile.ZipFile, name: str, budget: Budget) -> bytes:
+    """A member of an archive from `open_zip` (its declared size already charged), or
+    the budget's error: a bad CRC, a broken deflate stream or a truncated zip are ours."""
+    try:
+        return archive.read(name)
+    except Exception as error:  # noqa: BLE001 - zipfile and zlib raise many types
+        raise budget.fail(f"zip member {name[:80]!r} cannot be read ({type(error).__name__}: "
+                          f"{str(error)[:200]})") from None

@@ -32,7 +32,7 @@ import numpy as np
 
 from .._errors import WeightsError
 from .._network import Network
-from ._budget import Budget, open_zip
+from ._budget import Budget, open_zip, read_member
 from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Request
 
@@ -119,22 +119,13 @@ def read_keras(request: Request) -> Network:
         for dense in plan.dense_layers():
             budget.charge(_dense_bytes(dense), dense.where)
         # open_zip charged the member's declared size, which bounds what this inflates.
-        weights = _member_bytes(archive, _WEIGHTS, budget)
+        weights = read_member(archive, _WEIGHTS, budget)
     return _build(plan, weights)
 
 
 def _dense_bytes(dense: _Dense) -> int:
     """The float64 copies of a Dense layer's kernel and bias that the chain holds."""
     return 8 * (dense.inputs + 1) * dense.units
-
-
-def _member_bytes(archive: zipfile.ZipFile, member: str, budget: Budget) -> bytes:
-    try:
-        # zipfile stops at the declared size and checks the CRC.
-        return archive.read(member)
-    except Exception as error:  # noqa: BLE001 - zipfile, zlib: BadZipFile, zlib.error, EOFError
-        raise budget.fail(f"{member} cannot be inflated ({type(error).__name__}: "
-                          f"{str(error)[:200]})") from None
 
 
 def _refuse_constant(text: str) -> None:
@@ -146,7 +137,7 @@ def _member_json(archive: zipfile.ZipFile, budget: Budget) -> Any:
     if size > _MAX_CONFIG_BYTES:
         raise budget.fail(f"expected a {_CONFIG} of at most {_MAX_CONFIG_BYTES} bytes, found "
                           f"one declaring {size}")
-    text = _member_bytes(archive, _CONFIG, budget)
+    text = read_member(archive, _CONFIG, budget)
     try:
         return json.loads(text.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:

@@ -24,7 +24,7 @@ from ._budget import Budget
 from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Probe, Request
 
-__all__ = ["FORMAT", "from_onnx", "read_onnx", "write_onnx"]
+__all__ = ["FORMAT", "network_from_model", "read_onnx", "write_onnx"]
 
 _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}
 # AttributeProto.AttributeType codes.
@@ -80,7 +80,7 @@ def _type_name(code: int) -> str:
 
 
 def read_onnx(request: Request) -> Network:
-    """A network from an ONNX file (see `from_onnx`)."""
+    """A network from an ONNX file (see `network_from_model`)."""
     onnx = require("onnx", "onnx")
     if request.size > _MAX_FILE:
         raise request.budget.fail(
@@ -99,7 +99,7 @@ def read_onnx(request: Request) -> Network:
     return _Reader(model, request.budget).network()
 
 
-def from_onnx(model: Any, budget: Budget) -> Network:
+def network_from_model(model: Any, budget: Budget) -> Network:
     """A network from an ``onnx.ModelProto`` in memory.
 
     The graph must be a chain from one float input to one output of ``Gemm``,

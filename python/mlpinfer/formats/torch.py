@@ -30,7 +30,7 @@ from .._errors import WeightsError
 from .._files import write_atomically
 from .._network import Network
 from .._params import is_float32_number
-from ._budget import Budget, open_zip
+from ._budget import Budget, open_zip, read_member
 from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Probe, Request
 from ._unpickler import RestrictedUnpickler, empty_dict
@@ -208,9 +208,9 @@ def read_torch(request: Request) -> Network:
                          else f"a {type(value).__name__}")
                 raise request.budget.fail(
                     f"expected {key[:80]!r} to be a float tensor, found {found}")
-        order = _byte_order(archive, prefix)
+        order = _byte_order(archive, prefix, request.budget)
         storages: dict[str, np.ndarray] = {}
-        arrays = {key: _array(archive, prefix, order, tensor, storages)
+        arrays = {key: _array(archive, prefix, order, tensor, storages, request.budget)
                   for key, tensor in state.items()}
     return network_from_state_dict(arrays, architecture, input_scale)
 
@@ -220,10 +220,7 @@ def _unpickle(archive: zipfile.ZipFile, member: str, budget: Budget) -> Any:
     if info.file_size > _MAX_PICKLE_BYTES:
         raise budget.fail(f"expected {member} of at most {_MAX_PICKLE_BYTES} bytes, found "
                           f"one declaring {info.file_size}")
-    try:
-        data = archive.read(info)
-    except Exception as error:  # noqa: BLE001 - zipfile, zlib: BadZipFile, zlib.error, EOFError
-        raise budget.fail(f"{member} cannot be inflated ({type(error).__name__})") from None
+    data = read_member(archive, member, budget)
     return RestrictedUnpickler(
         io.BytesIO(data), len(data), allowed=_GLOBALS, budget=budget,
         setstate={dict: _set_metadata}, persistent_load=_Storages(), use_cost=_tensor_bytes,
@@ -270,20 +267,20 @@ def _unwrap(loaded: Any, architecture: Sequence[str] | None,
     return list(architecture), input_scale, state
 
 
-def _byte_order(archive: zipfile.ZipFile, prefix: str) -> str:
+def _byte_order(archive: zipfile.ZipFile, prefix: str, budget: Budget) -> str:
     member = f"{prefix}byteorder"
     if member not in archive.namelist():
         return "<"  # files before torch 1.10 are little-endian
     if archive.getinfo(member).file_size > 16:
         raise WeightsError(f"{member} declares {archive.getinfo(member).file_size} bytes")
-    order = archive.read(member)
+    order = read_member(archive, member, budget)
     if order not in (b"little", b"big"):
         raise WeightsError(f"{member} says {order[:16]!r}; expected 'little' or 'big'")
     return "<" if order == b"little" else ">"
 
 
 def _array(archive: zipfile.ZipFile, prefix: str, order: str, tensor: _Tensor,
-           storages: dict[str, np.ndarray]) -> np.ndarray:
+           storages: dict[str, np.ndarray], budget: Budget) -> np.ndarray:
     storage = tensor.storage
     if storage.key not in storages:
         dtype = np.dtype(_STORAGES[storage.kind]).newbyteorder(order)
@@ -298,12 +295,7 @@ def _array(archive: zipfile.ZipFile, prefix: str, order: str, tensor: _Tensor,
                 f"need {storage.numel * dtype.itemsize} bytes, {member[:80]!r} holds "
                 f"{info.file_size}"
             )
-        try:
-            data = archive.read(info)
-        except Exception as error:  # noqa: BLE001 - zipfile, zlib
-            raise WeightsError(
-                f"{member[:80]} cannot be inflated ({type(error).__name__})") from None
-        storages[storage.key] = np.frombuffer(data, dtype=dtype)
+        storages[storage.key] = np.frombuffer(read_member(archive, member, budget), dtype=dtype)
     elements = storages[storage.key]
     itemsize = elements.itemsize
     view = np.lib.stride_tricks.as_strided(

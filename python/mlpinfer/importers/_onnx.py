@@ -9,7 +9,7 @@ from .. import formats
 from .._network import Network
 from ..formats._budget import DEFAULT_MAX_BYTES, Budget
 from ..formats._chain import require
-from ..formats.onnx import from_onnx as _from_model
+from ..formats.onnx import network_from_model
 
 __all__ = ["from_onnx"]
 
@@ -17,9 +17,9 @@ __all__ = ["from_onnx"]
 def from_onnx(source: str | os.PathLike[str] | Any) -> Network:
     """A network from an ``onnx.ModelProto``, or from an ONNX file (as `mlpinfer.load`).
 
-    See `mlpinfer.formats.onnx.from_onnx` for the graphs that are accepted.
+    See `mlpinfer.formats.onnx.network_from_model` for the graphs that are accepted.
     """
     onnx = require("onnx", "onnx")
     if isinstance(source, onnx.ModelProto):
-        return _from_model(source, Budget(DEFAULT_MAX_BYTES, name="ModelProto"))
+        return network_from_model(source, Budget(DEFAULT_MAX_BYTES, name="ModelProto"))
     return formats.load(source)
