@@ -36,7 +36,7 @@ def weights() -> dict[str, bytes]:
     network = mlpinfer.Network.from_params(params, activations=["tanh", "softmax"],
                                            input_scale=0.5)
     stream = io.BytesIO()
-    np.savez(stream, **network.params(), mlpinfer_header=mlpinfer._loading.header_bytes(
+    np.savez(stream, **network.params(), mlpinfer_header=mlpinfer.formats._npz.header_bytes(
         list(network.activations), network.input_scale))
     seeds["native"] = stream.getvalue()
     return seeds
@@ -53,7 +53,7 @@ def idx() -> dict[str, bytes]:
 
 
 def main(root: Path) -> None:
-    for harness, seeds in (("weights", weights()), ("idx", idx())):
+    for harness, seeds in (("weights", weights()), ("roundtrip", weights()), ("idx", idx())):
         directory = root / harness
         directory.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():

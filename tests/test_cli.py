@@ -8,11 +8,11 @@ import json
 import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
-from support import SHARED_DATA, shared_file
+from framework_support import write_foreign_onnx
+from support import SHARED_DATA, png_bytes, png_chunk, shared_file
 
 import mlpinfer
 from mlpinfer import reference
@@ -31,49 +31,6 @@ def run(capsys, *argv):
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def paeth(a, b, c):
-    """The PNG spec's Paeth predictor, one byte at a time."""
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    return a if pa <= pb and pa <= pc else b if pb <= pc else c
-
-
-def write_png(path, image, colour_type=0, filter_type=1, pixels=None):
-    """A PNG encoder independent of the reader under test. ``filter_type`` is one filter
-    for every row, or a list with one per row; ``pixels`` is an RGB image to write as it is
-    (else a gray image is repeated into 3 channels for colour type 2)."""
-    channels = {0: 1, 2: 3}[colour_type]
-    if pixels is None:
-        pixels = image if channels == 1 else np.repeat(image[:, :, None], 3, axis=2)
-    rows = pixels.reshape(pixels.shape[0], -1).astype(np.int32)
-    filters = filter_type if isinstance(filter_type, list) else [filter_type] * len(rows)
-    raw = bytearray()
-    previous = np.zeros(rows.shape[1], np.int32)
-    for row, kind in zip(rows, filters, strict=True):
-        left = np.concatenate([np.zeros(channels, np.int32), row[:-channels]])
-        upper_left = np.concatenate([np.zeros(channels, np.int32), previous[:-channels]])
-        if kind == 1:  # Sub
-            encoded = (row - left) & 0xFF
-        elif kind == 2:  # Up
-            encoded = (row - previous) & 0xFF
-        elif kind == 3:  # Average
-            encoded = (row - (left + previous) // 2) & 0xFF
-        elif kind == 4:  # Paeth
-            encoded = np.array([(x - paeth(a, b, c)) & 0xFF for x, a, b, c
-                                in zip(row, left, previous, upper_left, strict=True)])
-        else:
-            encoded = row
-        raw += bytes([kind]) + encoded.astype(np.uint8).tobytes()
-        previous = row
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
 
 
 def test_evaluate_with_no_arguments_runs_offline_on_the_sample(capsys):
@@ -127,7 +84,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
     np.save(tmp_path / "three.npy", chosen)
     header = struct.pack(">IIII", 2051, 3, 28, 28)
     (tmp_path / "three.idx.gz").write_bytes(gzip.compress(header + chosen.tobytes()))
-    write_png(tmp_path / "one.png", chosen[1], filter_type=1)
+    (tmp_path / "one.png").write_bytes(png_bytes(chosen[1], filter_type=1))
     code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "three.npy"),
                        str(tmp_path / "three.idx.gz"), str(tmp_path / "one.png"))
     results = json.loads(out)
@@ -143,7 +100,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
 @pytest.mark.parametrize(("colour_type", "filter_type"), [(0, 0), (0, 1), (0, 2), (2, 1)])
 def test_png_reader_round_trips(tmp_path, colour_type, filter_type):
     image = np.random.default_rng(colour_type + filter_type).integers(0, 256, (28, 28), np.uint8)
-    write_png(tmp_path / "x.png", image, colour_type, filter_type)
+    (tmp_path / "x.png").write_bytes(png_bytes(image, colour=colour_type, filter_type=filter_type))
     np.testing.assert_array_equal(read_png_gray(tmp_path / "x.png"), image)
 
 
@@ -213,7 +170,7 @@ def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
     scaled = mlpinfer.Network.from_params(
         {"W1": rng.standard_normal((784, 10)), "b1": rng.standard_normal(10)},
         output="softmax", input_scale=1 / 255)
-    scaled.save(tmp_path / "scaled.npz")
+    mlpinfer.save(scaled, tmp_path / "scaled.npz")
     code, out, _ = run(capsys, "bench", "--json", "--weights", str(tmp_path / "scaled.npz"),
                        "--batch-sizes", "32", "--threads", "1", "--repeats", "1",
                        "--min-seconds", "0", "--images", "128",
@@ -377,14 +334,14 @@ def test_a_write_into_a_missing_folder_names_the_users_path(capsys, tmp_path):
 
 
 def test_convert_refuses_to_overwrite_its_input(capsys, tmp_path):
-    mlpinfer.load("xor").save(tmp_path / "a.npz")
+    mlpinfer.save(mlpinfer.load("xor"), tmp_path / "a.npz")
     before = (tmp_path / "a.npz").read_bytes()
     for destination in (tmp_path / "a.npz", tmp_path / "." / "a.npz"):
         code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(destination))
-        assert code == 2 and "IN and OUT are the same file" in err
+        assert code == 2 and "the destination is the source" in err
     (tmp_path / "b.npz").hardlink_to(tmp_path / "a.npz")
     code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"))
-    assert code == 2 and "same file" in err
+    assert code == 2 and "the destination is the source" in err
     assert (tmp_path / "a.npz").read_bytes() == before
 
 
@@ -399,18 +356,15 @@ def test_png_reader_undoes_every_filter_row_by_row(tmp_path, colour_type):
         image = np.rint(pixels.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
     filters = [int(k) for k in rng.integers(0, 5, 28)]
     for kinds in (filters, [3] * 28, [4] * 28):
-        write_png(tmp_path / "x.png", None, colour_type, kinds, pixels=pixels)
+        (tmp_path / "x.png").write_bytes(png_bytes(pixels, colour=colour_type, filter_type=kinds))
         np.testing.assert_array_equal(read_png_gray(tmp_path / "x.png"), image)
 
 
 def test_png_reader_refuses_a_wrong_size_before_reading_its_data(tmp_path):
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     header = struct.pack(">IIBBBBB", 4096, 4096, 8, 0, 0, 0, 0)
     # Data that would fail its CRC check and inflate to nothing useful: never looked at.
     path = tmp_path / "huge.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + b"\x00\x00\x10\x00IDAT"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + b"\x00\x00\x10\x00IDAT"
                      + bytes(64))
     with pytest.raises(mlpinfer.DataError, match=r"a 4096x4096 image; expected 784 pixels \(28x28\)"):
         read_png_gray(path, pixels=784)
@@ -430,7 +384,7 @@ def test_predict_names_the_format_it_expected(capsys, tmp_path):
 def test_predict_reports_each_bad_file_and_keeps_the_good_ones(capsys, tmp_path):
     images, _ = load_digits_sample()
     np.save(tmp_path / "good.npy", images[:2])
-    write_png(tmp_path / "good.png", images[2])
+    (tmp_path / "good.png").write_bytes(png_bytes(images[2], filter_type=1))
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
     np.save(tmp_path / "small.npy", np.zeros((1, 27, 27), np.uint8))
     code, out, err = run(capsys, "predict", "--json", str(tmp_path / "good.npy"),
@@ -494,9 +448,7 @@ def test_bench_draws_progress_on_stderr_only(capsys, monkeypatch):
 
 def test_predict_keeps_float_results_when_uint8_ones_need_a_pixel_scale(capsys, tmp_path):
     pytest.importorskip("onnx")
-    from mlpinfer.importers import to_onnx
-
-    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    write_foreign_onnx(mlpinfer.load("digits"), tmp_path / "net.onnx")
     images, _ = load_digits_sample()
     np.save(tmp_path / "pixels.npy", images[:1])
     np.save(tmp_path / "floats.npy", (images[:1] / 255.0).astype(np.float32))

@@ -63,7 +63,7 @@ def test_classes_round_trip_from_scikit_learn(string_classifier, tmp_path):
     assert loss == pytest.approx(metrics.log_loss(y, model.predict_proba(x)), rel=1e-5)
     assert accuracy == model.score(x, y)
     # Kept by the native format and by pickling.
-    network.save(tmp_path / "names.npz")
+    mlpinfer.save(network, tmp_path / "names.npz")
     for again in (mlpinfer.load(tmp_path / "names.npz"), pickle.loads(pickle.dumps(network))):
         np.testing.assert_array_equal(again.classes_, model.classes_)
         np.testing.assert_array_equal(again.classify(x), model.predict(x))

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
-from framework_support import mnist_floats
+from framework_support import mnist_floats, write_foreign_onnx
 from support import assert_close_to_reference
 
 import mlpinfer
@@ -108,25 +108,34 @@ def test_a_network_that_scales_its_input_takes_uint8_as_numbers():
     assert_close_to_reference(network.predict(pixels), reference_outputs(network, pixels, 0.5))
 
 
-@pytest.mark.parametrize("pixel_scale", [None, 1.0, 1 / 255, 0.25])
-def test_the_native_format_records_the_pixel_scale(tmp_path, pixel_scale):
+@pytest.mark.parametrize("suffix", [".npz", ".onnx", ".pt"])
+@pytest.mark.parametrize(("input_scale", "pixel_scale"),
+                         [(None, None), (None, 1.0), (None, 1 / 255), (None, 0.25), (0.5, None),
+                          (0.5, 2.0)])
+def test_written_files_record_the_pixel_scale_and_classes(tmp_path, suffix, input_scale,
+                                                          pixel_scale):
+    pytest.importorskip({".onnx": "onnx", ".pt": "torch"}.get(suffix, "numpy"))
     rng = np.random.default_rng(3)
-    network = mlpinfer.Network.from_params(tiny_params(rng), pixel_scale=pixel_scale)
-    network.save(tmp_path / "net.npz")
-    loaded = mlpinfer.load(tmp_path / "net.npz")
+    network = mlpinfer.Network.from_params(tiny_params(rng), input_scale=input_scale,
+                                           pixel_scale=pixel_scale, classes=["ant", "bee", "cat"])
+    path = tmp_path / f"net{suffix}"
+    mlpinfer.save(network, path)
+    loaded = mlpinfer.load(path)
     assert loaded.pixel_scale == pixel_scale
+    assert loaded.classes.tolist() == ["ant", "bee", "cat"]
     assert repr(loaded) == repr(network)
     pixels = rng.integers(0, 256, (3, 6), dtype=np.uint8)
     if pixel_scale is None:
         with pytest.raises(ValueError, match=UNKNOWN):
             loaded.predict(pixels)
-        assert mlpinfer.load(tmp_path / "net.npz", pixel_scale=1.0).pixel_scale == 1.0
+        assert mlpinfer.load(path, pixel_scale=1.0).pixel_scale == 1.0
     else:
         np.testing.assert_array_equal(loaded.predict(pixels), network.predict(pixels))
+        assert loaded.classify(pixels).tolist() == network.classify(pixels).tolist()
         other = 0.5 if pixel_scale != 0.5 else 1.0
         with pytest.raises(WeightsError, match="records pixel scale"):
-            mlpinfer.load(tmp_path / "net.npz", pixel_scale=other)
-        assert mlpinfer.load(tmp_path / "net.npz", pixel_scale=pixel_scale).pixel_scale == pixel_scale
+            mlpinfer.load(path, pixel_scale=other)
+        assert mlpinfer.load(path, pixel_scale=pixel_scale).pixel_scale == pixel_scale
 
 
 def test_a_native_file_from_before_pixel_scale_keeps_its_meaning(tmp_path):
@@ -142,10 +151,8 @@ def test_a_native_file_from_before_pixel_scale_keeps_its_meaning(tmp_path):
 
 def test_an_onnx_model_without_a_scale_is_unknown_and_can_be_stated(tmp_path, mnist_test):
     pytest.importorskip("onnx")
-    from mlpinfer.importers import to_onnx
-
     textbook = mlpinfer.load("digits")
-    to_onnx(textbook.with_pixel_scale(1.0), tmp_path / "net.onnx")  # no input scale: no Mul
+    write_foreign_onnx(textbook, tmp_path / "net.onnx")  # no input scale: no Mul
     loaded = mlpinfer.load(tmp_path / "net.onnx")
     images = mnist_test[0][:50]
     with pytest.raises(ValueError, match=UNKNOWN):
@@ -160,9 +167,7 @@ def test_the_cli_states_the_pixel_scale(tmp_path, capsys):
     pytest.importorskip("onnx")
     from mlpinfer._cli import main
     from mlpinfer._shipped import load_digits_sample
-    from mlpinfer.importers import to_onnx
-
-    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    write_foreign_onnx(mlpinfer.load("digits"), tmp_path / "net.onnx")
     images, labels = load_digits_sample()
     assert main(["evaluate", "--weights", str(tmp_path / "net.onnx"), "--json"]) == 2
     assert UNKNOWN in capsys.readouterr().err
@@ -182,9 +187,7 @@ def test_with_pixel_scale_wants_a_finite_number(bad):
 def test_info_and_bench_say_when_the_pixel_scale_is_not_recorded(tmp_path, capsys):
     pytest.importorskip("onnx")
     from mlpinfer._cli import main
-    from mlpinfer.importers import to_onnx
-
-    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    write_foreign_onnx(mlpinfer.load("digits"), tmp_path / "net.onnx")
     assert main(["info", str(tmp_path / "net.onnx"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pixel_scale"] is None
     assert main(["bench", "--weights", str(tmp_path / "net.onnx"), "--images", "8"]) == 2
@@ -202,9 +205,7 @@ def test_dask_keys_tell_networks_apart_by_pixel_scale():
 
 def test_a_pickle_is_written_only_for_the_pixel_scale_it_reads_back_with(tmp_path):
     pytest.importorskip("onnx")
-    from mlpinfer.importers import to_onnx
-
-    to_onnx(mlpinfer.load("digits").with_pixel_scale(1.0), tmp_path / "net.onnx")
+    write_foreign_onnx(mlpinfer.load("digits"), tmp_path / "net.onnx")
     # A .pkl reads back with uint8 pixels / 255: an unknown scale must not become that.
     with pytest.raises(WeightsError, match="uint8 pixels / 255"):
         mlpinfer.convert(tmp_path / "net.onnx", tmp_path / "net.pkl")

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from . import _core, _shipped, datasets, reference
-from ._network import Network, load
+from ._network import Network
 from ._progress import Progress, stderr_is_terminal
+from .formats import load, save
 
 __all__ = ["add_arguments", "run"]
 
@@ -98,7 +99,7 @@ def _onnxruntime_engine(network: Network, threads: int, workdir: Path) -> Forwar
 
     path = workdir / "network.onnx"
     if not path.exists():
-        network.to_onnx(path)
+        save(network, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

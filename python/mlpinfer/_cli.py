@@ -18,9 +18,10 @@ import numpy as np
 from . import _shipped, datasets
 from ._errors import DataError, MlpinferError
 from ._files import write_atomically
-from ._network import Network, _core, load
+from ._network import Network, _core
 from ._png import read_png_gray
 from ._progress import Progress, stderr_is_terminal
+from .formats import convert, load
 
 __all__ = ["main"]
 
@@ -449,12 +450,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .importers import convert
-
-    source, destination = Path(args.source), Path(args.destination)
-    if source.resolve() == destination.resolve() or (
-            destination.exists() and source.exists() and source.samefile(destination)):
-        raise UserError(f"IN and OUT are the same file ({args.source}); name another OUT")
     architecture = args.architecture.split(",") if args.architecture else None
     network = convert(args.source, args.destination, architecture=architecture,
                       hidden=args.hidden, output=args.output, input_scale=args.input_scale,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _loading, _shipped
 from ._errors import WeightsError
-from ._files import write_atomically
+from ._params import is_float32_number, ordered_layers
 from ._progress import Progress
 
 try:
@@ -26,7 +24,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"the import error was: {error}"
     ) from error
 
-__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "load", "set_num_threads"]
+__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "set_num_threads"]
 
 ACTIVATIONS = ("identity", "sigmoid", "relu", "tanh", "softmax")
 _PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
@@ -200,7 +198,7 @@ class Network:
         Hidden layers use ``hidden``, the last layer ``output``, unless ``activations``
         names one per layer. The scales and classes are as in `Network`.
         """
-        pairs = _loading.ordered_layers(params)
+        pairs = ordered_layers(params)
         if activations is None:
             activations = [hidden] * (len(pairs) - 1) + [output]
         elif len(activations) != len(pairs):
@@ -229,6 +227,12 @@ class Network:
         if pixel_scale is None or isinstance(pixel_scale, str):
             raise TypeError(f"pixel_scale must be a number, got {pixel_scale!r}")
         return self._replaced(pixel_scale=pixel_scale)
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        """The labels given as ``classes`` (what weight files record), ``None`` when the
+        network has none and `classify` answers indices; `classes_` is never ``None``."""
+        return self._classes
 
     @property
     def n_inputs(self) -> int:
@@ -494,23 +498,6 @@ class Network:
             )
         return truth
 
-    # ------------------------------------------------------------------ files
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the native format (``.npz`` with a JSON header, no pickle), atomically."""
-        arrays = dict(self.params())
-        arrays[_loading.HEADER_KEY] = _loading.header_bytes(
-            list(self.activations), self._input_scale, self._pixel_scale,
-            None if self._classes is None else self._classes.tolist(),
-        )
-        write_atomically(path, lambda stream: np.savez(stream, **arrays))
-
-    def to_onnx(self, path: str | os.PathLike[str]) -> None:
-        """Write an ONNX model of this network (needs ``onnx``: ``mlpinfer[onnx]``)."""
-        from .importers import to_onnx  # the optional dependency is imported on use only
-
-        to_onnx(self, path)
-
     # ------------------------------------------------------------------ helpers
 
     def _scale_for(self, dtype: np.dtype) -> float:
@@ -639,7 +626,7 @@ def _cross_entropy(outputs: np.ndarray, targets: np.ndarray, activation: str) ->
 def _checked_scale(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if not _loading.is_float32_number(value):
+    if not is_float32_number(value):
         raise WeightsError(
             f"{name} must be None or a number that float32 holds as finite, got {value!r}"
         )
@@ -663,7 +650,12 @@ def _checked_classes(classes: npt.ArrayLike | None, outputs: int) -> np.ndarray 
             same = all(isinstance(v, kinds) and (dtype is bool or not isinstance(v, bool))
                        for v in values)
             if values and same:
-                array = np.array(values, dtype=dtype)
+                try:
+                    array = np.array(values, dtype=dtype)
+                except OverflowError:  # e.g. 2**70 from a file's JSON
+                    raise WeightsError(
+                        f"classes must be numbers that {np.dtype(dtype)} holds"
+                    ) from None
                 break
     array = np.array(array)  # a copy, made read-only below
     expected = 2 if outputs == 1 else outputs
@@ -688,85 +680,3 @@ def _rebuild(
     return Network.from_params(params, activations=activations, input_scale=input_scale,
                                pixel_scale=pixel_scale, classes=classes)
 
-
-def load(
-    path: str | os.PathLike[str],
-    *,
-    hidden: str | None = None,
-    output: str | None = None,
-    input_scale: float | None = None,
-    architecture: Sequence[str] | None = None,
-    pixel_scale: float | None = None,
-) -> Network:
-    """Load a network from a weight file, or a shipped network by name.
-
-    ONNX, Keras (.keras) and PyTorch files are recognised by their content and read
-    through `mlpinfer.importers` (their frameworks are optional extras); a bare PyTorch
-    state_dict needs ``architecture``, its ``nn.Sequential`` layer names.
-
-    A ``sample_weight.pkl``-style pickle or ``.npz`` (``W1..Wn``, ``b1..bn``) records no
-    activations: hidden layers use ``hidden`` (default sigmoid), the last ``output``
-    (default softmax), and uint8 pixels are divided by 255 (the textbook's
-    normalisation) unless ``pixel_scale`` says otherwise (1.0 for raw 0..255 training).
-    A native file (``Network.save``) records all of these, and passing
-    ``hidden``/``output``/``input_scale``/``pixel_scale`` for it is an error.
-
-    ``pixel_scale`` states the scale of uint8 input for a network whose file does not
-    record it (see `Network`); a file that records one refuses a different one.
-    """
-    network = _load_as_recorded(path, hidden=hidden, output=output, input_scale=input_scale,
-                                architecture=architecture, pixel_scale=pixel_scale)
-    if pixel_scale is None or network.pixel_scale == _checked_scale(pixel_scale, "pixel_scale"):
-        return network
-    if network.pixel_scale is not None:
-        raise WeightsError(
-            f"{os.fspath(path)} records pixel scale {network.pixel_scale!r}; "
-            f"do not pass pixel_scale={pixel_scale!r}"
-        )
-    return network.with_pixel_scale(pixel_scale)
-
-
-def _load_as_recorded(
-    path: str | os.PathLike[str],
-    *,
-    hidden: str | None,
-    output: str | None,
-    input_scale: float | None,
-    architecture: Sequence[str] | None,
-    pixel_scale: float | None,
-) -> Network:
-    source = _shipped.resolve(path)
-    kind = _loading.sniff_path(source.path)
-    if kind in ("onnx", "keras", "torch"):
-        from .importers._convert import read_foreign  # frameworks are optional extras
-
-        return read_foreign(source.path, kind, architecture=architecture, hidden=hidden,
-                            output=output, input_scale=input_scale)
-    if architecture is not None:
-        raise WeightsError(
-            f"{os.fspath(source.path)} is not a PyTorch file; architecture is only for a "
-            "bare PyTorch state_dict"
-        )
-    weight_file = _loading.read_weight_file(source.path)
-    if weight_file.activations is not None:
-        given = [name for name, v in (("hidden", hidden), ("output", output),
-                                      ("input_scale", input_scale)) if v is not None]
-        if given:
-            raise WeightsError(
-                f"{os.fspath(source.path)} records its activations and input scale; "
-                f"do not pass {', '.join(given)}"
-            )
-        return Network.from_params(
-            weight_file.params,
-            activations=weight_file.activations,
-            input_scale=weight_file.input_scale,
-            pixel_scale=weight_file.pixel_scale,
-            classes=weight_file.classes,
-        )
-    return Network.from_params(
-        weight_file.params,
-        hidden=hidden or source.hidden,
-        output=output or source.output,
-        input_scale=input_scale,
-        pixel_scale="auto" if pixel_scale is None else pixel_scale,
-    )

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._network import Network
-from .importers._common import require
+from .formats._chain import require
 
 _base = require("sklearn.base", "sklearn")
 

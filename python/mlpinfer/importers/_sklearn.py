@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._network import Network
-from ._common import Chain, UnsupportedModelError, require
+from ..formats._chain import Chain, UnsupportedModelError, require
 
 __all__ = ["from_sklearn"]
 
