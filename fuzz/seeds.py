@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from framework_seeds import keras_seeds, onnx_seeds, torch_seeds
 
 import mlpinfer
 
@@ -53,7 +54,9 @@ def idx() -> dict[str, bytes]:
 
 
 def main(root: Path) -> None:
-    for harness, seeds in (("weights", weights()), ("roundtrip", weights()), ("idx", idx())):
+    for harness, seeds in (("weights", weights()), ("roundtrip", weights()), ("idx", idx()),
+                           ("onnx", onnx_seeds()), ("keras", keras_seeds()),
+                           ("torch", torch_seeds())):
         directory = root / harness
         directory.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():
