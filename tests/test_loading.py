@@ -169,7 +169,7 @@ def test_save_writes_the_format_its_suffix_names(tmp_path):
         np.testing.assert_array_equal(loaded.layers[1].weights, network.layers[1].weights)
     with pytest.raises(ValueError, match=r"cannot tell the format to write from 'net.txt'"):
         mlpinfer.save(network, tmp_path / "net.txt")
-    with pytest.raises(TypeError, match="save writes an mlpinfer.Network, got dict"):
+    with pytest.raises(TypeError, match=r"save writes an mlpinfer\.Network, got dict"):
         mlpinfer.save(random_params(), tmp_path / "net.npz")
 
 
