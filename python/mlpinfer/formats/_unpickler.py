@@ -41,7 +41,7 @@ from ._budget import Budget
 __all__ = ["MAX_DEPTH", "MAX_FRAME", "RestrictedUnpickler", "empty_dict"]
 
 #: Containers nested deeper than this are refused as they are built. A weight pickle
-#: needs 3 (dict -> array state -> shape), a PyTorch one 5.
+#: needs 3 (dict -> array state -> shape).
 MAX_DEPTH = 32
 #: pickle.dumps writes frames of about 64 KiB; a larger one only makes us read ahead.
 MAX_FRAME = 1 << 20
