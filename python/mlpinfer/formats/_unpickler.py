@@ -242,7 +242,9 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         shape = self._shapes.get(id(item))
         if shape is not None:
             shape.contained = True
-        elif id(item) not in self._placed:
+        elif type(item) in self._setstate and id(item) not in self._placed:
+            # Only objects that a BUILD could reach are remembered: a list of a million
+            # floats must not cost a set entry each.
             self._placed.add(id(item))
             self._alive.append(item)
 
