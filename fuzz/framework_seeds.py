@@ -1,15 +1,14 @@
-"""Write the seed corpora of fuzz_onnx, fuzz_keras and fuzz_torch:
-python fuzz/framework_seeds.py CORPUS_ROOT.
+"""Seeds of fuzz_onnx, fuzz_keras and fuzz_torch (fuzz/seeds.py writes them).
 
-Seeds are small valid files in each harness's framing, made by the same factories as
-the hostile-file tests (tests/hostile/framework_files.py), without Keras or torch.
-Existing files are kept: a corpus grown by earlier runs stays.
+Small valid files in each harness's framing, made by the same factories as the
+hostile-file tests (tests/hostile/framework_files.py), without Keras or torch.
 """
 
 from __future__ import annotations
 
 import io
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -30,14 +29,15 @@ def _weights(*shape: int) -> np.ndarray:
     return _RNG.standard_normal(shape).astype(np.float32)
 
 
-def onnx_seeds(scratch: Path) -> dict[str, bytes]:
+def onnx_seeds() -> dict[str, bytes]:
     from onnx import TensorProto, helper, numpy_helper
 
     network = mlpinfer.Network.from_params(
         {"W1": _weights(3, 2), "b1": _weights(2), "W2": _weights(2, 2), "b2": _weights(2)},
         activations=["tanh", "softmax"], input_scale=0.5)
-    write_onnx(network, scratch / "seed.onnx")
-    models = {"written": (scratch / "seed.onnx").read_bytes()}
+    with tempfile.TemporaryDirectory() as scratch:
+        write_onnx(network, Path(scratch) / "seed.onnx")
+        models = {"written": (Path(scratch) / "seed.onnx").read_bytes()}
     init = [numpy_helper.from_array(_weights(4, 3).astype(np.float16), "W"),
             numpy_helper.from_array(_weights(3).astype(np.float64), "b"),
             numpy_helper.from_array(np.array([0, -1], np.int64), "shape"),
@@ -85,20 +85,3 @@ def torch_seeds() -> dict[str, bytes]:
                            "0.bias": files.tensor("1", 2, (2,), storage="HalfStorage")}}
     seeds["views"] = join([files.pickle_program(view), bytes(64), bytes(4)])
     return seeds
-
-
-def main(root: Path) -> None:
-    scratch = root / ".scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    for harness, seeds in (("onnx", onnx_seeds(scratch)), ("keras", keras_seeds()),
-                           ("torch", torch_seeds())):
-        directory = root / harness
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, data in seeds.items():
-            path = directory / f"seed-{name}"
-            if not path.exists():
-                path.write_bytes(data)
-
-
-if __name__ == "__main__":
-    main(Path(sys.argv[1]))

@@ -21,7 +21,6 @@ out="$(dirname "$here")/build/fuzz"
 python=${PYTHON:-python3}
 mkdir -p "$out/findings" "$out/logs"
 "$python" "$here/seeds.py" "$out/corpus" || exit 2
-"$python" "$here/framework_seeds.py" "$out/corpus" || exit 2
 
 # Shares of the time: the weight loader has the most code behind it.
 declare -A share=([weights]=20 [npz]=15 [roundtrip]=15 [idx]=15 [onnx]=12 [keras]=12 [torch]=11)

@@ -296,6 +296,9 @@ def refused_in_fresh_process(path: Path, *, call: str = "load", error: str = "We
         f"{path.name}: resident memory grew by {outcome['rss_growth'] / 2**20:.0f} MB")
     assert outcome["frameworks"] == [], f"reading {path.name} imported {outcome['frameworks']}"
     assert written == [], f"reading {path.name} wrote {written} into HOME"
+    # Shown with `pytest -rP`: the figures SECURITY.md records.
+    print(f"{path.name} ({path.stat().st_size:,} bytes): refused in {outcome['cpu']:.3f} s of CPU, "
+          f"peak RSS +{outcome['rss_growth'] / 2**20:.1f} MB: {outcome['message'][len(str(path)) + 2:][:100]}")
     return outcome
 
 

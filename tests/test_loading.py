@@ -153,3 +153,41 @@ def test_softmax_only_as_last_layer():
         mlpinfer.Network.from_params(random_params(), hidden="softmax")
     with pytest.raises(WeightsError, match="unknown activation 'gelu'"):
         mlpinfer.Network.from_params(random_params(), output="gelu")
+
+
+# --------------------------------------------------------------------------- save and convert
+
+def test_save_writes_the_format_its_suffix_names(tmp_path):
+    network = mlpinfer.Network.from_params(random_params())
+    mlpinfer.save(network, tmp_path / "net.npz")
+    mlpinfer.save(network, tmp_path / "net.pkl")
+    assert zipfile.is_zipfile(tmp_path / "net.npz")
+    assert set(pickle.loads((tmp_path / "net.pkl").read_bytes())) == {"W1", "b1", "W2", "b2"}
+    for name in ("net.npz", "net.pkl"):
+        loaded = mlpinfer.load(tmp_path / name)
+        assert loaded.activations == network.activations
+        np.testing.assert_array_equal(loaded.layers[1].weights, network.layers[1].weights)
+    with pytest.raises(ValueError, match=r"cannot tell the format to write from 'net.txt'"):
+        mlpinfer.save(network, tmp_path / "net.txt")
+    with pytest.raises(TypeError, match=r"save writes an mlpinfer\.Network, got dict"):
+        mlpinfer.save(random_params(), tmp_path / "net.npz")
+
+
+def test_convert_refuses_to_write_over_its_source(tmp_path):
+    path = tmp_path / "net.npz"
+    mlpinfer.save(mlpinfer.Network.from_params(random_params()), path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="the destination is the source"):
+        mlpinfer.convert(path, tmp_path / "." / "net.npz")
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, 1.5, True, "1"])
+def test_max_bytes_must_be_a_positive_integer(tmp_path, max_bytes):
+    path = write(tmp_path / "w.pkl", pickle.dumps(random_params()))
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        mlpinfer.load(path, max_bytes=max_bytes)
+
+
+def test_network_knows_nothing_about_files():
+    assert not {"save", "to_onnx", "load"} & set(dir(mlpinfer.Network))

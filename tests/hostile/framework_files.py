@@ -248,3 +248,18 @@ def dense_weights(*layers: tuple[np.ndarray, np.ndarray | None]) -> bytes:
                 group.create_dataset("1", data=bias)
 
     return h5_bytes(build)
+
+
+def corruptions(data: bytes, count: int = 200, *, seed: int = 5) -> list[bytes]:
+    """``data`` cut short, and with one byte changed, at ``count`` positions each (every
+    position when the file is shorter)."""
+    rng = np.random.default_rng(seed)
+    positions = (range(len(data)) if count >= len(data)
+                 else rng.choice(len(data), size=count, replace=False))
+    variants = []
+    for position in positions:
+        variants.append(data[:position])
+        corrupt = bytearray(data)
+        corrupt[position] ^= int(rng.integers(1, 256))
+        variants.append(bytes(corrupt))
+    return variants

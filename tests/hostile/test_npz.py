@@ -139,7 +139,7 @@ def test_npy_header_declaring_a_trillion_elements_fails_fast(tmp_path):
     path = tmp_path / "w.npz"
     path.write_bytes(stream.getvalue())
     start = time.perf_counter()
-    with pytest.raises(WeightsError):
+    with pytest.raises(WeightsError, match=r"expected the 4000000000000 bytes of data that its \.npy header declares"):
         mlpinfer.load(path)
     assert time.perf_counter() - start < 1
 
@@ -164,7 +164,7 @@ def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path):
 def test_npz_with_pickled_member_is_refused(tmp_path):
     params = dict(random_params(), W1=np.array([[1.0, None]] * 4, dtype=object))
     np.savez(tmp_path / "w.npz", **params)
-    with pytest.raises(WeightsError, match="allow_pickle"):
+    with pytest.raises(WeightsError, match="expected an array of numbers, found dtype object"):
         mlpinfer.load(tmp_path / "w.npz")
 
 
@@ -216,7 +216,8 @@ def test_a_npy_header_declaring_fewer_elements_than_the_member_holds(sandbox):
     # NumPy reads what the header declares and stops: the rest would be ignored silently.
     members = {"W1.npy": npy_bytes(np.ones((4, 2), np.float32)) + bytes(16),
                "b1.npy": npy_bytes(np.ones(2, np.float32))}
-    assert_refused(sandbox, zip_of_deflated(members), "found more", name="w.npz")
+    assert_refused(sandbox, zip_of_deflated(members), r"expected the 32 bytes of data that its "
+                   r"\.npy header declares \(\(4, 2\) of float32\), found 48", name="w.npz")
 
 
 # --------------------------------------------------------------------------- bombs and budgets

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from framework_files import corruptions
 from support import refused_in_fresh_process
 
 import mlpinfer
@@ -272,18 +273,12 @@ def test_corruptions_load_what_the_corrupt_file_says_or_nothing(tmp_path):
     """ONNX has no checksum: a changed byte inside a weight changes the weight. What
     loads must be what onnx.numpy_helper reads from the same corrupt file."""
     data = model_of([gemm()], {"W": W, "b": B}).SerializeToString()
-    rng = np.random.default_rng(5)
-    variants = [data[:cut] for cut in range(len(data))]
-    for position in range(len(data)):  # every byte, each changed once
-        corrupt = bytearray(data)
-        corrupt[position] ^= int(rng.integers(1, 256))
-        variants.append(bytes(corrupt))
-    for data in variants:
+    for variant in corruptions(data):
         try:
-            network = mlpinfer.load(write(tmp_path, data))
+            network = mlpinfer.load(write(tmp_path, variant))
         except WeightsError:
             continue
-        initializers = onnx.load_from_string(data).graph.initializer
+        initializers = onnx.load_from_string(variant).graph.initializer
         tensors = {t.name: numpy_helper.to_array(t) for t in initializers}
         np.testing.assert_array_equal(network.layers[0].weights, tensors["W"])
         np.testing.assert_array_equal(network.layers[0].bias, tensors["b"])

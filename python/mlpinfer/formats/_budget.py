@@ -4,10 +4,11 @@ A small file must not cost gigabytes. Every reader charges a `Budget` for what i
 about to allocate (each use of a shared array counts again; a compressed member counts
 its declared uncompressed size) *before* allocating it, and containers are checked
 before anything inflates: a zip's declared member sizes, and the payload an IDX header
-declares before its gzip stream is inflated, are charged first. The budget of a load is `limit_for`: by default at most
-`DEFAULT_MAX_BYTES`, and at most `DEFAULT_RATIO` times the file's size (from a floor of
-`RATIO_FLOOR`), so that a 2 MB file never costs more than 200 MB. ``max_bytes=`` given by
-the caller replaces both for a genuinely large (or very compressible) network.
+declares before its gzip stream is inflated, are charged first. The budget of a load is
+`limit_for`: by default at most `DEFAULT_MAX_BYTES`, and at most `DEFAULT_RATIO` times the
+file's size (from a floor of `RATIO_FLOOR`), so that a 2 MB file never costs more than
+200 MB. ``max_bytes=`` given by the caller replaces both for a genuinely large (or very
+compressible) network.
 """
 
 from __future__ import annotations
@@ -35,15 +36,15 @@ __all__ = [
 #: 268 million float32 parameters. ``mlpinfer.load(path, max_bytes=...)`` raises it.
 DEFAULT_MAX_BYTES = 1 << 30
 #: Default cap relative to the file: arrays stored in a pickle or a stored zip member
-#: cost their size once (ratio 1); deflate shrinks real float weights 1.1-3 times and
-#: MNIST's IDX images 4.9 times. A file needing more than 100 times its size holds
-#: repeated references or a compression bomb.
+#: cost their size once (ratio 1); deflate shrinks the textbook's float64 weights 1.07
+#: times (savez_compressed) and MNIST's t10k images 4.75 times (gzip). A file needing more
+#: than 100 times its size holds repeated references or a compression bomb.
 DEFAULT_RATIO = 100
 #: Below this, the ratio does not apply: small files may hold small all-zero networks.
 RATIO_FLOOR = 16 << 20
 #: A weight archive has two members a layer (npz) or one a tensor (.pt); zipfile parses
-#: the whole central directory, about 500 bytes of Python objects a member, so a
-#: directory of millions of members is refused from its end record first.
+#: the whole central directory, 495 bytes of Python objects a member (tracemalloc,
+#: Python 3.11), so a directory of millions of members is refused from its end record first.
 MAX_ZIP_MEMBERS = 10_000
 
 

@@ -10,11 +10,13 @@ a broken one ends as our `WeightsError`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._errors import MlpinferError
 from .._files import write_atomically
 from .._network import Network
 from ._budget import Budget, open_zip
@@ -39,22 +41,40 @@ def read_npz(stream: Any, budget: Budget) -> dict[str, np.ndarray]:
                 raise budget.fail(f"expected .npy members with distinct names, found {label}")
             try:
                 with archive.open(member) as entry:
+                    _check_npy_header(entry, member.file_size, label, budget)
+                with archive.open(member) as entry:
                     array = np.lib.format.read_array(entry, allow_pickle=False)
-                    # Reading to the end checks the CRC, and bytes beyond what the .npy
-                    # header declares mean the header does not describe the data.
-                    extra = len(entry.read(1))
+                    entry.read(1)  # reaching the end checks the CRC
+            except MlpinferError:
+                raise
             except Exception as error:  # noqa: BLE001 - zip, zlib and .npy parsers raise many types
                 raise budget.fail(
                     f"{label}: expected a .npy array of numbers, found {type(error).__name__}: "
                     f"{str(error)[:200]}") from None
-            if type(array) is not np.ndarray:
-                raise budget.fail(f"{label}: expected a .npy array, found {type(array).__name__}")
-            if extra:
-                raise budget.fail(
-                    f"{label}: expected {array.nbytes} bytes of data as its .npy header "
-                    "declares, found more")
             arrays[key] = array
     return arrays
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npy_header(entry: Any, member_size: int, label: str, budget: Budget) -> None:
+    """The .npy header must declare numbers filling exactly the rest of the member: NumPy
+    allocates what the shape says before reading (a terabyte from a 1 KB member), and
+    reads only that much (bytes after it were ignored, so a shape could hide data)."""
+    version = np.lib.format.read_magic(entry)
+    if version not in _HEADER_READERS:
+        raise budget.fail(f"{label}: expected .npy version 1.0 or 2.0, found {version}")
+    shape, _, dtype = _HEADER_READERS[version](entry)
+    if dtype.hasobject or dtype.kind not in "biufc":
+        raise budget.fail(f"{label}: expected an array of numbers, found dtype {dtype}")
+    declared = math.prod(shape) * dtype.itemsize
+    holds = member_size - entry.tell()
+    if declared != holds:
+        raise budget.fail(
+            f"{label}: expected the {declared} bytes of data that its .npy header declares "
+            f"({shape} of {dtype}), found {holds}")
 
 
 def header_bytes(

@@ -77,7 +77,7 @@ def _numeric_dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
     as NumPy pickles it, for numbers only. NumPy's dtype.__setstate__ trusts its input,
     and a datetime dtype given the state of a number crashed the interpreter (a fuzz
     finding); weights are numbers anyway. Without ``copy`` the dtype would be NumPy's
-    own shared instance, which the BUILD that follows would change for the process."""
+    own instance, shared by the process, whose state the BUILD that follows would set."""
     flags_ok = all(type(f) in (bool, int) and f in (0, 1) for f in (align, copy))
     if type(spec) is not str or not flags_ok or not copy:
         raise WeightsError(

@@ -41,7 +41,7 @@ from ._budget import Budget
 __all__ = ["MAX_DEPTH", "MAX_FRAME", "RestrictedUnpickler", "empty_dict"]
 
 #: Containers nested deeper than this are refused as they are built. A weight pickle
-#: needs 3 (dict -> array state -> shape), a PyTorch one 5.
+#: needs 3 (dict -> array state -> shape).
 MAX_DEPTH = 32
 #: pickle.dumps writes frames of about 64 KiB; a larger one only makes us read ahead.
 MAX_FRAME = 1 << 20
@@ -242,7 +242,9 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         shape = self._shapes.get(id(item))
         if shape is not None:
             shape.contained = True
-        elif id(item) not in self._placed:
+        elif type(item) in self._setstate and id(item) not in self._placed:
+            # Only objects that a BUILD could reach are remembered: a list of a million
+            # floats must not cost a set entry each.
             self._placed.add(id(item))
             self._alive.append(item)
 
@@ -298,18 +300,6 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             self._track(self.stack[-1])
 
         return build
-
-    for _opcode, _handler in (
-        (pickle.EMPTY_TUPLE, pickle._Unpickler.load_empty_tuple),  # type: ignore[attr-defined]
-        (pickle.TUPLE, pickle._Unpickler.load_tuple),  # type: ignore[attr-defined]
-        (pickle.TUPLE1, pickle._Unpickler.load_tuple1),  # type: ignore[attr-defined]
-        (pickle.TUPLE2, pickle._Unpickler.load_tuple2),  # type: ignore[attr-defined]
-        (pickle.TUPLE3, pickle._Unpickler.load_tuple3),  # type: ignore[attr-defined]
-        (pickle.EMPTY_LIST, pickle._Unpickler.load_empty_list),  # type: ignore[attr-defined]
-        (pickle.LIST, pickle._Unpickler.load_list),  # type: ignore[attr-defined]
-        (pickle.EMPTY_DICT, pickle._Unpickler.load_empty_dictionary),  # type: ignore[attr-defined]
-    ):
-        dispatch[_opcode[0]] = _builds_container(_handler)
 
     def _load_dict(self) -> None:
         items = self.pop_mark()
@@ -369,14 +359,6 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
         return fetch
 
-    for _opcode, _handler in (
-        (pickle.GET, pickle._Unpickler.load_get),  # type: ignore[attr-defined]
-        (pickle.BINGET, pickle._Unpickler.load_binget),  # type: ignore[attr-defined]
-        (pickle.LONG_BINGET, pickle._Unpickler.load_long_binget),  # type: ignore[attr-defined]
-        (pickle.DUP, pickle._Unpickler.load_dup),  # type: ignore[attr-defined]
-    ):
-        dispatch[_opcode[0]] = _charges_a_use(_handler)
-
     def _calls(handler: Callable[[Any], None]) -> Callable[[Any], None]:  # type: ignore[misc]
         """An allowed callable ran: its arguments are placed, its result is a new use."""
 
@@ -395,14 +377,15 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
         return call
 
-    for _opcode, _handler in (
-        (pickle.REDUCE, pickle._Unpickler.load_reduce),  # type: ignore[attr-defined]
-        (pickle.NEWOBJ, pickle._Unpickler.load_newobj),  # type: ignore[attr-defined]
-        (pickle.NEWOBJ_EX, pickle._Unpickler.load_newobj_ex),  # type: ignore[attr-defined]
-        (pickle.OBJ, pickle._Unpickler.load_obj),  # type: ignore[attr-defined]
-        (pickle.INST, pickle._Unpickler.load_inst),  # type: ignore[attr-defined]
+    _STOCK = pickle._Unpickler.dispatch  # type: ignore[attr-defined]
+    for _wrap, _opcodes in (
+        (_builds_container, (pickle.EMPTY_TUPLE, pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2,
+                             pickle.TUPLE3, pickle.EMPTY_LIST, pickle.LIST, pickle.EMPTY_DICT)),
+        (_charges_a_use, (pickle.GET, pickle.BINGET, pickle.LONG_BINGET, pickle.DUP)),
+        (_calls, (pickle.REDUCE, pickle.NEWOBJ, pickle.NEWOBJ_EX, pickle.OBJ, pickle.INST)),
     ):
-        dispatch[_opcode[0]] = _calls(_handler)
+        for _opcode in _opcodes:
+            dispatch[_opcode[0]] = _wrap(_STOCK[_opcode[0]])
 
     def _load_build(self) -> None:
         state = self.stack.pop()
@@ -427,7 +410,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     dispatch[pickle.BUILD[0]] = _load_build
 
-    del _opcode, _handler, _builds_container, _charges_a_use, _calls
+    del _opcode, _opcodes, _wrap, _STOCK, _builds_container, _charges_a_use, _calls
 
 
 def _array_bytes(obj: Any) -> int:
