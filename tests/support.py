@@ -88,13 +88,14 @@ def random_params(widths=(4, 3, 2), *, rng=None, dtype=np.float32) -> dict[str, 
 
 
 def random_network(widths=(4, 3, 2), *, rng=None, hidden="sigmoid", output="softmax",
-                   activations=None, input_scale=None):
+                   activations=None, input_scale=None, pixel_scale="auto", classes=None):
     """A network of `random_params` (float64 parameters, converted once by the network)."""
     import mlpinfer
 
     return mlpinfer.Network.from_params(
         random_params(widths, rng=rng, dtype=np.float64), hidden=hidden, output=output,
-        activations=activations, input_scale=input_scale)
+        activations=activations, input_scale=input_scale, pixel_scale=pixel_scale,
+        classes=classes)
 
 
 def write(path: Path, data: bytes) -> Path:
