@@ -144,6 +144,15 @@ def test_bad_classes_are_refused(classes):
         mlpinfer.Network(DIGITS.layers[-1:], classes=classes)
 
 
+def test_classes_is_what_was_given_and_classes__never_none():
+    xor = mlpinfer.load("xor")
+    assert xor.classes is None
+    assert xor.classes_.tolist() == [0, 1]
+    labelled = mlpinfer.Network(xor.layers, classes=["no", "yes"])
+    assert labelled.classes.tolist() == ["no", "yes"]
+    assert labelled.classify([[0, 1], [1, 1]]).tolist() == ["yes", "no"]
+
+
 # ----------------------------------------------------------------- Keras
 
 def test_call_and_verbose_predict_give_the_same_bits(capsys):
