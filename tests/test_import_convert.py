@@ -69,6 +69,27 @@ def test_a_network_the_pickle_cannot_describe_is_refused(tmp_path):
     assert not (tmp_path / "relu.pkl").exists()
 
 
+def test_a_keras_file_is_written_only_when_it_reads_back_the_same(tmp_path):
+    needs(".keras")
+    rng = np.random.default_rng(1)
+    params = {"W1": rng.standard_normal((4, 3)), "b1": rng.standard_normal(3)}
+    pixels = rng.integers(0, 256, (5, 4), dtype=np.uint8)
+    for settings in ({"classes": ["a", "b", "c"]}, {"input_scale": 0.5, "pixel_scale": 1.0},
+                     {"input_scale": 0.5, "pixel_scale": None}):
+        network = mlpinfer.Network.from_params(params, **settings)
+        with pytest.raises(WeightsError, match=r"records no classes.*write \.npz, \.onnx or \.pt"):
+            mlpinfer.save(network, tmp_path / "net.keras")
+        assert not (tmp_path / "net.keras").exists()
+    # uint8 read as float input, or a pixel scale that becomes unknown (uint8 then refused):
+    for settings, read_back in (({"input_scale": 0.5}, 0.5), ({}, None)):
+        network = mlpinfer.Network.from_params(params, **settings)
+        mlpinfer.save(network, tmp_path / "net.keras")
+        loaded = mlpinfer.load(tmp_path / "net.keras")
+        assert loaded.pixel_scale == read_back
+        if read_back is not None:
+            np.testing.assert_array_equal(loaded.predict(pixels), network.predict(pixels))
+
+
 def test_textbook_pickle_is_a_plain_pickle(sample_weight_path, tmp_path):
     mlpinfer.convert(sample_weight_path, tmp_path / "copy.pkl")
     with open(tmp_path / "copy.pkl", "rb") as stream:

@@ -503,10 +503,22 @@ def to_keras(network: Network) -> Any:
 
 
 def write_keras(network: Network, path: str | os.PathLike[str]) -> None:
-    """Write ``network`` as a ``.keras`` file (Keras requires that suffix)."""
+    """Write ``network`` as a ``.keras`` file (Keras requires that suffix).
+
+    A ``.keras`` file records no classes and no pixel scale: it reads back with uint8
+    input scaled by the ``Rescaling`` factor, or refused without one. A network that would
+    read back giving other answers (classes, or a pixel scale other than its input scale)
+    is refused rather than written.
+    """
     target = Path(path)
     if target.suffix != ".keras":
         raise ValueError(f"Keras writes only files named *.keras, got {target.name!r}")
+    if network.classes is not None or (network.input_scale is not None
+                                       and network.pixel_scale != network.input_scale):
+        raise WeightsError(
+            f"a .keras file records no classes and scales uint8 input as float input; this "
+            f"network is {network!r}: write .npz, .onnx or .pt to keep its classes and "
+            "pixel scale")
     model = to_keras(network)
     # Keras insists on the suffix, so the temporary file beside the target has it too.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as scratch:

@@ -88,7 +88,7 @@ def load_torch(
     ``architecture`` names the entries of the ``nn.Sequential`` the state_dict came from,
     in order, from `ARCHITECTURE_LAYERS`, e.g. ``["Flatten", "Linear", "ReLU", "Linear"]``;
     ``Linear`` number ``i`` has keys ``"{i}.weight"`` and, optionally, ``"{i}.bias"``.
-    A file written by `save_torch` records its architecture and input scale itself.
+    A file written by `save_torch` records its architecture, scales and classes itself.
     """
     if not isinstance(source, Mapping):
         return formats.load(source, architecture=architecture, input_scale=input_scale)
