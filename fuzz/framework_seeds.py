@@ -34,7 +34,7 @@ def onnx_seeds() -> dict[str, bytes]:
 
     network = mlpinfer.Network.from_params(
         {"W1": _weights(3, 2), "b1": _weights(2), "W2": _weights(2, 2), "b2": _weights(2)},
-        activations=["tanh", "softmax"], input_scale=0.5)
+        activations=["tanh", "softmax"], input_scale=0.5, pixel_scale=1.0, classes=[3, 7])
     with tempfile.TemporaryDirectory() as scratch:
         write_onnx(network, Path(scratch) / "seed.onnx")
         models = {"written": (Path(scratch) / "seed.onnx").read_bytes()}
@@ -75,7 +75,8 @@ def torch_seeds() -> dict[str, bytes]:
     seeds = {}
     bundle = files.state_dict_file(
         {"0.weight": _weights(4, 3), "0.bias": _weights(4), "2.weight": _weights(2, 4)},
-        ["Linear", "ReLU", "Linear", "Softmax"], input_scale=0.25)
+        ["Linear", "ReLU", "Linear", "Softmax"], input_scale=0.25, pixel_scale=1.0,
+        classes=["no", "yes"])
     with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
         seeds["bundle"] = join([archive.read("archive/data.pkl")]
                                + [archive.read(f"archive/data/{i}") for i in range(3)])

@@ -147,8 +147,9 @@ def torch_zip(data_pkl: bytes, storages: dict[str, bytes], *, name: str = "archi
 
 
 def state_dict_file(arrays: dict[str, np.ndarray], architecture: list[str] | None = None,
-                    input_scale: float | None = None) -> bytes:
-    """What ``save_torch`` writes for float32 arrays, or a bare state_dict."""
+                    input_scale: float | None = None, **recorded: Any) -> bytes:
+    """What ``save_torch`` writes for float32 arrays (``recorded``: its ``pixel_scale``
+    and ``classes``), or a bare state_dict."""
     state = {}
     storages = {}
     for index, (key, array) in enumerate(arrays.items()):
@@ -157,7 +158,7 @@ def state_dict_file(arrays: dict[str, np.ndarray], architecture: list[str] | Non
     value: Any = state
     if architecture is not None:
         value = {"format": "mlpinfer.torch", "version": 1, "architecture": architecture,
-                 "input_scale": input_scale, "state_dict": state}
+                 "input_scale": input_scale, **recorded, "state_dict": state}
     return torch_zip(pickle_program(value), storages)
 
 

@@ -65,6 +65,13 @@ def test_our_file_loads_what_it_says(tmp_path):
     assert network.input_scale == 0.5
     np.testing.assert_array_equal(network.layers[0].weights, weights["0.weight"].T)
     np.testing.assert_array_equal(network.layers[1].bias, weights["2.bias"])
+    assert network.pixel_scale == 0.5  # a bundle from before pixel_scale: the input scale
+    assert network.classes is None
+    path = write(tmp_path, state_dict_file(weights, LINEAR, input_scale=0.5, pixel_scale=None,
+                                           classes=["x", "y", "z"]), "recorded.pt")
+    recorded = mlpinfer.load(path)
+    assert recorded.pixel_scale is None
+    assert recorded.classes.tolist() == ["x", "y", "z"]
 
 
 def test_a_torch_save_file_loads_what_torch_load_reads(tmp_path):
