@@ -9,7 +9,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from support import random_params, write
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import random_network, random_params, write
 
 import mlpinfer
 from mlpinfer import WeightsError
@@ -24,7 +26,8 @@ def test_textbook_pickle_has_fortran_weights_and_loads(sample_weight_path):
     for i, layer in enumerate(network.layers, start=1):
         np.testing.assert_array_equal(layer.weights, raw[f"W{i}"])
         np.testing.assert_array_equal(layer.bias, raw[f"b{i}"])
-        assert layer.weights.flags.c_contiguous and not layer.weights.flags.writeable
+        assert layer.weights.flags.c_contiguous
+        assert not layer.weights.flags.writeable
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
@@ -40,7 +43,8 @@ def test_float64_and_fortran_weights_are_converted_once(tmp_path):
     params = {k: np.asfortranarray(v.astype(np.float64)) for k, v in random_params().items()}
     network = mlpinfer.Network.from_params(params)
     for layer in network.layers:
-        assert layer.weights.dtype == np.float32 and layer.weights.flags.c_contiguous
+        assert layer.weights.dtype == np.float32
+        assert layer.weights.flags.c_contiguous
 
 
 def test_npz_with_textbook_keys_loads(tmp_path):
@@ -78,7 +82,7 @@ def test_native_format_round_trips_bit_exactly(tmp_path):
 
 def test_native_file_refuses_activation_arguments(tmp_path):
     mlpinfer.save(mlpinfer.Network.from_params(random_params()), tmp_path / "net.npz")
-    with pytest.raises(WeightsError, match="records its activations.*hidden"):
+    with pytest.raises(WeightsError, match=r"records its activations.*hidden"):
         mlpinfer.load(tmp_path / "net.npz", hidden="relu")
 
 
@@ -143,7 +147,7 @@ def test_missing_file_and_directory(tmp_path):
 def test_softmax_over_one_output_is_refused_with_a_hint(tmp_path):
     gate = {"W1": np.ones((2, 1), np.float32), "b1": np.zeros(1, np.float32)}
     path = write(tmp_path / "gate.pkl", pickle.dumps(gate))
-    with pytest.raises(WeightsError, match="softmax over a single output is always 1.*sigmoid"):
+    with pytest.raises(WeightsError, match=r"softmax over a single output is always 1.*sigmoid"):
         mlpinfer.load(path)
     assert mlpinfer.load(path, output="sigmoid").classify([[1, 1]]) == 1
 
@@ -191,3 +195,32 @@ def test_max_bytes_must_be_a_positive_integer(tmp_path, max_bytes):
 
 def test_network_knows_nothing_about_files():
     assert not {"save", "to_onnx", "load"} & set(dir(mlpinfer.Network))
+
+
+@st.composite
+def networks(draw):
+    widths = draw(st.lists(st.integers(1, 9), min_size=2, max_size=5))
+    hidden = st.sampled_from(["identity", "sigmoid", "relu", "tanh"])
+    output = "softmax" if widths[-1] > 1 and draw(st.booleans()) else draw(hidden)
+    activations = [draw(hidden) for _ in widths[2:]] + [output]
+    scale = draw(st.one_of(st.none(), st.floats(1e-6, 1e6)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return random_network(widths, rng=rng, activations=activations, input_scale=scale)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(network=networks(), suffix=st.sampled_from([".npz", ".pkl"]))
+def test_property_what_is_saved_loads_back_bit_identical(tmp_path, network, suffix):
+    textbook = network.activations == ("sigmoid",) * (len(network.layers) - 1) + ("softmax",)
+    path = tmp_path / f"net{suffix}"
+    if suffix == ".pkl" and not (textbook and network.input_scale is None):
+        with pytest.raises(WeightsError, match=r"write \.npz"):
+            mlpinfer.save(network, path)
+        return
+    mlpinfer.save(network, path)
+    loaded = mlpinfer.load(path)
+    assert loaded.activations == network.activations
+    assert loaded.input_scale == network.input_scale
+    for got, want in zip(loaded.layers, network.layers, strict=True):
+        assert got.weights.tobytes() == want.weights.tobytes()
+        assert got.bias.tobytes() == want.bias.tobytes()

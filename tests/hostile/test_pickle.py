@@ -529,7 +529,7 @@ def _double_build(size: int, *, view: bool) -> bytes:
 @pytest.mark.parametrize("rows", [25, 2**19], ids=["small (wrong weights)", "8 MB (segfault)"])
 def test_build_twice_on_one_array_is_refused(tmp_path, rows, view):
     refused_in_fresh_process(write(tmp_path / "w.pkl", _double_build(rows, view=view)),
-                             match="_frombuffer other than of bytes|already placed|twice")
+                             match="_frombuffer other than of bytes|already in use|twice")
 
 
 def test_build_twice_before_use_is_refused(sandbox):
@@ -567,6 +567,20 @@ def test_one_array_used_by_300_layers_is_refused_within_budget(tmp_path):
     path = write(tmp_path / "w.pkl", pickle.dumps(params, protocol=4))
     assert path.stat().st_size < 1.1 * shared.nbytes
     refused_in_fresh_process(path, match="another use of a ndarray.*budget of this load")
+
+
+def test_an_empty_array_fetched_before_its_data_is_refused(tmp_path):
+    # _reconstruct's empty array, memoized and fetched 300 times while it holds nothing
+    # (each use charged 0 bytes), then given 1 MB by BUILD: 300 layers of 1 MB for 1 MB.
+    empty = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + b"K\x00\x85"
+             + b"C\x01b" + b"\x87R")
+    bias = _fragment(np.zeros(512, np.float32)) + b"q\xc9"
+    uses = b"".join(_key(f"b{index}") + b"h\xc9" + _key(f"W{index}") + b"h\xc8"
+                    for index in range(1, 301))
+    state = _array_state(np.zeros((512, 512), np.float32))
+    # BUILD on the last reference while all 300 are still on the stack, then SETITEMS.
+    data = b"\x80\x02" + empty + b"q\xc8" + bias + b"0}(" + uses + state + b"bu."
+    refused_in_fresh_process(write(tmp_path / "w.pkl", data), match="already in use")
 
 
 def test_a_container_of_arrays_fetched_again_counts_every_use(tmp_path):

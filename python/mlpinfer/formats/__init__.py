@@ -89,6 +89,8 @@ def load(
     if size == 0:
         raise WeightsError(f"{name}: empty file, expected a weight file")
     entry = recognise(found)
+    if entry is None:
+        raise WeightsError(f"{name}: expected a weight file, found content no format recognises")
     if entry.read is None:
         raise WeightsError(f"{name}: {entry.refusal}")
     options = {"hidden": hidden, "output": output, "input_scale": input_scale,

@@ -149,11 +149,10 @@ def _zip_names(stream: BinaryIO) -> tuple[str, ...] | None:
         return None
 
 
-def recognise(found: Probe) -> Format:
-    for entry in formats():
-        if entry.recognise(found):
-            return entry
-    raise WeightsError("no registered format recognises this file")  # pickle is the catch-all
+def recognise(found: Probe) -> Format | None:
+    """The first format whose `Format.recognise` says yes (pickle takes anything that is
+    not a zip, so only an unregistered catch-all leaves None)."""
+    return next((entry for entry in formats() if entry.recognise(found)), None)
 
 
 def writers() -> dict[str, str]:

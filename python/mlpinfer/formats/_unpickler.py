@@ -6,7 +6,8 @@ A pickle is a program. This unpickler runs only the part of it that builds data:
   the callable we substitute); persistent IDs only through the caller's
   ``persistent_load``; extension codes, sets and out-of-band buffers never;
 - BUILD reaches only the types in ``setstate`` (the caller's check-then-apply function),
-  at most once per object: NumPy's ``ndarray.__setstate__`` frees the buffer that a
+  at most once per object and before any use of it (an empty array fetched 300 times and
+  then filled would escape the per-use charge below): NumPy's ``ndarray.__setstate__`` frees the buffer that a
   ``_frombuffer`` view of it still points at, so a second BUILD crashed the interpreter
   (8 MB array) or silently changed the weights (a small one);
 - containers hold what the file says and nothing hashes a stranger's object: dict keys
@@ -356,6 +357,10 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             handler(self)
             obj = self.stack[-1]
             self._budget.charge(self._weight(obj), f"another use of a {type(obj).__name__}")
+            if not isinstance(obj, _CONTAINERS):
+                # A use fixes the object's state: fetched while still empty and then given
+                # its data by BUILD, it would have been charged nothing for this use.
+                self._place(obj)
 
         return fetch
 
@@ -401,8 +406,9 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
                 "of it still use)")
         if id(target) in self._placed:
             raise self._budget.fail(
-                f"refusing to set the state of a {type(target).__name__} already placed in a "
-                "container: pickles set an object's state before using it")
+                f"refusing to set the state of a {type(target).__name__} already in use (in a "
+                "container, fetched from the memo or duplicated): pickles set an object's "
+                "state before using it")
         self._built.add(id(target))
         self._alive.append(target)
         self._place(state)
