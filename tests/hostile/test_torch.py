@@ -268,6 +268,21 @@ def test_bundle_fields_of_the_wrong_kind(tmp_path, fields, options, match):
         mlpinfer.load(path, **options)
 
 
+def test_the_legacy_format_is_named_not_read(tmp_path):
+    magic = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save before 1.6
+    path = write(tmp_path, magic + pickle_program({"0.weight": tensor("0", 4, (2, 2))}))
+    with pytest.raises(WeightsError, match=r"hostile.pt: a PyTorch file in the legacy format"):
+        mlpinfer.load(path, architecture=["Linear"])
+
+
+def test_torchs_legacy_format_is_recognised(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "legacy.pt"
+    torch.save({"0.weight": torch.ones(2, 2)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError, match="legacy format"):
+        mlpinfer.load(path)
+
+
 def test_a_bare_state_dict_names_its_keys(tmp_path):
     path = write(tmp_path, state_dict_file(arrays()))
     with pytest.raises(WeightsError, match=r"hostile.pt: a bare state_dict .* its keys are "

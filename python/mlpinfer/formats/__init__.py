@@ -51,6 +51,7 @@ register(_pickle.FORMAT)
 register(_legacy_h5.FORMAT)
 register(keras.FORMAT)
 register(torch.FORMAT)
+register(torch.LEGACY_FORMAT)
 register(onnx.FORMAT)
 
 

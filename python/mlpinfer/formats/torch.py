@@ -39,6 +39,7 @@ __all__ = [
     "ACTIVATIONS",
     "ARCHITECTURE_LAYERS",
     "FORMAT",
+    "LEGACY_FORMAT",
     "network_from_state_dict",
     "read_torch",
     "write_torch",
@@ -408,4 +409,18 @@ FORMAT = Format(
     write=write_torch,
     suffixes=(".pt", ".pth"),
     options=frozenset({"architecture", "input_scale"}),
+)
+
+# torch.save before PyTorch 1.6 (or with _use_new_zipfile_serialization=False) writes
+# pickles one after the other, the first holding this magic number (LONG1, 10 bytes).
+_LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+LEGACY_FORMAT = Format(
+    name="torch-legacy",
+    description="PyTorch file in the legacy format",
+    recognise=lambda probe: probe.head[:1] == b"\x80" and probe.head[2:14] == _LEGACY_MAGIC,
+    read=None,
+    refusal="a PyTorch file in the legacy format (torch.save before PyTorch 1.6, or with "
+            "_use_new_zipfile_serialization=False), which mlpinfer does not read: save it "
+            "again with torch.save's default (zip) format",
 )
