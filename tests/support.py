@@ -29,6 +29,15 @@ def shared_file(*parts: str) -> Path:
 
 
 
+def reference_outputs(network, x, scale: float = 1.0) -> np.ndarray:
+    """The float64 oracle (`mlpinfer.reference`) on ``network``'s layers for ``x`` (one
+    sample a row; images are flattened), multiplied by ``scale`` first."""
+    from mlpinfer import reference
+
+    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+    return reference.forward(layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
+
+
 def assert_close_to_reference(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-4,
                               atol: float = 1e-5) -> None:
     """|actual - expected| <= atol * max(1, max|expected|) + rtol * |expected| everywhere.

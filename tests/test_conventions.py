@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
-from support import assert_close_to_reference
+from support import assert_close_to_reference, reference_outputs
 
 import mlpinfer
-from mlpinfer import WeightsError, reference
+from mlpinfer import WeightsError
 from mlpinfer._shipped import load_digits_sample
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # see test_import_keras.py
@@ -20,11 +20,6 @@ DIGITS = mlpinfer.load("digits")
 # Shuffled: the sample is stored class by class, and a split must see every class.
 IMAGES, LABELS = (a[np.random.default_rng(0).permutation(1000)] for a in load_digits_sample())
 X = IMAGES.reshape(len(IMAGES), -1)
-
-
-def reference_outputs(network, x, scale=1 / 255):
-    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
-    return reference.forward(layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
 
 
 def fit_quietly(model, x, y):
@@ -93,7 +88,7 @@ def test_sklearn_metrics_and_scorers_on_a_loaded_network():
     from mlpinfer.estimator import NetworkClassifier
 
     predicted = DIGITS.classify(X)
-    expected = np.argmax(reference_outputs(DIGITS, X), axis=1)
+    expected = np.argmax(reference_outputs(DIGITS, X, 1 / 255), axis=1)
     agree = np.mean(expected == predicted)
     assert agree == 1.0
     assert metrics.accuracy_score(LABELS, predicted) == DIGITS.accuracy(X, LABELS)
@@ -180,7 +175,7 @@ def test_summary_is_a_keras_like_table(capsys):
 
 def test_evaluate_is_cross_entropy_and_accuracy():
     loss, accuracy = DIGITS.evaluate(X, LABELS)
-    p = reference_outputs(DIGITS, X)
+    p = reference_outputs(DIGITS, X, 1 / 255)
     expected = -np.mean(np.log(np.clip(p[np.arange(len(X)), LABELS], 1e-7, 1 - 1e-7)))
     assert loss == pytest.approx(expected, rel=1e-5)
     assert accuracy == DIGITS.accuracy(X, LABELS)

@@ -10,7 +10,6 @@ uint8 input is refused until the user states it.
 
 from __future__ import annotations
 
-import itertools
 import json
 import pickle
 import warnings
@@ -18,23 +17,13 @@ import warnings
 import numpy as np
 import pytest
 from framework_support import mnist_floats, write_foreign_onnx
-from support import assert_close_to_reference
+from support import assert_close_to_reference, random_params, reference_outputs
 
 import mlpinfer
-from mlpinfer import WeightsError, reference
+from mlpinfer import WeightsError
 
 UNKNOWN = "does not record the scale of the pixels it was trained on"
 TRAIN = 3000
-
-
-def reference_outputs(network, x, scale):
-    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
-    return reference.forward(layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
-
-
-def tiny_params(rng, widths=(6, 5, 3)):
-    return {key: rng.normal(size=shape) for i, (a, b) in enumerate(itertools.pairwise(widths), 1)
-            for key, shape in ((f"W{i}", (a, b)), (f"b{i}", (b,)))}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +77,7 @@ def test_the_textbook_network_and_shipped_ones_scale_uint8_by_1_255(sample_weigh
 def test_a_w_b_pickle_follows_the_textbook_unless_told(tmp_path):
     rng = np.random.default_rng(1)
     path = tmp_path / "net.pkl"
-    path.write_bytes(pickle.dumps(tiny_params(rng)))
+    path.write_bytes(pickle.dumps(random_params((6, 5, 3), rng=rng)))
     pixels = rng.integers(0, 256, (9, 6), dtype=np.uint8)
     textbook = mlpinfer.load(path)
     assert_close_to_reference(textbook.predict(pixels), reference_outputs(textbook, pixels, 1 / 255))
@@ -102,7 +91,7 @@ def test_a_w_b_pickle_follows_the_textbook_unless_told(tmp_path):
 
 def test_a_network_that_scales_its_input_takes_uint8_as_numbers():
     rng = np.random.default_rng(2)
-    network = mlpinfer.Network.from_params(tiny_params(rng), input_scale=0.5)
+    network = mlpinfer.Network.from_params(random_params((6, 5, 3), rng=rng), input_scale=0.5)
     assert network.pixel_scale == 0.5
     pixels = rng.integers(0, 256, (4, 6), dtype=np.uint8)
     assert_close_to_reference(network.predict(pixels), reference_outputs(network, pixels, 0.5))
@@ -116,7 +105,7 @@ def test_written_files_record_the_pixel_scale_and_classes(tmp_path, suffix, inpu
                                                           pixel_scale):
     pytest.importorskip({".onnx": "onnx", ".pt": "torch"}.get(suffix, "numpy"))
     rng = np.random.default_rng(3)
-    network = mlpinfer.Network.from_params(tiny_params(rng), input_scale=input_scale,
+    network = mlpinfer.Network.from_params(random_params((6, 5, 3), rng=rng), input_scale=input_scale,
                                            pixel_scale=pixel_scale, classes=["ant", "bee", "cat"])
     path = tmp_path / f"net{suffix}"
     mlpinfer.save(network, path)
@@ -140,7 +129,7 @@ def test_written_files_record_the_pixel_scale_and_classes(tmp_path, suffix, inpu
 
 def test_a_native_file_from_before_pixel_scale_keeps_its_meaning(tmp_path):
     rng = np.random.default_rng(4)
-    params = tiny_params(rng)
+    params = random_params((6, 5, 3), rng=rng)
     for input_scale, expected in ((None, 1 / 255), (0.5, 0.5)):
         header = {"format": "mlpinfer", "version": 1, "activations": ["relu", "softmax"],
                   "input_scale": input_scale}
