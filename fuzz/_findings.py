@@ -36,21 +36,29 @@ def is_known(error: BaseException) -> bool:
     return True
 
 
+def load_or_none(path: str) -> object:
+    """``mlpinfer.load(path)``, or None when it is refused with WeightsError (or a known
+    finding); any other exception propagates as a finding."""
+    import mlpinfer
+
+    try:
+        return mlpinfer.load(path)
+    except mlpinfer.WeightsError:
+        return None
+    except Exception as error:
+        if is_known(error):
+            return None
+        raise
+
+
 def load_and_run(path: str, rows: int) -> None:
     """Load ``path`` as a user would; WeightsError is the expected refusal, and a file that
     loads must give a network that runs."""
     import numpy as np
 
-    import mlpinfer
-
-    try:
-        network = mlpinfer.load(path)
-    except mlpinfer.WeightsError:
+    network = load_or_none(path)
+    if network is None:
         return
-    except Exception as error:
-        if is_known(error):
-            return
-        raise
     x = np.linspace(-1.0, 1.0, rows * network.n_inputs, dtype=np.float32).reshape(rows, -1)
     out = network.predict(x)
     assert out.shape == (rows, network.n_outputs), out.shape

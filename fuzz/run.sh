@@ -23,10 +23,10 @@ mkdir -p "$out/findings" "$out/logs"
 "$python" "$here/seeds.py" "$out/corpus" || exit 2
 
 # Shares of the time: the weight loader has the most code behind it.
-declare -A share=([weights]=40 [npz]=35 [idx]=25)
+declare -A share=([weights]=20 [npz]=15 [roundtrip]=15 [idx]=15 [onnx]=12 [keras]=12 [torch]=11)
 status=0
 printf '%-8s %10s %8s %8s %8s %s\n' harness execs cov ft corpus result
-for harness in weights npz idx; do
+for harness in weights npz roundtrip idx onnx keras torch; do
   budget=$(( seconds * share[$harness] / 100 ))
   (( budget < 1 )) && budget=1
   log="$out/logs/$harness.log"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from framework_seeds import keras_seeds, onnx_seeds, torch_seeds
 
 import mlpinfer
 
@@ -36,8 +37,9 @@ def weights() -> dict[str, bytes]:
     network = mlpinfer.Network.from_params(params, activations=["tanh", "softmax"],
                                            input_scale=0.5)
     stream = io.BytesIO()
-    np.savez(stream, **network.params(), mlpinfer_header=mlpinfer._loading.header_bytes(
-        list(network.activations), network.input_scale))
+    classes = [f"class {i}" for i in range(network.n_outputs)]  # so the fuzzer mutates them too
+    np.savez(stream, **network.params(), mlpinfer_header=mlpinfer.formats._npz.header_bytes(
+        list(network.activations), network.input_scale, 1.0, classes))
     seeds["native"] = stream.getvalue()
     return seeds
 
@@ -53,7 +55,9 @@ def idx() -> dict[str, bytes]:
 
 
 def main(root: Path) -> None:
-    for harness, seeds in (("weights", weights()), ("idx", idx())):
+    for harness, seeds in (("weights", weights()), ("roundtrip", weights()), ("idx", idx()),
+                           ("onnx", onnx_seeds()), ("keras", keras_seeds()),
+                           ("torch", torch_seeds())):
         directory = root / harness
         directory.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():

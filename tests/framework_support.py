@@ -52,3 +52,16 @@ def assert_same_network(actual, expected) -> None:
     for got, want in zip(actual.layers, expected.layers, strict=True):
         np.testing.assert_array_equal(got.weights, want.weights)
         np.testing.assert_array_equal(got.bias, want.bias)
+
+
+def write_foreign_onnx(network, path) -> None:
+    """``network`` as an ONNX file that another tool wrote: without mlpinfer's
+    ``metadata_props``, so that it records no pixel scale and no classes."""
+    import onnx
+
+    from mlpinfer.importers import to_onnx
+
+    to_onnx(network, path)
+    model = onnx.load(path)
+    del model.metadata_props[:]
+    onnx.save(model, path)

@@ -314,10 +314,6 @@ def test_bad_call(call, expect):
     assert outcome is None or outcome, f"unexpected answer {result!r}"
 
 
-def test_the_table_is_large_enough():
-    assert len(CASES) >= 30
-
-
 # --------------------------------------------------------------------------- numeric edges
 
 def one_layer(weights, bias, activation="softmax"):

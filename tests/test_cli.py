@@ -8,11 +8,11 @@ import json
 import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
-from support import SHARED_DATA, shared_file
+from framework_support import write_foreign_onnx
+from support import SHARED_DATA, png_bytes, png_chunk, shared_file
 
 import mlpinfer
 from mlpinfer import reference
@@ -31,32 +31,6 @@ def run(capsys, *argv):
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def write_png(path, image, colour_type=0, filter_type=1):
-    """A PNG encoder independent of the reader under test (every row uses one filter)."""
-    channels = {0: 1, 2: 3}[colour_type]
-    pixels = image if channels == 1 else np.repeat(image[:, :, None], 3, axis=2)
-    rows = pixels.reshape(image.shape[0], -1).astype(np.int32)
-    raw = bytearray()
-    previous = np.zeros(rows.shape[1], np.int32)
-    for row in rows:
-        if filter_type == 1:  # Sub
-            left = np.concatenate([np.zeros(channels, np.int32), row[:-channels]])
-            encoded = (row - left) & 0xFF
-        elif filter_type == 2:  # Up
-            encoded = (row - previous) & 0xFF
-        else:
-            encoded = row
-        raw += bytes([filter_type]) + encoded.astype(np.uint8).tobytes()
-        previous = row
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
 
 
 def test_evaluate_with_no_arguments_runs_offline_on_the_sample(capsys):
@@ -110,7 +84,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
     np.save(tmp_path / "three.npy", chosen)
     header = struct.pack(">IIII", 2051, 3, 28, 28)
     (tmp_path / "three.idx.gz").write_bytes(gzip.compress(header + chosen.tobytes()))
-    write_png(tmp_path / "one.png", chosen[1], filter_type=1)
+    (tmp_path / "one.png").write_bytes(png_bytes(chosen[1], filter_type=1))
     code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "three.npy"),
                        str(tmp_path / "three.idx.gz"), str(tmp_path / "one.png"))
     results = json.loads(out)
@@ -126,7 +100,7 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
 @pytest.mark.parametrize(("colour_type", "filter_type"), [(0, 0), (0, 1), (0, 2), (2, 1)])
 def test_png_reader_round_trips(tmp_path, colour_type, filter_type):
     image = np.random.default_rng(colour_type + filter_type).integers(0, 256, (28, 28), np.uint8)
-    write_png(tmp_path / "x.png", image, colour_type, filter_type)
+    (tmp_path / "x.png").write_bytes(png_bytes(image, colour=colour_type, filter_type=filter_type))
     np.testing.assert_array_equal(read_png_gray(tmp_path / "x.png"), image)
 
 
@@ -196,7 +170,7 @@ def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
     scaled = mlpinfer.Network.from_params(
         {"W1": rng.standard_normal((784, 10)), "b1": rng.standard_normal(10)},
         output="softmax", input_scale=1 / 255)
-    scaled.save(tmp_path / "scaled.npz")
+    mlpinfer.save(scaled, tmp_path / "scaled.npz")
     code, out, _ = run(capsys, "bench", "--json", "--weights", str(tmp_path / "scaled.npz"),
                        "--batch-sizes", "32", "--threads", "1", "--repeats", "1",
                        "--min-seconds", "0", "--images", "128",
@@ -243,3 +217,247 @@ def test_convert_to_an_unknown_suffix_is_a_user_error(capsys, tmp_path):
     weights = shared_file("sample_weight.pkl")
     code, _, err = run(capsys, "convert", str(weights), str(tmp_path / "net.h5"))
     assert code == 2 and "cannot tell the format to write" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------- a user's first hour
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mlpinfer {mlpinfer.__version__}"
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("evaluate", ["--batch-size BATCH_SIZE", "(default: 100)", "(default: sample)"]),
+    ("predict", ["(default: digits)", "white digit (255) on a black background", "--invert"]),
+    ("bench", ["(default: "]),
+])
+def test_help_shows_defaults_and_polarity(capsys, command, shown):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for text in shown:
+        assert " ".join(text.split()) in out
+    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_invert_reads_black_on_white_drawings(capsys, tmp_path):
+    images, _ = load_digits_sample()
+    chosen = images[:20]
+    np.save(tmp_path / "drawn.npy", 255 - chosen)  # dark digits on a light page
+    expected = reference_labels(mlpinfer.load("digits"), chosen)
+    code, out, _ = run(capsys, "predict", "--json", "--invert", str(tmp_path / "drawn.npy"))
+    assert code == 0
+    assert [r["label"] for r in json.loads(out)] == list(expected)
+    code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "drawn.npy"))
+    assert [r["label"] for r in json.loads(out)] != list(expected)  # why --invert exists
+    np.save(tmp_path / "floats.npy", chosen / 255.0)
+    code, _, err = run(capsys, "predict", "--invert", str(tmp_path / "floats.npy"))
+    assert code == 2 and "--invert needs uint8 pixels" in err
+
+
+def idx_file(path, array):
+    magic = 0x0800 | array.ndim
+    path.write_bytes(struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+                     + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+def svg_text(path):
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def svg_with_text(monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # titles stay text
+
+
+@pytest.mark.usefixtures("svg_with_text")
+def test_error_grid_title_says_how_many_of_how_many(capsys, tmp_path):
+    images, labels = load_digits_sample()
+    wrong_labels = (labels + 1) % 10  # nearly every image now counts as misclassified
+    data = tmp_path / "data"
+    data.mkdir()
+    idx_file(data / "t10k-images-idx3-ubyte", images)
+    idx_file(data / "t10k-labels-idx1-ubyte", wrong_labels)
+    misclassified = int(np.sum(reference_labels(mlpinfer.load("digits"), images) != wrong_labels))
+    assert misclassified > 100
+    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--errors",
+                       str(tmp_path / "grid.svg"))
+    assert code == 0 and f"100 misclassified images drawn to {tmp_path / 'grid.svg'}" in out
+    assert f"first 100 of {misclassified} misclassified images" in svg_text(tmp_path / "grid.svg")
+    code, out, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "few.svg"))
+    few = int(np.sum(reference_labels(mlpinfer.load("digits"), images) != labels))
+    assert f"all {few} misclassified images" in svg_text(tmp_path / "few.svg")
+
+
+def test_error_grid_format_comes_from_the_suffix(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "grid.jpg"))
+    assert code == 0 and (tmp_path / "grid.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "grid.pdf"))
+    assert code == 0 and (tmp_path / "grid.pdf").read_bytes().startswith(b"%PDF")
+    for name in ("grid.xyz", "grid"):
+        code, _, err = run(capsys, "evaluate", "--errors", str(tmp_path / name))
+        assert code == 2 and "the suffix names the image format" in err and ".png" in err
+        assert not (tmp_path / name).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.jpg", "grid.pdf"]
+
+
+def test_error_grid_never_follows_a_planted_symlink(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for planted in (".out.png.part", ".out.png"):  # the old fixed name, and a guess
+        (tmp_path / planted).symlink_to(victim)
+    code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "out.png"))
+    assert code == 0
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "out.png").is_symlink()
+    assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
+    # A planted symlink at the destination itself is replaced, not written through.
+    (tmp_path / "out.png").unlink()
+    (tmp_path / "out.png").symlink_to(victim)
+    assert run(capsys, "evaluate", "--errors", str(tmp_path / "out.png"))[0] == 0
+    assert victim.read_text() == "precious" and not (tmp_path / "out.png").is_symlink()
+
+
+def test_a_write_into_a_missing_folder_names_the_users_path(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "no" / "such" / "grid.png"
+    code, _, err = run(capsys, "evaluate", "--errors", str(target))
+    assert code == 2 and str(target) in err and "no such folder" in err
+    code, _, err = run(capsys, "convert", "xor", str(target.with_suffix(".npz")))
+    assert code == 2 and str(target.with_suffix(".npz")) in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_convert_refuses_to_overwrite_its_input(capsys, tmp_path):
+    mlpinfer.save(mlpinfer.load("xor"), tmp_path / "a.npz")
+    before = (tmp_path / "a.npz").read_bytes()
+    for destination in (tmp_path / "a.npz", tmp_path / "." / "a.npz"):
+        code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(destination))
+        assert code == 2 and "the destination is the source" in err
+    (tmp_path / "b.npz").hardlink_to(tmp_path / "a.npz")
+    code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"))
+    assert code == 2 and "the destination is the source" in err
+    assert (tmp_path / "a.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("colour_type", [0, 2])
+def test_png_reader_undoes_every_filter_row_by_row(tmp_path, colour_type):
+    rng = np.random.default_rng(10 + colour_type)
+    image = rng.integers(0, 256, (28, 28), np.uint8)
+    if colour_type == 0:
+        pixels = image
+    else:
+        pixels = rng.integers(0, 256, (28, 28, 3), np.uint8)
+        image = np.rint(pixels.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    filters = [int(k) for k in rng.integers(0, 5, 28)]
+    for kinds in (filters, [3] * 28, [4] * 28):
+        (tmp_path / "x.png").write_bytes(png_bytes(pixels, colour=colour_type, filter_type=kinds))
+        np.testing.assert_array_equal(read_png_gray(tmp_path / "x.png"), image)
+
+
+def test_png_reader_refuses_a_wrong_size_before_reading_its_data(tmp_path):
+    header = struct.pack(">IIBBBBB", 4096, 4096, 8, 0, 0, 0, 0)
+    # Data that would fail its CRC check and inflate to nothing useful: never looked at.
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + b"\x00\x00\x10\x00IDAT"
+                     + bytes(64))
+    with pytest.raises(mlpinfer.DataError, match=r"a 4096x4096 image; expected 784 pixels \(28x28\)"):
+        read_png_gray(path, pixels=784)
+    with pytest.raises(mlpinfer.DataError, match="truncated PNG chunk"):
+        read_png_gray(path)
+
+
+def test_predict_names_the_format_it_expected(capsys, tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))
+    (tmp_path / "notes.txt").write_text("seven\n")
+    for name, what in (("photo.jpg", "a JPEG image"), ("notes.txt", "a text file")):
+        code, _, err = run(capsys, "predict", str(tmp_path / name))
+        assert code == 2
+        assert f"{tmp_path / name}: {what}; predict reads grayscale PNG, .npy" in err
+
+
+def test_predict_reports_each_bad_file_and_keeps_the_good_ones(capsys, tmp_path):
+    images, _ = load_digits_sample()
+    np.save(tmp_path / "good.npy", images[:2])
+    (tmp_path / "good.png").write_bytes(png_bytes(images[2], filter_type=1))
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
+    np.save(tmp_path / "small.npy", np.zeros((1, 27, 27), np.uint8))
+    code, out, err = run(capsys, "predict", "--json", str(tmp_path / "good.npy"),
+                         str(tmp_path / "bad.jpg"), str(tmp_path / "small.npy"),
+                         str(tmp_path / "good.png"), str(tmp_path / "missing.png"))
+    assert code == 2
+    results = json.loads(out)
+    expected = reference_labels(mlpinfer.load("digits"), images[:3])
+    assert [r["label"] for r in results] == list(expected)
+    assert [r["input"] for r in results] == [f"{tmp_path / 'good.npy'}[0]",
+                                             f"{tmp_path / 'good.npy'}[1]", str(tmp_path / "good.png")]
+    lines = err.splitlines()
+    assert len(lines) == 3 and all(line.startswith("mlpinfer: error: ") for line in lines)
+    assert "bad.jpg" in lines[0] and "small.npy" in lines[1] and "missing.png" in lines[2]
+
+
+def test_predict_refuses_a_npy_that_declares_more_than_it_holds(capsys, tmp_path):
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as stream:
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+        stream.write(bytes(1000))
+    code, _, err = run(capsys, "predict", str(path))
+    assert code == 2
+    assert "declares shape (1000000000000,) of float32 (4,000,000,000,000 bytes)" in err
+    assert "holds 1,000 bytes" in err and "Traceback" not in err
+    np.save(tmp_path / "objects.npy", np.array([{}, None], dtype=object), allow_pickle=True)
+    code, _, err = run(capsys, "predict", str(tmp_path / "objects.npy"))
+    assert code == 2 and "expected numbers" in err
+
+
+def test_predict_reads_fortran_ordered_npy(capsys, tmp_path):
+    images, _ = load_digits_sample()
+    chosen = images[:3].reshape(3, 784)
+    np.save(tmp_path / "f.npy", np.asfortranarray(chosen))
+    code, out, _ = run(capsys, "predict", "--json", str(tmp_path / "f.npy"))
+    assert code == 0
+    assert [r["label"] for r in json.loads(out)] == list(reference_labels(mlpinfer.load("digits"), chosen))
+
+
+def test_errors_are_shown_by_their_public_names():
+    import traceback
+
+    for error in (mlpinfer.DataError, mlpinfer.WeightsError, mlpinfer.MlpinferError):
+        shown = traceback.format_exception_only(error("x"))[-1]
+        assert shown == f"mlpinfer.{error.__name__}: x\n"
+    from mlpinfer.importers import UnsupportedModelError
+
+    assert UnsupportedModelError.__module__ == "mlpinfer.importers"
+
+
+def test_bench_draws_progress_on_stderr_only(capsys, monkeypatch):
+    monkeypatch.setattr("mlpinfer._bench.stderr_is_terminal", lambda: True)
+    code, out, err = run(capsys, "bench", "--json", "--batch-sizes", "1,8", "--threads", "1",
+                         "--repeats", "1", "--min-seconds", "0", "--images", "16",
+                         "--engines", "mlpinfer,numpy")
+    assert code == 0
+    json.loads(out)  # stdout stays parsable
+    assert "bench [" in err and "100% 4/4 runs" in err
+
+
+def test_predict_keeps_float_results_when_uint8_ones_need_a_pixel_scale(capsys, tmp_path):
+    pytest.importorskip("onnx")
+    write_foreign_onnx(mlpinfer.load("digits"), tmp_path / "net.onnx")
+    images, _ = load_digits_sample()
+    np.save(tmp_path / "pixels.npy", images[:1])
+    np.save(tmp_path / "floats.npy", (images[:1] / 255.0).astype(np.float32))
+    code, out, err = run(capsys, "predict", "--json", "--weights", str(tmp_path / "net.onnx"),
+                         str(tmp_path / "pixels.npy"), str(tmp_path / "floats.npy"))
+    assert code == 2
+    assert [r["input"] for r in json.loads(out)] == [str(tmp_path / "floats.npy")]
+    assert err.count("\n") == 1
+    assert f"{tmp_path / 'pixels.npy'}: uint8 pixels" in err and "--pixel-scale 1/255" in err
+    code, out, _ = run(capsys, "predict", "--json", "--weights", str(tmp_path / "net.onnx"),
+                       "--pixel-scale", "1/255", str(tmp_path / "pixels.npy"))
+    assert code == 0 and len(json.loads(out)) == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import random_network
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -26,12 +27,7 @@ import mlpinfer.dask as mdask
 
 
 def textbook_shaped_network(seed: int = 0) -> mlpinfer.Network:
-    rng = np.random.default_rng(seed)
-    params = {}
-    for i, (n_in, n_out) in enumerate(itertools.pairwise([784, 50, 100, 10]), start=1):
-        params[f"W{i}"] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
-        params[f"b{i}"] = rng.standard_normal(n_out) * 0.5
-    return mlpinfer.Network.from_params(params, hidden="sigmoid", output="softmax")
+    return random_network((784, 50, 100, 10), rng=np.random.default_rng(seed))
 
 
 def per_chunk_predict(network, x, chunks, threads=1):
@@ -226,7 +222,7 @@ class CountingNetwork(mlpinfer.Network):
     def __reduce__(self):
         with open(self.log, "a") as stream:
             stream.write(f"{os.getpid()}\n")
-        _, (params, activations, input_scale) = super().__reduce__()
+        _, (params, activations, input_scale, *_) = super().__reduce__()
         return (_rebuild_counting, (params, activations, input_scale, self.log))
 
 

@@ -6,24 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import assert_close_to_reference
+from support import assert_close_to_reference, random_network
 
 import mlpinfer
 from mlpinfer import reference
 
 ACTIVATIONS = ["identity", "sigmoid", "relu", "tanh", "softmax"]
 HIDDEN = ["identity", "sigmoid", "relu", "tanh"]
-
-
-def random_network(rng, widths, hidden, output, input_scale=None):
-    params = {}
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
-        # 1/sqrt(fan-in) keeps activations near 1 at any depth, so that float32
-        # rounding is judged against outputs of a sensible size.
-        params[f"W{i}"] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
-        params[f"b{i}"] = rng.standard_normal(n_out) * 0.5
-    return mlpinfer.Network.from_params(params, hidden=hidden, output=output,
-                                        input_scale=input_scale)
 
 
 def expected_outputs(network, x, scale=1.0):
@@ -37,7 +26,7 @@ def expected_outputs(network, x, scale=1.0):
 @pytest.mark.parametrize("width", [1, 50, 513])
 def test_awkward_sizes_match_reference(hidden, output, batch, width):
     rng = np.random.default_rng([batch, width, len(hidden), len(output)])
-    network = random_network(rng, [width, 37, width, 3], hidden, output)
+    network = random_network([width, 37, width, 3], rng=rng, hidden=hidden, output=output)
     x = rng.uniform(-2, 2, (batch, width)).astype(np.float32)
     actual = network.predict(x)
     assert actual.shape == (batch, 3)
@@ -47,7 +36,7 @@ def test_awkward_sizes_match_reference(hidden, output, batch, width):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_thread_counts_give_identical_results(threads):
     rng = np.random.default_rng(1)
-    network = random_network(rng, [784, 50, 100, 10], "sigmoid", "softmax")
+    network = random_network([784, 50, 100, 10], rng=rng, hidden="sigmoid", output="softmax")
     x = rng.uniform(0, 1, (3001, 784)).astype(np.float32)
     single = network.predict(x, threads=1)
     np.testing.assert_array_equal(network.predict(x, threads=threads), single)
@@ -79,7 +68,7 @@ def test_rows_are_bit_identical_however_the_batch_is_split(output, kind):
     threads (and Dask chunks) change no bit. 300 outputs make a layer wider than one panel
     of any CPU."""
     rng = np.random.default_rng(11)
-    network = random_network(rng, [333, 300, 50, 10], "sigmoid", output)
+    network = random_network([333, 300, 50, 10], rng=rng, hidden="sigmoid", output=output)
     x = batch_views(rng, 1025, 333)[kind]
     whole = network.predict(x)
     for batch_size in (1, 7, 12, 13, 16, 17, 20, 21, 23, 24, 25, 31, 32, 33, 50, 100, 1000):
@@ -119,7 +108,7 @@ def test_skipped_zero_inputs_change_no_bit(output):
     multiplied (among dense rows, where no input is zero in every row), and matches the
     reference. The relu layer has dead units, so whole hidden columns are zero too."""
     rng = np.random.default_rng(21)
-    network = random_network(rng, [200, 64, 40, 10], "relu", output)
+    network = random_network([200, 64, 40, 10], rng=rng, hidden="relu", output=output)
     params = network.params()
     params["b1"] = np.where(np.arange(64) % 3 == 0, np.float32(-100), params["b1"])
     network = mlpinfer.Network.from_params(params, activations=list(network.activations))
@@ -138,7 +127,7 @@ def test_skipped_zero_inputs_change_no_bit(output):
 def test_nan_among_zeros_is_not_skipped(rows):
     """A NaN input in an otherwise zero batch reaches the sum: its row is all NaN, in the
     row kernel (1, 3 rows) and in a tile (40)."""
-    network = random_network(np.random.default_rng(22), [100, 30, 4], "sigmoid", "softmax")
+    network = random_network([100, 30, 4], rng=np.random.default_rng(22), hidden="sigmoid", output="softmax")
     x = np.zeros((rows, 100), np.float32)
     x[rows // 2, 77] = np.nan
     out = network.predict(x)
@@ -169,7 +158,7 @@ def test_very_wide_outputs_skip_the_tiles():
     """More than 4,096 outputs: no tiles (their per-thread buffers would grow with the
     layer), the row kernel and the BLAS instead; results match the reference."""
     rng = np.random.default_rng(12)
-    network = random_network(rng, [8, 5000], "relu", "relu")
+    network = random_network([8, 5000], rng=rng, hidden="relu", output="relu")
     x = rng.standard_normal((40, 8)).astype(np.float32)
     assert_close_to_reference(network.predict(x), expected_outputs(network, x))
 
@@ -179,7 +168,7 @@ def test_every_panel_split_matches_reference(outputs):
     """Layer widths around the panel widths (12 on AVX-512, 2 elsewhere), in tiles of
     32 rows plus a remainder for the row kernel."""
     rng = np.random.default_rng(outputs)
-    network = random_network(rng, [45, outputs, outputs], "relu", "identity")
+    network = random_network([45, outputs, outputs], rng=rng, hidden="relu", output="identity")
     x = rng.uniform(-2, 2, (70, 45)).astype(np.float32)
     assert_close_to_reference(network.predict(x), expected_outputs(network, x))
 
@@ -203,7 +192,7 @@ def test_layers_too_wide_for_a_tile_go_to_the_blas():
     """More than 4,096 inputs: the row kernel up to 16 rows, OpenBLAS beyond for layers of
     more than 128 outputs; chunks of any size agree with the reference."""
     rng = np.random.default_rng(2)
-    network = random_network(rng, [4097, 300, 5], "tanh", "softmax")
+    network = random_network([4097, 300, 5], rng=rng, hidden="tanh", output="softmax")
     x = rng.standard_normal((203, 4097))
     expected = expected_outputs(network, x)
     for batch_size in (1, 7, 16, 17, 100, 1000):
@@ -211,7 +200,7 @@ def test_layers_too_wide_for_a_tile_go_to_the_blas():
 
 
 def test_empty_batch_gives_empty_output():
-    network = random_network(np.random.default_rng(3), [4, 3, 2], "relu", "softmax")
+    network = random_network([4, 3, 2], rng=np.random.default_rng(3), hidden="relu", output="softmax")
     out = network.predict(np.zeros((0, 4), np.float32))
     assert out.shape == (0, 2)
     assert out.dtype == np.float32
@@ -219,7 +208,7 @@ def test_empty_batch_gives_empty_output():
 
 
 def test_one_dimensional_input_gives_one_dimensional_output():
-    network = random_network(np.random.default_rng(4), [4, 3, 2], "relu", "softmax")
+    network = random_network([4, 3, 2], rng=np.random.default_rng(4), hidden="relu", output="softmax")
     x = np.array([0.1, -0.2, 0.3, 0.4])
     out = network.predict(x)
     assert out.shape == (2,)
@@ -254,7 +243,7 @@ def input_layouts(rng, rows, cols):
 @pytest.mark.parametrize("layout", list(input_layouts(np.random.default_rng(0), 2, 2)))
 def test_input_layouts_match_reference(layout):
     rng = np.random.default_rng(5)
-    network = random_network(rng, [29, 40, 6], "sigmoid", "softmax")
+    network = random_network([29, 40, 6], rng=rng, hidden="sigmoid", output="softmax")
     x = input_layouts(rng, 301, 29)[layout]
     assert_close_to_reference(network.predict(x), expected_outputs(network, x.astype(np.float64)))
 
@@ -266,7 +255,7 @@ def test_no_copy_of_the_batch_is_made_in_python(dtype, order):
     NumPy allocates nothing but the output, for any batch size."""
     import tracemalloc
 
-    network = random_network(np.random.default_rng(6), [784, 50, 10], "sigmoid", "softmax")
+    network = random_network([784, 50, 10], rng=np.random.default_rng(6), hidden="sigmoid", output="softmax")
     x = np.asarray(np.random.default_rng(7).uniform(0, 255, (20_000, 784)), dtype=dtype, order=order)
     output_bytes = 20_000 * 10 * 4
     tracemalloc.start()
@@ -282,9 +271,9 @@ def test_no_copy_of_the_batch_is_made_in_python(dtype, order):
 def test_uint8_is_scaled_inside_the_engine_unless_input_scale_says_otherwise():
     rng = np.random.default_rng(8)
     pixels = rng.integers(0, 256, (100, 16), dtype=np.uint8)
-    network = random_network(rng, [16, 12, 4], "sigmoid", "softmax")
+    network = random_network([16, 12, 4], rng=rng, hidden="sigmoid", output="softmax")
     assert_close_to_reference(network.predict(pixels), expected_outputs(network, pixels / 255.0))
-    scaled = random_network(np.random.default_rng(8), [16, 12, 4], "sigmoid", "softmax",
+    scaled = random_network([16, 12, 4], rng=np.random.default_rng(8), hidden="sigmoid", output="softmax",
                             input_scale=0.5)
     assert_close_to_reference(scaled.predict(pixels), expected_outputs(scaled, pixels * 0.5))
     floats = pixels.astype(np.float32)
@@ -310,7 +299,7 @@ def test_sigmoid_and_softmax_are_stable_at_the_float32_extremes():
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_nan_in_a_row_poisons_that_row_only(activation):
-    network = random_network(np.random.default_rng(9), [5, 7, 4], "tanh", activation)
+    network = random_network([5, 7, 4], rng=np.random.default_rng(9), hidden="tanh", output=activation)
     x = np.random.default_rng(10).standard_normal((6, 5)).astype(np.float32)
     x[2, 3] = np.nan
     out = network.predict(x)

@@ -1,4 +1,4 @@
-"""Network.to_onnx, checked by running the exported file in ONNX Runtime."""
+"""mlpinfer.save to .onnx, checked by running the exported file in ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_textbook_network_exports_and_runs_in_onnx_runtime(sample_weight_path, m
     x, labels = mnist_floats(mnist_test)
     network = mlpinfer.load(sample_weight_path)
     path = tmp_path / "textbook.onnx"
-    network.to_onnx(path)
+    mlpinfer.save(network, path)
     onnx.checker.check_model(onnx.load(path))
     theirs = run_exported(path, x)
     assert_same_answers(network.predict(x), theirs)
@@ -45,7 +45,7 @@ def test_every_activation_and_input_scale_round_trip(tmp_path, activations, inpu
     network = mlpinfer.Network.from_params(params, activations=activations,
                                            input_scale=input_scale)
     path = tmp_path / "net.onnx"
-    network.to_onnx(path)
+    mlpinfer.save(network, path)
     x = rng.random((123, 40), dtype=np.float32) * 255
     # Unscaled pixels through a random identity chain make outputs of about 200.
     assert_same_answers(network.predict(x), run_exported(path, x))
@@ -56,5 +56,5 @@ def test_every_activation_and_input_scale_round_trip(tmp_path, activations, inpu
 def test_export_is_atomic_and_leaves_no_temporary(tmp_path):
     network = mlpinfer.Network.from_params({"W1": np.ones((2, 1)), "b1": np.zeros(1)},
                                            activations=["sigmoid"])
-    network.to_onnx(tmp_path / "gate.onnx")
+    mlpinfer.save(network, tmp_path / "gate.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["gate.onnx"]

@@ -7,7 +7,6 @@ import pytest
 from framework_support import assert_not_degenerate, assert_same_answers
 
 import mlpinfer
-from mlpinfer import WeightsError
 from mlpinfer.importers import UnsupportedModelError, from_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -172,22 +171,3 @@ def dense(extra_nodes, extra_init=None, **kwargs):
 def test_refuses_what_it_cannot_run_naming_it(model, message):
     with pytest.raises(UnsupportedModelError, match=message):
         from_onnx(model)
-
-
-def test_refuses_external_data_without_opening_it(tmp_path):
-    model = dense([helper.make_node("Relu", ["z"], ["y"])])
-    weights = model.graph.initializer[0]
-    weights.data_location = TensorProto.EXTERNAL
-    weights.ClearField("raw_data")
-    weights.external_data.add(key="location", value="../../etc/passwd")
-    path = tmp_path / "external.onnx"
-    path.write_bytes(model.SerializeToString())
-    with pytest.raises(UnsupportedModelError, match="initializer 'W' keeps its data in an external"):
-        from_onnx(path)
-
-
-def test_garbage_is_a_weights_error(tmp_path):
-    path = tmp_path / "garbage.onnx"
-    path.write_bytes(b"\xff\xfe not protobuf at all")
-    with pytest.raises(WeightsError, match="not a readable ONNX model"):
-        from_onnx(path)

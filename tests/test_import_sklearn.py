@@ -45,9 +45,9 @@ def test_two_hidden_layers_and_uint8_pixels(mnist_test, mnist):
                                      random_state=1),
         x[:TRAIN], labels[:TRAIN],
     )
-    network = from_sklearn(model)
+    network = from_sklearn(model, pixel_scale=1 / 255)
     assert network.activations == ("sigmoid", "sigmoid", "softmax")
-    # uint8 pixels are scaled by 1/255 in the engine, as the float input was here.
+    # uint8 pixels are scaled by the stated 1/255 in the engine, as the float input was here.
     assert_same_answers(network.predict(mnist_test[0]), model.predict_proba(x))
 
 
@@ -63,7 +63,8 @@ def test_binary_classifier_has_one_logistic_output(mnist):
     assert network.n_outputs == 1
     assert network.activations[-1] == "sigmoid"
     assert_same_answers(network.predict(x[keep])[:, 0], model.predict_proba(x[keep])[:, 1])
-    np.testing.assert_array_equal(model.classes_[network.classify(x[keep])], model.predict(x[keep]))
+    np.testing.assert_array_equal(network.classify(x[keep]), model.predict(x[keep]))
+    np.testing.assert_array_equal(network.classes_, ["eight", "three"])
 
 
 def test_multilabel_classifier_has_logistic_outputs(mnist):

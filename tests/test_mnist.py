@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import assert_close_to_reference
+from support import assert_close_to_reference, reference_outputs
 
 import mlpinfer
-from mlpinfer import reference
 
 TEXTBOOK_ACCURACY = 0.9352  # ../shared/data/README.md
 
@@ -21,11 +20,6 @@ def textbook(sample_weight_path):
 def pixels(mnist_test):
     images, labels = mnist_test
     return images.reshape(len(images), -1), labels
-
-
-def reference_outputs(network, x):
-    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
-    return reference.forward(layers, x)
 
 
 def test_architecture_is_the_textbooks(textbook):

@@ -125,7 +125,7 @@ def test_gil_is_released_during_compute():
 
 def test_loading_while_predicting(tmp_path: Path):
     network = make_network(6)
-    network.save(tmp_path / "net.npz")
+    mlpinfer.save(network, tmp_path / "net.npz")
     params = {k: np.asarray(v) for k, v in network.params().items()}
     x = np.random.default_rng(7).standard_normal((257, network.n_inputs)).astype(np.float32)
     expected = network.predict(x)
@@ -144,7 +144,7 @@ def test_loading_while_predicting(tmp_path: Path):
                     loaded = mlpinfer.Network.from_params(params, hidden="tanh", output="softmax")
                 else:
                     loaded = make_network(6)
-                    loaded.save(tmp_path / f"copy-{index}-{round_}.npz")
+                    mlpinfer.save(loaded, tmp_path / f"copy-{index}-{round_}.npz")
                 np.testing.assert_array_equal(loaded.predict(x), expected)
         finally:
             stop.set()

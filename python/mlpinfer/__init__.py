@@ -1,10 +1,11 @@
 """mlpinfer: fast, exact CPU inference for multilayer perceptrons."""
 
 from ._cpu import cpu_info
+from . import importers  # noqa: F401 - registers the Keras, PyTorch and ONNX formats
 from ._errors import DataError, MlpinferError, WeightsError
-from ._network import Layer, Network, get_num_threads, load, set_num_threads
+from ._network import Layer, Network, get_num_threads, set_num_threads
 from ._network import _core as _engine  # _network explains a failed import of it
-from .importers import convert
+from .formats import convert, load, save
 
 __version__: str = _engine.__version__
 
@@ -19,5 +20,6 @@ __all__ = [
     "cpu_info",
     "get_num_threads",
     "load",
+    "save",
     "set_num_threads",
 ]

@@ -33,7 +33,9 @@ import numpy as np
 
 from . import _core, _shipped, datasets, reference
 from ._cpu import ISA_VARIABLE, cpu_info, describe_kernels
-from ._network import Network, load
+from ._network import Network
+from ._progress import Progress, stderr_is_terminal
+from .formats import load, save
 
 __all__ = ["add_arguments", "run"]
 
@@ -107,7 +109,7 @@ def _onnxruntime_engine(network: Network, threads: int, workdir: Path) -> Forwar
 
     path = workdir / "network.onnx"
     if not path.exists():
-        network.to_onnx(path)
+        save(network, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -242,11 +244,18 @@ def run(args: argparse.Namespace) -> int:
     images = _positive_list(str(args.images), "--images")[0]
     engine_names = args.engines.split(",")
     source, pixels = _images(args.data, images)
-    # Every engine gets the floats the network expects: x / 255 (the textbook's input)
-    # unless the network scales its input itself (e.g. a Keras Rescaling layer).
+    # Every engine gets the floats that the pixels stand for: x / 255 for the textbook's
+    # networks, x itself for one that scales its input (e.g. a Keras Rescaling layer).
+    if network.pixel_scale is None:
+        raise ValueError(
+            f"{args.weights}: bench runs the network on uint8 images, and this network does "
+            "not record the scale of its pixels; write a copy that does: mlpinfer convert "
+            "--pixel-scale 1/255 (or 1) IN OUT.npz"
+        )
     floats = pixels.astype(np.float32)
-    if network.input_scale is None:
-        floats /= np.float32(255)
+    ratio = network.pixel_scale / _float_scale(network)
+    if ratio != 1.0:
+        floats /= np.float32(1 / ratio)  # 255 exactly for the textbook's networks
     expected = np.argmax(
         reference.forward(_reference_layers(network), floats, _float_scale(network)), axis=1)
     environment = _environment(network)
@@ -254,6 +263,10 @@ def run(args: argparse.Namespace) -> int:
     results: list[Measurement] = []
     efficiency: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    # On stderr, and only for a person watching: stdout stays the report (or JSON).
+    steps = len(thread_counts) * len(engine_names) * len(batch_sizes)
+    progress = Progress("bench", steps, unit="runs") if stderr_is_terminal() else None
+    done = 0
     with tempfile.TemporaryDirectory() as workdir:
         for threads in thread_counts:
             # Every BLAS and OpenMP pool in the process (NumPy's, PyTorch's) gets the
@@ -261,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             # threadpool_limits costs hundreds of microseconds, far more than a call.
             limits = threadpool_limits(threads)
             for name in engine_names:
+                done += len(batch_sizes)  # counted up front: a skipped engine's runs are done
                 if name in skipped:
                     continue
                 if families and name.startswith("mlpinfer"):
@@ -280,12 +294,17 @@ def run(args: argparse.Namespace) -> int:
                     skipped[name] = (f"not timed: its labels differ from the reference's on "
                                      f"{disagreements} of {len(labels)} images")
                     continue
-                for batch_size in batch_sizes:
+                for position, batch_size in enumerate(batch_sizes, start=1):
                     seconds, calls = _time_runs(forward, inputs, batch_size, args.repeats,
                                                 args.min_seconds)
                     results.append(Measurement(name, threads, batch_size,
                                                len(inputs) / seconds, seconds / calls * 1e6))
+                    if progress:
+                        progress.update(done - len(batch_sizes) + position)
             limits.restore_original_limits()
+    if progress:
+        progress.update(steps)
+        progress.close()
     _add_ratios(results)
     efficiency += _flop_rates(network, results, floats.shape, max(batch_sizes), args)
     if worker:  # the parent adds the ceiling and the contention runs

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -15,10 +17,12 @@ import numpy as np
 
 from . import _shipped, datasets
 from ._cpu import cpu_info, describe_kernels
-from ._errors import MlpinferError
-from ._network import Network, load
+from ._errors import DataError, MlpinferError
+from ._files import write_atomically
+from ._network import Network, _core
 from ._png import read_png_gray
 from ._progress import Progress, stderr_is_terminal
+from .formats import convert, load
 
 __all__ = ["main"]
 
@@ -35,23 +39,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (UserError, MlpinferError, OSError, ValueError, TypeError, ImportError) as error:
-        message = getattr(error, "strerror", None) if isinstance(error, OSError) else None
-        detail = f"{message}: {error.filename}" if message and error.filename else str(error)
-        print(f"mlpinfer: error: {detail}", file=sys.stderr)
+        print(f"mlpinfer: error: {_describe(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mlpinfer: interrupted", file=sys.stderr)
         return 130
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless there is none to show (None, False) or its help
+    already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _pixel_scale(text: str) -> float:
+    """``1/255`` or a number."""
+    numerator, _, denominator = text.partition("/")
+    try:
+        value = float(numerator) / float(denominator) if denominator else float(numerator)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number such as 1/255 or 1.0, got {text!r}") from None
+    return value
+
+
+_PIXEL_SCALE_HELP = ("what uint8 pixels are multiplied by, for a network whose file does not "
+                     "record it (an ONNX, PyTorch or Keras file without a scaling layer): 1/255 "
+                     "if it was trained on pixels / 255, 1 if on raw 0-255 values")
+
+
+def _describe(error: BaseException) -> str:
+    message = getattr(error, "strerror", None) if isinstance(error, OSError) else None
+    return f"{message}: {error.filename}" if message and error.filename else str(error)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mlpinfer", description="Run multilayer perceptrons on mlpinfer's C++ engine."
+        prog="mlpinfer", description="Run multilayer perceptrons on mlpinfer's C++ engine.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version",
+                        version=f"mlpinfer {_core.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shipped = ", ".join(_shipped.NETWORKS)
 
-    evaluate = commands.add_parser(
+    def add_parser(name: str, **options: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, formatter_class=_HelpFormatter, **options)
+
+    evaluate = add_parser(
         "evaluate", help="accuracy, per-class accuracy and confusion matrix on a test set",
         description="Classify a labelled test set and report accuracy, per-class accuracy, "
         "the confusion matrix and images per second. With no arguments: the shipped digits "
@@ -66,26 +104,35 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=100, help="images per engine call")
     evaluate.add_argument("--threads", type=int, default=None, help="engine threads")
     evaluate.add_argument("--errors", metavar="FILE.png",
-                          help="draw the misclassified images (needs matplotlib)")
+                          help="draw the first 100 misclassified images (needs matplotlib); "
+                               "the suffix names the image format: .png, .pdf, .svg, .jpg ...")
+    evaluate.add_argument("--pixel-scale", type=_pixel_scale, help=_PIXEL_SCALE_HELP)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a report")
     evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser(
+    predict = add_parser(
         "predict", help="label and top-3 probabilities of images",
-        description="Classify images given as .npy arrays, IDX files or 28x28 grayscale PNGs.",
+        description="Classify images given as .npy arrays, IDX files or grayscale PNGs of the "
+        "network's input size (28x28 for the shipped networks). Images are read as MNIST "
+        "draws them: a white digit (255) on a black background (0); a black-on-white "
+        "drawing needs --invert. Colour PNGs are turned into gray (ITU-R BT.601 luma). "
+        "A file that cannot be read gets one error line; the others are still classified.",
     )
     predict.add_argument("--weights", default="digits",
-                         help=f"weight file or shipped network ({shipped}); default digits")
+                         help=f"weight file or shipped network ({shipped})")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy, IDX or PNG file")
+    predict.add_argument("--invert", action="store_true",
+                         help="invert uint8 pixels (255 - x): for dark digits on a light background")
+    predict.add_argument("--pixel-scale", type=_pixel_scale, help=_PIXEL_SCALE_HELP)
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(run=_predict)
 
-    info = commands.add_parser("info", help="layers, parameters and checksum of a network")
+    info = add_parser("info", help="layers, parameters and checksum of a network")
     info.add_argument("weights", metavar="PATH|NAME")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=_info)
 
-    convert = commands.add_parser(
+    convert = add_parser(
         "convert", help="convert a network between formats",
         description="Read a network by its content (native .npz, textbook .pkl, ONNX, Keras "
         ".keras, PyTorch) and write it in the format named by OUT's suffix: .npz, .pkl, "
@@ -99,9 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--hidden", help="hidden activation of a .pkl/.npz without a header")
     convert.add_argument("--output", help="output activation of a .pkl/.npz without a header")
     convert.add_argument("--input-scale", type=float, help="input scale of such a file")
+    convert.add_argument("--pixel-scale", type=_pixel_scale, help=_PIXEL_SCALE_HELP)
     convert.set_defaults(run=_convert)
 
-    bench = commands.add_parser(
+    bench = add_parser(
         "bench", help="throughput and latency against NumPy, ONNX Runtime and PyTorch",
         description="Benchmark mlpinfer against the NumPy reference and, when installed, "
         "ONNX Runtime and PyTorch, on the same network and inputs.",
@@ -153,12 +201,17 @@ def _classify_timed(network: Network, images: np.ndarray, batch_size: int,
 
 def _evaluate(args: argparse.Namespace) -> int:
     weights = args.weights or ("fashion" if args.data == "fashion-mnist" else "digits")
-    network = load(weights)
+    network = load(weights, pixel_scale=args.pixel_scale)
     title, images, labels = _load_data(args.data)
+    if network.classes_.dtype.kind not in "iu" or network.classes_.min() < 0:
+        raise UserError(
+            f"{weights}: evaluate compares with a test set's labels 0, 1, 2 ...; this "
+            f"network's classes are {network.classes_.tolist()!r:.60}"
+        )
     if len(images) == 0:
         raise UserError(f"{title} holds no images")
     predicted, elapsed = _classify_timed(network, images, args.batch_size, args.threads)
-    classes = max(network.n_outputs, int(labels.max()) + 1)
+    classes = max(network.n_outputs, int(labels.max()) + 1, int(predicted.max()) + 1)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     classified = predicted >= 0  # -1 marks a NaN output: counted apart, never as class 0
     np.add.at(confusion, (labels[classified], predicted[classified]), 1)
@@ -181,7 +234,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "threads": args.threads,
     }
     if args.errors:
-        _draw_errors(Path(args.errors), images, labels, predicted)
+        report["errors_drawn"] = _draw_errors(Path(args.errors), images, labels, predicted)
         report["errors_image"] = args.errors
     if args.json:
         print(json.dumps(report, indent=2))
@@ -202,12 +255,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for c in range(classes):
         print(f"  {c:>2} " + "".join(f"{v:>{width}}" for v in confusion[c]))
     if args.errors:
-        print(f"\nmisclassified images drawn to {args.errors}")
+        print(f"\n{report['errors_drawn']} misclassified images drawn to {args.errors}")
     return 0
 
 
 def _draw_errors(path: Path, images: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
-                 limit: int = 100) -> None:
+                 limit: int = 100) -> int:
+    """Draw the first ``limit`` misclassified images into ``path``; returns how many."""
     try:
         import matplotlib
 
@@ -217,37 +271,84 @@ def _draw_errors(path: Path, images: np.ndarray, labels: np.ndarray, predicted: 
         raise UserError(
             "--errors needs matplotlib: pip install 'mlpinfer[plot]' (or pip install matplotlib)"
         ) from None
-    wrong = np.flatnonzero(predicted != labels)[:limit]
+    all_wrong = np.flatnonzero(predicted != labels)
+    wrong = all_wrong[:limit]
     columns = 10
     rows = max(1, -(-len(wrong) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, index in zip(axes.flat, wrong, strict=False):
-        axis.imshow(images[index].reshape(28, 28), cmap="gray_r")
-        axis.set_title(f"{predicted[index]} (true {labels[index]})", fontsize=7)
-    figure.suptitle(f"{len(wrong)} misclassified images: predicted (true)", fontsize=9)
-    figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.part")
     try:
-        figure.savefig(temporary, format="png", dpi=100)
-        temporary.replace(path)
+        image_format = path.suffix.lower().lstrip(".")
+        supported = figure.canvas.get_supported_filetypes()
+        if image_format not in supported:
+            raise UserError(
+                f"--errors {path}: the suffix names the image format; use one of "
+                f"{', '.join('.' + name for name in sorted(supported))}"
+            )
+        for axis in axes.flat:
+            axis.axis("off")
+        for axis, index in zip(axes.flat, wrong, strict=False):
+            axis.imshow(images[index].reshape(28, 28), cmap="gray_r")
+            axis.set_title(f"{predicted[index]} (true {labels[index]})", fontsize=7)
+        which = (f"first {len(wrong)} of {len(all_wrong)}" if len(wrong) < len(all_wrong)
+                 else f"all {len(all_wrong)}")
+        figure.suptitle(f"{which} misclassified images: predicted (true)", fontsize=9)
+        figure.tight_layout()
+        write_atomically(path, lambda stream: figure.savefig(stream, format=image_format, dpi=100))
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
+    return len(wrong)
 
 
 # --------------------------------------------------------------------------- predict
 
+# Formats a user may hand to predict by mistake, by their first bytes.
+_OTHER_FORMATS = ((b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                  (b"BM", "a BMP image"), (b"RIFF", "a RIFF (WebP?) file"),
+                  (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+                  (b"PK\x03\x04", "a zip archive (.npz?)"))
+_EXPECTED_INPUT = "predict reads grayscale PNG, .npy (uint8 or float) and IDX files"
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A .npy array, refused from its header when the file cannot hold what it declares."""
+    with open(path, "rb") as stream:
+        try:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise DataError(f"{path}: .npy format version {version} is not supported")
+        except ValueError as error:  # NumPy's own words for a bad header
+            raise DataError(f"{path}: not a readable .npy file ({error})") from None
+        if dtype.kind not in "biuf" or dtype.hasobject:
+            raise DataError(f"{path}: a .npy of dtype {dtype}; expected numbers (uint8 or float)")
+        declared = math.prod(shape) * dtype.itemsize
+        available = os.fstat(stream.fileno()).st_size - stream.tell()
+        if declared > available:
+            raise DataError(
+                f"{path}: the .npy header declares shape {shape} of {dtype} ({declared:,} "
+                f"bytes) but the file holds {available:,} bytes after it"
+            )
+        data = np.fromfile(stream, dtype=dtype, count=math.prod(shape))
+    return data.reshape(shape, order="F" if fortran else "C")
+
+
 def _read_images(path: Path, width: int) -> np.ndarray:
     with open(path, "rb") as stream:
-        head = stream.read(8)
+        head = stream.read(512)
     if head.startswith(b"\x89PNG"):
-        images = read_png_gray(path)[np.newaxis]
+        images = read_png_gray(path, pixels=width)[np.newaxis]
     elif head.startswith(b"\x93NUMPY"):
-        images = np.load(path, allow_pickle=False)
-    else:
+        images = _read_npy(path)
+    elif head[:2] == b"\x00\x00" or head[:2] == b"\x1f\x8b":  # IDX, or gzip (of IDX)
         images = datasets.read_idx(path)
+    else:
+        what = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
+        if what is None:
+            what = "a text file" if _looks_like_text(head) else "not a PNG, .npy or IDX file"
+        raise DataError(f"{path}: {what}; {_EXPECTED_INPUT}")
     if images.ndim == 2 and images.size == width:
         images = images[np.newaxis]
     if images.ndim == 1:
@@ -257,28 +358,56 @@ def _read_images(path: Path, width: int) -> np.ndarray:
     return images
 
 
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any(byte < 9 or 13 < byte < 32 for byte in head)
+
+
 def _predict(args: argparse.Namespace) -> int:
-    network = load(args.weights)
+    network = load(args.weights, pixel_scale=args.pixel_scale)
     results = []
+    failed = 0
     for name in args.inputs:
         path = Path(name)
-        images = _read_images(path, network.n_inputs)
-        probabilities = np.atleast_2d(network.predict(images))
+        try:
+            images = _read_images(path, network.n_inputs)
+            if images.dtype == np.uint8 and network.pixel_scale is None:
+                raise UserError(
+                    f"{path}: uint8 pixels, and {args.weights} does not record the scale of "
+                    "the pixels it was trained on: state it with --pixel-scale 1/255 (trained "
+                    "on pixels / 255) or --pixel-scale 1 (on raw 0..255 values)"
+                )
+            if args.invert:
+                if images.dtype != np.uint8:
+                    raise UserError(f"{path}: --invert needs uint8 pixels, got {images.dtype}")
+                images = 255 - images
+            probabilities = np.atleast_2d(network.predict(images))
+        except (UserError, MlpinferError, OSError, ValueError, TypeError) as error:
+            # One line per file that cannot be read or run (int16 pixels, uint8 for a
+            # network with no pixel scale); the others are still classified.
+            message = _describe(error)
+            where = "" if name in message else f"{name}: "
+            print(f"mlpinfer: error: {where}{message}", file=sys.stderr)
+            failed += 1
+            continue
         labels = network.classify(images)
         for index, (row, label) in enumerate(zip(probabilities, np.atleast_1d(labels), strict=True)):
             top = np.argsort(row)[::-1][:3]
             results.append({
                 "input": name if len(images) == 1 else f"{name}[{index}]",
-                "label": int(label),
-                "top3": [[int(k), float(row[k])] for k in top],
+                "label": label.item(),
+                "top3": [[network.classes_[k].item(), float(row[k])] for k in top],
             })
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    for result in results:
-        top = "  ".join(f"{k}: {p:.3f}" for k, p in result["top3"])
-        print(f"{result['input']}: {result['label']}   ({top})")
-    return 0
+    else:
+        for result in results:
+            top = "  ".join(f"{k}: {p:.3f}" for k, p in result["top3"])
+            print(f"{result['input']}: {result['label']}   ({top})")
+    return 2 if failed else 0
 
 
 # --------------------------------------------------------------------------- info
@@ -301,6 +430,8 @@ def _info(args: argparse.Namespace) -> int:
         "dtype": "float32",
         "input_scale": network.input_scale,
         "cpu": cpu_info(),
+        "pixel_scale": network.pixel_scale,
+        "classes": network.classes_.tolist(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -312,18 +443,20 @@ def _info(args: argparse.Namespace) -> int:
         print(f"layer {number:<5} {layer['inputs']} -> {layer['outputs']} {layer['activation']}"
               f" ({layer['parameters']:,} parameters)")
     print(f"parameters  {report['parameters']:,} (float32)")
-    scale = network.input_scale
-    print("input scale " + ("1/255 for uint8 pixels, 1 for floats" if scale is None else repr(scale)))
+    scale, pixels = network.input_scale, network.pixel_scale
+    print("input scale " + ("none (floats as given)" if scale is None else repr(scale)))
+    print("pixel scale " + ("not recorded (uint8 input is refused; see --pixel-scale)"
+                            if pixels is None else f"{pixels!r} for uint8 pixels"))
+    print(f"classes     {report['classes']!r:.70}")
     print(f"kernels     {describe_kernels(report['cpu'])}")
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .importers import convert
-
     architecture = args.architecture.split(",") if args.architecture else None
     network = convert(args.source, args.destination, architecture=architecture,
-                      hidden=args.hidden, output=args.output, input_scale=args.input_scale)
+                      hidden=args.hidden, output=args.output, input_scale=args.input_scale,
+                      pixel_scale=args.pixel_scale)
     print(f"wrote {args.destination}: {network!r}")
     return 0
 

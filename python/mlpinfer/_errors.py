@@ -11,3 +11,9 @@ class WeightsError(MlpinferError, ValueError):
 
 class DataError(MlpinferError, ValueError):
     """A dataset file is missing, corrupt, truncated or inconsistent."""
+
+
+# Tracebacks and reprs name them where users import them from, not this private module.
+for _error in (MlpinferError, WeightsError, DataError):
+    _error.__module__ = "mlpinfer"
+del _error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,7 +19,14 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], N
     are 0600).
     """
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    if not target.parent.is_dir():  # else mkstemp's error would name its temporary file
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write {os.fspath(path)}: no such folder", os.fspath(target.parent)
+        )
+    # mkstemp opens a new file with O_EXCL under a random name: a symlink planted where
+    # the temporary file would go is never followed.
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                         dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)

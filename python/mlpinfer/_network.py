@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +11,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _loading, _shipped
 from ._errors import WeightsError
-from ._files import write_atomically
+from ._params import is_float32_number, ordered_layers
+from ._progress import Progress
 
 try:
     from . import _core
@@ -25,10 +24,11 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"the import error was: {error}"
     ) from error
 
-__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "load", "set_num_threads"]
+__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "set_num_threads"]
 
 ACTIVATIONS = ("identity", "sigmoid", "relu", "tanh", "softmax")
 _PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
+_VERBOSE_ROWS = 8192  # rows per engine call while predict(verbose=1) draws its progress bar
 _ENGINE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
 
 
@@ -103,11 +103,29 @@ def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
 class Network:
     """A dense multilayer perceptron running on mlpinfer's C++ engine.
 
-    ``input_scale`` multiplies every input before the first layer. ``None`` means:
-    uint8 input is pixels and is scaled by 1/255, float input is used as it is.
+    ``input_scale`` multiplies float input before the first layer (``None``: used as it
+    is). ``pixel_scale`` multiplies uint8 input (pixels):
+
+    - ``"auto"`` (the default): ``input_scale`` when that is set (uint8 values are then
+      numbers, as in NumPy and Keras), otherwise 1/255, the textbook's convention
+      (``load_mnist(normalize=True)``) that ``sample_weight.pkl`` and every W1..Wn, b1..bn
+      dict follows;
+    - a number: what the network was trained on, e.g. 1.0 for raw 0..255 values;
+    - ``None``: not known (networks imported from a framework whose file does not say);
+      uint8 input is then refused with an error that says how to state it.
+
+    ``classes`` are the labels that `classify` returns for each output (two for a
+    single sigmoid output), as scikit-learn's ``classes_``; ``None``: the indices.
     """
 
-    def __init__(self, layers: Sequence[Layer], *, input_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        *,
+        input_scale: float | None = None,
+        pixel_scale: float | str | None = "auto",
+        classes: npt.ArrayLike | None = None,
+    ) -> None:
         # Copied once, here: float32, C order, read-only, finite; never aliasing the
         # caller's arrays, whose later changes would not reach the engine.
         layers = tuple(
@@ -139,24 +157,25 @@ class Network:
                     f"layer {index}: W has {layer.inputs} rows, "
                     f"previous layer has {layers[index - 2].outputs} outputs"
                 )
-        if input_scale is not None:
-            if not _loading.is_float32_number(input_scale):
-                raise WeightsError(
-                    f"input_scale must be None or a number that float32 holds as finite, "
-                    f"got {input_scale!r}"
-                )
-            input_scale = float(input_scale)
+        input_scale = _checked_scale(input_scale, "input_scale")
+        if isinstance(pixel_scale, str) and pixel_scale == "auto":
+            pixel_scale = _PIXEL_SCALE if input_scale is None else input_scale
+        else:
+            pixel_scale = _checked_scale(pixel_scale, "pixel_scale")
         self._layers = layers
         self._input_scale = input_scale
+        self._pixel_scale = pixel_scale
+        self._classes = _checked_classes(classes, layers[-1].outputs)
         self._n_inputs = layers[0].inputs
         float_scale = 1.0 if input_scale is None else input_scale
-        pixel_scale = _PIXEL_SCALE if input_scale is None else input_scale
-        # Native-order arrays of these dtypes take predict's fast path.
+        # Native-order arrays of these dtypes take predict's fast path; uint8 of a network
+        # with no known pixel scale takes the slow path, which refuses it.
         self._direct_scales = {
             np.dtype(np.float32): float_scale,
             np.dtype(np.float64): float_scale,
-            np.dtype(np.uint8): pixel_scale,
         }
+        if pixel_scale is not None:
+            self._direct_scales[np.dtype(np.uint8)] = pixel_scale
         try:
             self._engine = _core.Network([(l.weights, l.bias, l.activation) for l in layers])
         except ValueError as error:
@@ -171,13 +190,15 @@ class Network:
         output: str = "softmax",
         activations: Sequence[str] | None = None,
         input_scale: float | None = None,
+        pixel_scale: float | str | None = "auto",
+        classes: npt.ArrayLike | None = None,
     ) -> Network:
         """Build from a ``sample_weight.pkl``-style dict ``W1..Wn``, ``b1..bn``.
 
         Hidden layers use ``hidden``, the last layer ``output``, unless ``activations``
-        names one per layer.
+        names one per layer. The scales and classes are as in `Network`.
         """
-        pairs = _loading.ordered_layers(params)
+        pairs = ordered_layers(params)
         if activations is None:
             activations = [hidden] * (len(pairs) - 1) + [output]
         elif len(activations) != len(pairs):
@@ -185,7 +206,7 @@ class Network:
                 f"got {len(activations)} activations for a network of {len(pairs)} layers"
             )
         layers = [Layer(w, b, activation) for (w, b), activation in zip(pairs, activations, strict=True)]
-        return cls(layers, input_scale=input_scale)
+        return cls(layers, input_scale=input_scale, pixel_scale=pixel_scale, classes=classes)
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -194,6 +215,24 @@ class Network:
     @property
     def input_scale(self) -> float | None:
         return self._input_scale
+
+    @property
+    def pixel_scale(self) -> float | None:
+        """What uint8 input is multiplied by; ``None``: not known, uint8 is refused."""
+        return self._pixel_scale
+
+    def with_pixel_scale(self, pixel_scale: float) -> Network:
+        """This network, taking uint8 pixels multiplied by ``pixel_scale`` (1/255 for a
+        network trained on pixels / 255, 1.0 for one trained on raw 0..255 values)."""
+        if pixel_scale is None or isinstance(pixel_scale, str):
+            raise TypeError(f"pixel_scale must be a number, got {pixel_scale!r}")
+        return self._replaced(pixel_scale=pixel_scale)
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        """The labels given as ``classes`` (what weight files record), ``None`` when the
+        network has none and `classify` answers indices; `classes_` is never ``None``."""
+        return self._classes
 
     @property
     def n_inputs(self) -> int:
@@ -219,24 +258,41 @@ class Network:
         parts = [str(self.n_inputs)]
         parts += [f"{layer.outputs} {layer.activation}" for layer in self._layers]
         scale = "" if self._input_scale is None else f", input_scale={self._input_scale!r}"
+        if self._pixel_scale != (_PIXEL_SCALE if self._input_scale is None else self._input_scale):
+            scale += f", pixel_scale={self._pixel_scale!r}"
+        if self._classes is not None:
+            scale += f", classes={self._classes.tolist()!r:.60}"
         return f"Network({' -> '.join(parts)}{scale})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.params(), list(self.activations), self._input_scale))
+        return (_rebuild, (self.params(), list(self.activations), self._input_scale,
+                           self._pixel_scale, self._classes))
 
     # ------------------------------------------------------------------ inference
 
     def predict(
-        self, x: npt.ArrayLike, *, batch_size: int | None = None, threads: int | None = None
+        self,
+        x: npt.ArrayLike,
+        *,
+        batch_size: int | None = None,
+        threads: int | None = None,
+        verbose: int | bool = 0,
     ) -> np.ndarray:
         """Network outputs, float32: (N, outputs) for (N, inputs); (outputs,) for one sample.
 
-        ``x`` may be float32 (used in place when C-contiguous), float64 or uint8 (pixels),
-        and image batches (N, 28, 28) are flattened. A Python list is read as numbers.
-        ``batch_size`` splits the work into calls of at most that many rows.
+        These are the outputs (probabilities for a softmax network), as Keras's
+        ``predict`` gives them, not labels as scikit-learn's ``predict``: labels come from
+        `classify`, so ``(net.predict(x) == y).mean()`` compares probabilities with
+        labels (use ``net.accuracy(x, y)``).
+
+        ``x`` may be float32 (used in place when C-contiguous), float64 or uint8 (pixels,
+        multiplied by `pixel_scale`), and image batches (N, 28, 28) are flattened. A
+        Python list is read as numbers. ``batch_size`` splits the work into calls of at
+        most that many rows; the outputs are the same bits whatever the split.
+        ``verbose=1`` draws a progress bar on stderr, as Keras does.
         """
         thread_count = 0 if threads is None else _positive_int(threads, "threads", _MAX_THREADS)
-        if batch_size is None and type(x) is np.ndarray:
+        if batch_size is None and not verbose and type(x) is np.ndarray:
             # The common call costs well under a microsecond of Python this way; a
             # single image is computed in about as long (see benchmarks/README.md).
             scale = self._direct_scales.get(x.dtype)
@@ -248,28 +304,43 @@ class Network:
         scale = self._scale_for(batch.dtype)
         rows = batch.shape[0]
         out = np.empty((rows, self.n_outputs), dtype=np.float32)
-        step = rows if batch_size is None else batch_size
-        for start in range(0, rows, max(step, 1)):
-            stop = start + step
-            self._engine.forward(batch[start:stop], scale, out[start:stop], thread_count)
+        step = batch_size or (min(rows, _VERBOSE_ROWS) if verbose else rows)
+        progress = Progress("predict", rows, unit="rows") if verbose else None
+        try:
+            for start in range(0, rows, max(step, 1)):
+                stop = start + step
+                self._engine.forward(batch[start:stop], scale, out[start:stop], thread_count)
+                if progress:
+                    progress.update(min(stop, rows))
+        finally:
+            if progress:
+                progress.close()
         return out[0] if single else out
 
     def classify(
         self, x: npt.ArrayLike, *, batch_size: int | None = None, threads: int | None = None
     ) -> np.ndarray:
-        """Class labels (int64): the argmax of the outputs.
+        """Class labels: the argmax of the outputs (scikit-learn's ``predict``).
 
-        A single-output network answers 0 or 1: 1 where a sigmoid output is >= 0.5
-        (or any other output >= 0). A row whose output is NaN gets the label -1.
+        The labels are `classes_` when the network records its classes (as a network
+        imported from a scikit-learn classifier does), else indices (int64). A
+        single-output network answers index 0 or 1: 1 where a sigmoid output is >= 0.5
+        (or any other output >= 0). A row whose output is NaN gets the index -1; a
+        network with classes refuses it (no class stands for "no answer").
         """
         outputs = self.predict(x, batch_size=batch_size, threads=threads)
         matrix = np.atleast_2d(outputs)
-        if self.n_outputs == 1:
-            threshold = 0.5 if self._layers[-1].activation == "sigmoid" else 0.0
-            labels = (matrix[:, 0] >= threshold).astype(np.int64)
-        else:
-            labels = np.argmax(matrix, axis=1).astype(np.int64)
-        labels[np.isnan(matrix).any(axis=1)] = -1
+        unanswered = np.isnan(matrix).any(axis=1)
+        if self._classes is not None and unanswered.any():
+            raise ValueError(
+                f"{int(unanswered.sum())} of {len(matrix)} rows gave a NaN output (the "
+                f"first is row {int(np.argmax(unanswered))}) and have no class; "
+                "predict(x) shows the outputs"
+            )
+        labels = self._labels_of(matrix)
+        if self._classes is None:
+            labels = labels.astype(np.int64)
+            labels[unanswered] = -1
         return labels[0] if outputs.ndim == 1 else labels
 
     def accuracy(
@@ -281,20 +352,115 @@ class Network:
         threads: int | None = None,
     ) -> float:
         """Fraction of samples whose label equals ``t`` (labels, or one-hot rows)."""
-        labels = np.atleast_1d(self.classify(x, batch_size=batch_size, threads=threads))
-        truth = self.true_labels(t)
-        if truth.shape[0] != labels.shape[0]:
-            raise ValueError(
-                f"t must hold one label or one-hot row per sample ({labels.shape[0]}), "
-                f"got shape {np.shape(t)}"
+        correct = self._correct(x, t, batch_size=batch_size, threads=threads)
+        return float(np.count_nonzero(correct)) / correct.shape[0]
+
+    # ------------------------------------------------------------------ conventions
+    # scikit-learn's and Keras's names for the same work, spelled as they spell them.
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The labels `classify` returns: the recorded classes, else the output indices
+        (``[0, 1]`` for a single output), as scikit-learn's ``classes_``."""
+        if self._classes is not None:
+            return self._classes
+        return np.arange(max(2, self.n_outputs))
+
+    @property
+    def n_features_in_(self) -> int:
+        """Inputs per sample, as scikit-learn names it."""
+        return self.n_inputs
+
+    def __call__(self, x: npt.ArrayLike, **options: Any) -> np.ndarray:
+        """`predict`, as a Keras model is called: ``net(x)``."""
+        return self.predict(x, **options)
+
+    def predict_proba(
+        self, x: npt.ArrayLike, *, batch_size: int | None = None, threads: int | None = None
+    ) -> np.ndarray:
+        """Class probabilities, one column per entry of `classes_` (scikit-learn's
+        ``predict_proba``): the outputs of a softmax or sigmoid network; a single sigmoid
+        output p becomes the two columns 1 - p and p."""
+        last = self._layers[-1].activation
+        if last not in ("softmax", "sigmoid"):
+            raise TypeError(
+                f"predict_proba needs a softmax or sigmoid output; this network's output is "
+                f"{last}, whose values are not probabilities (predict gives them as they are)"
             )
-        if labels.shape[0] == 0:
-            raise ValueError("accuracy of an empty set is undefined: x has 0 samples")
-        return float(np.count_nonzero(labels == truth)) / labels.shape[0]
+        outputs = self.predict(x, batch_size=batch_size, threads=threads)
+        if self.n_outputs == 1:
+            return np.concatenate([1 - outputs, outputs], axis=-1)
+        return outputs
+
+    def score(
+        self, x: npt.ArrayLike, y: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
+    ) -> float:
+        """Mean accuracy of `classify` against ``y``, as a scikit-learn classifier's
+        ``score`` (``sample_weight`` weighs each sample)."""
+        correct = self._correct(x, y, batch_size=100, threads=None)
+        return float(np.average(correct, weights=sample_weight))
+
+    def evaluate(
+        self,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
+        *,
+        batch_size: int | None = 100,
+        threads: int | None = None,
+        verbose: int | bool = 0,
+        return_dict: bool = False,
+    ) -> list[float] | dict[str, float]:
+        """``[loss, accuracy]`` on labelled data, as Keras's ``evaluate`` with
+        ``metrics=["accuracy"]`` (``return_dict=True``: ``{"loss": ..., "accuracy": ...}``).
+
+        The loss is the mean cross-entropy of the true class, in float64: categorical
+        for a softmax output, binary for sigmoid outputs (each output against its
+        one-hot target), and from logits for an identity output (Keras's
+        ``from_logits=True``: softmax, or sigmoid for one output, applied first).
+        Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras clips them. Other output
+        activations have no cross-entropy and are refused.
+        """
+        outputs = np.atleast_2d(self.predict(x, batch_size=batch_size, threads=threads,
+                                             verbose=verbose)).astype(np.float64)
+        truth = np.atleast_1d(self.true_labels(y))
+        if truth.shape[0] != outputs.shape[0] or outputs.shape[0] == 0:
+            raise ValueError(
+                f"y must hold one label or one-hot row per sample ({outputs.shape[0]}, at "
+                f"least one), got shape {np.shape(y)}"
+            )
+        targets = np.zeros((outputs.shape[0], max(2, self.n_outputs)))
+        targets[np.arange(len(truth)), self._class_indices(truth)] = 1.0
+        loss = _cross_entropy(outputs, targets, self._layers[-1].activation)
+        labels = self._labels_of(outputs)
+        accuracy = float(np.count_nonzero(labels == truth)) / len(truth)
+        return {"loss": loss, "accuracy": accuracy} if return_dict else [loss, accuracy]
+
+    def summary(self, print_fn: Any = print) -> None:
+        """Print a table of the layers, as Keras's ``Model.summary``."""
+        rows = [("Layer (activation)", "Output Shape", "Param #")]
+        rows.append(("input", f"(None, {self.n_inputs})", "0"))
+        for index, layer in enumerate(self._layers, start=1):
+            rows.append((f"dense_{index} ({layer.activation})", f"(None, {layer.outputs})",
+                         f"{layer.weights.size + layer.bias.size:,}"))
+        widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]
+        lines = ["".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                 .rstrip() for row in rows]
+        rule = "-" * sum(widths)
+        total = sum(layer.weights.size + layer.bias.size for layer in self._layers)
+        pixels = ("refused (pixel scale not recorded; see with_pixel_scale)"
+                  if self._pixel_scale is None else f"multiplied by {self._pixel_scale:.6g}")
+        floats = "as given" if self._input_scale is None else f"multiplied by {self._input_scale:.6g}"
+        text = [rule, lines[0], "=" * len(rule), *lines[1:], "=" * len(rule),
+                f"Total params: {total:,} ({total * 4 / 1024:,.2f} KB, float32)",
+                f"Float input: {floats}; uint8 input: {pixels}"]
+        if self._classes is not None:
+            text.append(f"Classes: {self._classes.tolist()!r:.70}")
+        print_fn("\n".join(text))
 
     def true_labels(self, t: npt.ArrayLike) -> np.ndarray:
         """``t`` as a 1-D array of labels: labels (N,) or (N, 1), or one-hot rows (N, outputs).
 
+        One-hot rows become `classes_` labels when the network has classes, else indices.
         Lazy arrays (Dask) stay lazy: only shapes and dtypes are checked here.
         """
         truth = t if hasattr(t, "ndim") and hasattr(t, "dtype") else np.asarray(t)
@@ -306,40 +472,87 @@ class Network:
                     f"one-hot t must have {self.n_outputs} columns (one per output), "
                     f"got shape {truth.shape}"
                 )
-            return truth.argmax(axis=1)
+            indices = truth.argmax(axis=1)
+            return indices if self._classes is None else self._classes[indices]
         if truth.ndim != 1:
             raise ValueError(
                 f"t must hold one label or one-hot row per sample, as (N,) or "
                 f"(N, {self.n_outputs}); got shape {truth.shape}"
             )
+        if self._classes is not None:
+            if _is_text(truth.dtype) != _is_text(self._classes.dtype):
+                raise TypeError(
+                    f"t holds labels of dtype {truth.dtype}; this network's classes_ are "
+                    f"{self._classes.dtype} ({self._classes.tolist()!r:.60})"
+                )
+            return truth
         whole = truth.dtype.kind in "iu" or (
             truth.dtype.kind == "f"
             and (not isinstance(truth, np.ndarray) or np.array_equal(truth, np.round(truth)))
         )
         if not whole:
-            raise TypeError(f"t must hold integer labels or one-hot rows, got dtype {truth.dtype}")
+            raise TypeError(
+                f"t must hold integer labels or one-hot rows, got dtype {truth.dtype} (a "
+                "network whose outputs stand for other labels records them as classes_: "
+                "Network(..., classes=[...]))"
+            )
         return truth
-
-    # ------------------------------------------------------------------ files
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the native format (``.npz`` with a JSON header, no pickle), atomically."""
-        arrays = dict(self.params())
-        arrays[_loading.HEADER_KEY] = _loading.header_bytes(
-            list(self.activations), self._input_scale
-        )
-        write_atomically(path, lambda stream: np.savez(stream, **arrays))
-
-    def to_onnx(self, path: str | os.PathLike[str]) -> None:
-        """Write an ONNX model of this network (needs ``onnx``: ``mlpinfer[onnx]``)."""
-        from .importers import to_onnx  # the optional dependency is imported on use only
-
-        to_onnx(self, path)
 
     # ------------------------------------------------------------------ helpers
 
     def _scale_for(self, dtype: np.dtype) -> float:
+        if dtype == np.uint8 and self._pixel_scale is None:
+            raise ValueError(
+                "uint8 input: this network does not record the scale of the pixels it was "
+                "trained on, and mlpinfer does not guess. State it once: "
+                "net = net.with_pixel_scale(1/255) if it was trained on pixels / 255 (values "
+                "0..1), net.with_pixel_scale(1.0) if on raw 0..255 values (or "
+                "mlpinfer.load(path, pixel_scale=...)); or pass float input exactly as in "
+                "training"
+            )
         return self._direct_scales[dtype]
+
+    def _correct(self, x: npt.ArrayLike, t: npt.ArrayLike, *, batch_size: int | None,
+                 threads: int | None) -> np.ndarray:
+        """Per sample: whether `classify` gives its label in ``t``."""
+        labels = np.atleast_1d(self.classify(x, batch_size=batch_size, threads=threads))
+        truth = self.true_labels(t)
+        if truth.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"t must hold one label or one-hot row per sample ({labels.shape[0]}), "
+                f"got shape {np.shape(t)}"
+            )
+        if labels.shape[0] == 0:
+            raise ValueError("accuracy of an empty set is undefined: x has 0 samples")
+        return np.asarray(labels == truth)
+
+    def _labels_of(self, outputs: np.ndarray) -> np.ndarray:
+        if self.n_outputs == 1:
+            threshold = 0.5 if self._layers[-1].activation == "sigmoid" else 0.0
+            indices = (outputs[:, 0] >= threshold).astype(np.int64)
+        else:
+            indices = np.argmax(outputs, axis=1)
+        return indices if self._classes is None else self._classes[indices]
+
+    def _class_indices(self, truth: np.ndarray) -> np.ndarray:
+        """Column of each label in `classes_`; a label outside it is an error."""
+        classes = self.classes_
+        order = np.argsort(classes)
+        found = np.searchsorted(classes, truth, sorter=order)
+        found = order[np.minimum(found, len(classes) - 1)]
+        unknown = classes[found] != truth
+        if np.any(unknown):
+            raise ValueError(
+                f"label {truth[np.argmax(unknown)]!r} is not among the network's classes_ "
+                f"({classes.tolist()!r:.60})"
+            )
+        return found
+
+    def _replaced(self, **changes: Any) -> Network:
+        settings = {"input_scale": self._input_scale, "pixel_scale": self._pixel_scale,
+                    "classes": self._classes}
+        settings.update(changes)
+        return type(self)(self._layers, **settings)
 
     def _as_batch(self, x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
         array = _as_array(x)
@@ -381,60 +594,89 @@ def _as_array(x: npt.ArrayLike) -> np.ndarray:
     raise TypeError(f"expected float32, float64 or uint8 input, got dtype {dtype}{hint}")
 
 
-def _rebuild(
-    params: dict[str, np.ndarray], activations: list[str], input_scale: float | None
-) -> Network:
-    return Network.from_params(params, activations=activations, input_scale=input_scale)
+_CLIP = 1e-7  # Keras's backend.epsilon(): probabilities are clipped to [eps, 1 - eps]
 
 
-def load(
-    path: str | os.PathLike[str],
-    *,
-    hidden: str | None = None,
-    output: str | None = None,
-    input_scale: float | None = None,
-    architecture: Sequence[str] | None = None,
-) -> Network:
-    """Load a network from a weight file, or a shipped network by name.
+def _cross_entropy(outputs: np.ndarray, targets: np.ndarray, activation: str) -> float:
+    """Mean cross-entropy (float64) of outputs against one-hot targets; see `evaluate`."""
+    if activation == "identity":  # logits
+        if outputs.shape[1] == 1:
+            logit = outputs[:, 0]
+            # log(sigmoid(z)) = -log1p(exp(-z)), written to stay finite for any z
+            log_p = -np.logaddexp(0.0, -logit)
+            log_q = -np.logaddexp(0.0, logit)
+            return float(-np.mean(targets[:, 1] * log_p + targets[:, 0] * log_q))
+        shifted = outputs - outputs.max(axis=1, keepdims=True)
+        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-np.mean(np.sum(targets * log_softmax, axis=1)))
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(
+            f"evaluate: a {activation} output has no cross-entropy (it is neither "
+            "probabilities nor logits); accuracy(x, y) gives the accuracy"
+        )
+    p = np.clip(outputs, _CLIP, 1 - _CLIP)
+    if activation == "softmax":
+        return float(-np.mean(np.sum(targets * np.log(p), axis=1)))
+    if outputs.shape[1] == 1:
+        targets = targets[:, 1:]
+    bce = -(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+    return float(np.mean(bce))
 
-    ONNX, Keras (.keras) and PyTorch files are recognised by their content and read
-    through `mlpinfer.importers` (their frameworks are optional extras); a bare PyTorch
-    state_dict needs ``architecture``, its ``nn.Sequential`` layer names.
 
-    A ``sample_weight.pkl``-style pickle or ``.npz`` (``W1..Wn``, ``b1..bn``) records no
-    activations: hidden layers use ``hidden`` (default sigmoid), the last ``output``
-    (default softmax). A native file (``Network.save``) records them, and passing
-    ``hidden``/``output``/``input_scale`` for it is an error.
-    """
-    source = _shipped.resolve(path)
-    kind = _loading.sniff_path(source.path)
-    if kind in ("onnx", "keras", "torch"):
-        from .importers._convert import read_foreign  # frameworks are optional extras
-
-        return read_foreign(source.path, kind, architecture=architecture, hidden=hidden,
-                            output=output, input_scale=input_scale)
-    if architecture is not None:
+def _checked_scale(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if not is_float32_number(value):
         raise WeightsError(
-            f"{os.fspath(source.path)} is not a PyTorch file; architecture is only for a "
-            "bare PyTorch state_dict"
+            f"{name} must be None or a number that float32 holds as finite, got {value!r}"
         )
-    weight_file = _loading.read_weight_file(source.path)
-    if weight_file.activations is not None:
-        given = [name for name, v in (("hidden", hidden), ("output", output),
-                                      ("input_scale", input_scale)) if v is not None]
-        if given:
-            raise WeightsError(
-                f"{os.fspath(source.path)} records its activations and input scale; "
-                f"do not pass {', '.join(given)}"
-            )
-        return Network.from_params(
-            weight_file.params,
-            activations=weight_file.activations,
-            input_scale=weight_file.input_scale,
+    return float(value)
+
+
+def _is_text(dtype: np.dtype) -> bool:
+    return dtype.kind in "USO"
+
+
+def _checked_classes(classes: npt.ArrayLike | None, outputs: int) -> np.ndarray | None:
+    """The labels as a read-only 1-D array of numbers or strings, one per class."""
+    if classes is None:
+        return None
+    # Through object dtype, so that [1, "a"] is refused rather than read as ["1", "a"].
+    array = classes if isinstance(classes, np.ndarray) else np.array(list(classes), dtype=object)
+    if array.dtype.kind == "O" and array.ndim == 1:  # e.g. scikit-learn's classes_ of str
+        values = array.tolist()
+        for kinds, dtype in (((str,), str), ((bool, np.bool_), bool),
+                             ((int, np.integer), np.int64), ((int, float, np.number), np.float64)):
+            same = all(isinstance(v, kinds) and (dtype is bool or not isinstance(v, bool))
+                       for v in values)
+            if values and same:
+                try:
+                    array = np.array(values, dtype=dtype)
+                except OverflowError:  # e.g. 2**70 from a file's JSON
+                    raise WeightsError(
+                        f"classes must be numbers that {np.dtype(dtype)} holds"
+                    ) from None
+                break
+    array = np.array(array)  # a copy, made read-only below
+    expected = 2 if outputs == 1 else outputs
+    if array.ndim != 1 or array.dtype.kind not in "biufU":
+        raise WeightsError(
+            f"classes must be a 1-D list of numbers or strings, got {array.dtype} of "
+            f"shape {array.shape}"
         )
-    return Network.from_params(
-        weight_file.params,
-        hidden=hidden or source.hidden,
-        output=output or source.output,
-        input_scale=input_scale,
-    )
+    if array.shape[0] != expected:
+        where = "a single output has two classes" if outputs == 1 else f"{outputs} outputs"
+        raise WeightsError(f"got {array.shape[0]} classes; {where} needs {expected}")
+    if len(np.unique(array)) != expected:
+        raise WeightsError(f"classes must be distinct, got {array.tolist()!r:.80}")
+    array.flags.writeable = False
+    return array
+
+
+def _rebuild(
+    params: dict[str, np.ndarray], activations: list[str], input_scale: float | None,
+    pixel_scale: float | str | None = "auto", classes: np.ndarray | None = None,
+) -> Network:
+    return Network.from_params(params, activations=activations, input_scale=input_scale,
+                               pixel_scale=pixel_scale, classes=classes)
+

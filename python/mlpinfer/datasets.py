@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from ._download import Checksum, fetch
 from ._errors import DataError
+from .formats._budget import Budget, limit_for
 
 __all__ = [
     "CHECKSUMS",
@@ -123,7 +124,7 @@ _CHUNK = 1 << 20
 # --------------------------------------------------------------------------- IDX reader
 
 
-def read_idx(path: StrPath) -> npt.NDArray[np.uint8]:
+def read_idx(path: StrPath, *, max_bytes: int | None = None) -> npt.NDArray[np.uint8]:
     """Read an IDX file of unsigned bytes, gzip-compressed or not.
 
     Returns images ``(N, rows, cols)`` for magic 2051 and labels ``(N,)`` for magic 2049,
@@ -134,7 +135,9 @@ def read_idx(path: StrPath) -> npt.NDArray[np.uint8]:
     dimension is invalid, the gzip stream is corrupt, or the payload is not exactly the
     size the header declares. The header is read first: the payload of an uncompressed file
     is never read when its size is wrong, and at most one byte more than declared is
-    decompressed from a gzip file.
+    decompressed from a gzip file. The declared payload is at most ``max_bytes``, by default
+    100 times the file's size from 16 MiB on and at most 1 GiB (a 2 MB gzip file declaring
+    2 GB of zeros is refused before inflating); a pipe's size is unknown, so it gets 1 GiB.
     """
     name = os.fspath(path)
     try:
@@ -143,38 +146,44 @@ def read_idx(path: StrPath) -> npt.NDArray[np.uint8]:
         raise DataError(f"{name}: cannot open ({exc.strerror or exc})") from exc
     with raw:
         # peek, not read + seek: the check must not consume bytes nor require a seekable file.
-        if raw.peek(2)[:2] == _GZIP_MAGIC:
-            with gzip.GzipFile(fileobj=raw) as stream:
-                return _parse_gzip(stream, name)
         st = os.fstat(raw.fileno())
         # Only a regular file's size is known in advance; a pipe is read in chunks instead.
         size = st.st_size if stat.S_ISREG(st.st_mode) else None
-        return _parse_stream(raw, name, size, "file")
+        budget = _budget(name, size, max_bytes)
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as stream:
+                return _parse_gzip(stream, name, budget)
+        return _parse_stream(raw, name, size, "file", budget)
 
 
 def parse_idx(
-    data: bytes | bytearray | memoryview, *, name: str = "<bytes>"
+    data: bytes | bytearray | memoryview, *, name: str = "<bytes>", max_bytes: int | None = None
 ) -> npt.NDArray[np.uint8]:
     """Parse IDX content held in memory; same contract as `read_idx`.
 
     `name` is only used in error messages.
     """
     view = memoryview(data)
+    budget = _budget(name, view.nbytes, max_bytes)
     if view[:2] == _GZIP_MAGIC:
         with gzip.GzipFile(fileobj=io.BytesIO(view)) as stream:
-            return _parse_gzip(stream, name)
-    return _parse_stream(io.BytesIO(view), name, view.nbytes, "file")
+            return _parse_gzip(stream, name, budget)
+    return _parse_stream(io.BytesIO(view), name, view.nbytes, "file", budget)
 
 
-def _parse_gzip(stream: IO[bytes], name: str) -> npt.NDArray[np.uint8]:
+def _budget(name: str, size: int | None, max_bytes: int | None) -> Budget:
+    return Budget(limit_for(size, max_bytes), name=name, error=DataError)
+
+
+def _parse_gzip(stream: IO[bytes], name: str, budget: Budget) -> npt.NDArray[np.uint8]:
     try:
-        return _parse_stream(stream, name, None, "decompressed data")
+        return _parse_stream(stream, name, None, "decompressed data", budget)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{name}: corrupt gzip stream ({exc})") from exc
 
 
 def _parse_stream(
-    stream: IO[bytes], name: str, size: int | None, holder: str
+    stream: IO[bytes], name: str, size: int | None, holder: str, budget: Budget
 ) -> npt.NDArray[np.uint8]:
     """Parse header then payload; `size` is the total byte count if known in advance."""
     head = _read_upto(stream, 4)
@@ -219,6 +228,7 @@ def _parse_stream(
                 f"{name}: header declares {what} but the {holder} holds {payload} bytes "
                 f"after the {header_len}-byte header"
             )
+        budget.charge(declared, f"the payload (the header declares {what})")
         out = np.empty(declared, dtype=np.uint8)
         got = _readinto_full(stream, memoryview(out))
         if got != declared:
@@ -227,8 +237,11 @@ def _parse_stream(
             )
         return out.reshape(dims)
 
-    # Size unknown (gzip or a pipe): read in chunks so a garbage header declaring terabytes
-    # costs only what the stream really holds, and stop one byte past the declared size.
+    # Size unknown (gzip or a pipe): what the header declares is charged before anything
+    # is inflated (a gzip bomb declares what it inflates to); then read in chunks so that a
+    # garbage header costs only what the stream really holds, and stop one byte past the
+    # declared size.
+    budget.charge(declared, f"the payload (the header declares {what})")
     buf = bytearray()
     while len(buf) <= declared:
         chunk = stream.read(min(_CHUNK, declared + 1 - len(buf)))

@@ -1,39 +1,24 @@
-"""Keras 3: ``.keras`` files and in-memory chains of ``Dense`` layers.
+"""Keras 3 models in memory: chains of ``Dense`` layers -> Network.
 
 Keras needs a backend; without TensorFlow set ``KERAS_BACKEND=torch`` (or ``jax``)
-before Keras is first imported.
+before Keras is first imported. Files are read without Keras (`mlpinfer.formats.keras`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._errors import WeightsError
+from .. import formats
 from .._network import Network
-from ._common import Chain, UnsupportedModelError
+from ..formats._chain import Chain, UnsupportedModelError
+from ..formats.keras import ACTIVATIONS, keras_module
 
-__all__ = ["from_keras", "load_keras", "save_keras", "to_keras"]
+__all__ = ["from_keras", "load_keras"]
 
-_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-                "linear": "identity"}
 _COMPUTE_DTYPES = ("float32", "float64")
-
-
-def _keras() -> Any:
-    try:
-        import keras
-    except ImportError as error:
-        raise ImportError(
-            "this needs Keras 3 and a backend: pip install 'mlpinfer[keras]' and, without "
-            f"TensorFlow, set KERAS_BACKEND=torch before the first import (error: {error})"
-        ) from error
-    return keras
 
 
 def from_keras(model: Any) -> Network:
@@ -45,7 +30,7 @@ def from_keras(model: Any) -> Network:
     first ``Dense``, which becomes ``input_scale`` (an offset is folded into the first
     bias). Nested models are walked. Anything else is refused, naming the layer.
     """
-    keras = _keras()
+    keras = keras_module()
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(f"expected a keras.Model, got {type(model).__name__}")
     chain = Chain()
@@ -132,58 +117,12 @@ def _numpy(keras: Any, variable: Any) -> np.ndarray:
 
 def _activation(keras: Any, function: Any, where: str) -> str:
     name = getattr(function, "__name__", None)
-    if name not in _ACTIVATIONS or keras.activations.get(name) is not function:
+    if name not in ACTIVATIONS or keras.activations.get(name) is not function:
         raise UnsupportedModelError(f"{where}: unsupported activation {name or function!r}")
-    return _ACTIVATIONS[name]
+    return ACTIVATIONS[name]
 
 
 def load_keras(path: str | os.PathLike[str]) -> Network:
-    """A network from a ``.keras`` file (any name), loaded with ``safe_mode=True``, which
-    refuses to deserialise code such as ``Lambda`` layers."""
-    keras = _keras()
-    source = Path(path)
-    try:
-        if source.suffix == ".keras":
-            model = keras.saving.load_model(source, compile=False, safe_mode=True)
-        else:
-            # Keras picks its reader by the suffix; the content has been recognised already.
-            with tempfile.TemporaryDirectory() as scratch:
-                named = Path(scratch) / "model.keras"
-                shutil.copyfile(source, named)
-                model = keras.saving.load_model(named, compile=False, safe_mode=True)
-    except OSError as error:
-        raise WeightsError(f"cannot read {os.fspath(path)!r}: {error}") from None
-    except Exception as error:  # noqa: BLE001 - Keras, zipfile and h5py raise many types
-        raise WeightsError(
-            f"{os.fspath(path)}: Keras could not load it ({type(error).__name__}: {error})"
-        ) from None
-    return from_keras(model)
-
-
-def to_keras(network: Network) -> Any:
-    """A ``keras.Sequential`` computing ``network`` on float input (``input_scale`` is a
-    ``Rescaling`` layer)."""
-    keras = _keras()
-    layers: list[Any] = [keras.Input((network.n_inputs,))]
-    if network.input_scale is not None:
-        layers.append(keras.layers.Rescaling(network.input_scale))
-    names = {ours: theirs for theirs, ours in _ACTIVATIONS.items()}
-    dense = [keras.layers.Dense(layer.outputs, activation=names[layer.activation])
-             for layer in network.layers]
-    model = keras.Sequential(layers + dense)
-    for keras_layer, layer in zip(dense, network.layers, strict=True):
-        keras_layer.set_weights([layer.weights, layer.bias])
-    return model
-
-
-def save_keras(network: Network, path: str | os.PathLike[str]) -> None:
-    """Write ``network`` as a ``.keras`` file (Keras requires that suffix)."""
-    target = Path(path)
-    if target.suffix != ".keras":
-        raise ValueError(f"Keras writes only files named *.keras, got {target.name!r}")
-    model = to_keras(network)
-    # Keras insists on the suffix, so the temporary file beside the target has it too.
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as scratch:
-        temporary = Path(scratch) / target.name
-        model.save(temporary)
-        os.replace(temporary, target)
+    """A network from a ``.keras`` file (any name), as `mlpinfer.load`: read as data,
+    without Keras (see `mlpinfer.formats.keras`)."""
+    return formats.load(path)

@@ -1,4 +1,5 @@
-"""What every importer shares: the refusal error, optional imports and the layer chain."""
+"""What every framework reader and importer shares: the refusal error, optional imports and
+the layer chain that turns a framework's layers into a network."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ __all__ = ["Chain", "UnsupportedModelError", "require"]
 
 class UnsupportedModelError(WeightsError):
     """A model uses a layer, op or option that mlpinfer cannot run; the message names it."""
+
+
+UnsupportedModelError.__module__ = "mlpinfer.importers"  # where users import it from
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -110,7 +114,13 @@ class Chain:
             )
         self._commit(name)
 
-    def network(self) -> Network:
+    def network(self, *, classes: npt.ArrayLike | None = None,
+                pixel_scale: float | str | None = "auto") -> Network:
+        """The layers built so far, with what the file records beside them.
+
+        ``pixel_scale`` "auto" means the file does not record it: uint8 input then takes
+        the model's input scale when the model scales its input, and is refused otherwise
+        (a framework's file does not say what its pixels were divided by)."""
         if self._pending is not None:
             self._commit("identity")
         if not self._layers:
@@ -123,6 +133,8 @@ class Chain:
             params,
             activations=[activation for _, _, activation in self._layers],
             input_scale=self._scale,
+            pixel_scale=None if pixel_scale == "auto" and self._scale is None else pixel_scale,
+            classes=classes,
         )
 
     def _commit(self, activation: str) -> None:

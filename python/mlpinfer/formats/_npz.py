@@ -1,0 +1,166 @@
+"""``.npz`` weights: the textbook keys as arrays, and the native format, which adds a
+JSON header recording the activations, the input and pixel scales and the classes
+(written by `mlpinfer.save`).
+
+Members are read with ``allow_pickle=False`` after `open_zip` has charged their declared
+sizes to the budget; each ``.npy`` header is parsed by NumPy, and anything it raises on
+a broken one ends as our `WeightsError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import MlpinferError
+from .._files import write_atomically
+from .._network import Network
+from ._budget import Budget, open_zip
+from ._recorded import checked_classes, checked_scale, read_json
+from ._registry import Format, Request
+
+__all__ = ["FORMAT_VERSION", "HEADER_KEY", "NATIVE", "NPZ", "header_bytes", "read_npz"]
+
+HEADER_KEY = "mlpinfer_header"
+FORMAT_VERSION = 1
+_HEADER_MEMBER = f"{HEADER_KEY}.npy"
+
+
+def read_npz(stream: Any, budget: Budget) -> dict[str, np.ndarray]:
+    """Every member of an ``.npz`` as an array, or `WeightsError` naming the file."""
+    with open_zip(stream, budget, what="an .npz of arrays") as archive:
+        arrays: dict[str, np.ndarray] = {}
+        for member in archive.infolist():
+            key = member.filename.removesuffix(".npy")
+            label = f"member {member.filename[:80]!r}"
+            if not member.filename.endswith(".npy") or key in arrays:
+                raise budget.fail(f"expected .npy members with distinct names, found {label}")
+            try:
+                with archive.open(member) as entry:
+                    _check_npy_header(entry, member.file_size, label, budget)
+                with archive.open(member) as entry:
+                    array = np.lib.format.read_array(entry, allow_pickle=False)
+                    entry.read(1)  # reaching the end checks the CRC
+            except MlpinferError:
+                raise
+            except Exception as error:  # noqa: BLE001 - zip, zlib and .npy parsers raise many types
+                raise budget.fail(
+                    f"{label}: expected a .npy array of numbers, found {type(error).__name__}: "
+                    f"{str(error)[:200]}") from None
+            arrays[key] = array
+    return arrays
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npy_header(entry: Any, member_size: int, label: str, budget: Budget) -> None:
+    """The .npy header must declare numbers filling exactly the rest of the member: NumPy
+    allocates what the shape says before reading (a terabyte from a 1 KB member), and
+    reads only that much (bytes after it were ignored, so a shape could hide data)."""
+    version = np.lib.format.read_magic(entry)
+    if version not in _HEADER_READERS:
+        raise budget.fail(f"{label}: expected .npy version 1.0 or 2.0, found {version}")
+    shape, _, dtype = _HEADER_READERS[version](entry)
+    if dtype.hasobject or dtype.kind not in "biufc":
+        raise budget.fail(f"{label}: expected an array of numbers, found dtype {dtype}")
+    declared = math.prod(shape) * dtype.itemsize
+    holds = member_size - entry.tell()
+    if declared != holds:
+        raise budget.fail(
+            f"{label}: expected the {declared} bytes of data that its .npy header declares "
+            f"({shape} of {dtype}), found {holds}")
+
+
+def header_bytes(
+    activations: list[str],
+    input_scale: float | None,
+    pixel_scale: float | None = None,
+    classes: list[Any] | None = None,
+) -> np.ndarray:
+    text = json.dumps({
+        "format": "mlpinfer",
+        "version": FORMAT_VERSION,
+        "activations": activations,
+        "input_scale": input_scale,
+        "pixel_scale": pixel_scale,
+        "classes": classes,
+    })
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
+    """The header's recorded settings, as keywords of `Network.from_params`."""
+    if header.dtype != np.uint8 or header.ndim != 1:
+        raise budget.fail(
+            f"expected the header as uint8 bytes, found {header.dtype} of shape {header.shape}")
+    meta = read_json(header.tobytes(), "mlpinfer header", budget)
+    if not isinstance(meta, dict) or meta.get("format") != "mlpinfer":
+        raise budget.fail("header is not an mlpinfer network header")
+    version = meta.get("version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise budget.fail(
+            f"format version {str(version)[:40]}; this mlpinfer reads version {FORMAT_VERSION} "
+            "(upgrade mlpinfer for newer files)")
+    activations = meta.get("activations")
+    if not isinstance(activations, list) or not all(isinstance(a, str) for a in activations):
+        raise budget.fail("header 'activations' must be a list of names")
+    # Files written before pixel_scale existed scale uint8 as Network's "auto" does.
+    pixel_scale = meta.get("pixel_scale", "auto")
+    return {
+        "activations": activations,
+        "input_scale": checked_scale(meta.get("input_scale"), "header 'input_scale'", budget),
+        "pixel_scale": "auto" if pixel_scale == "auto" else checked_scale(
+            pixel_scale, "header 'pixel_scale'", budget),
+        "classes": checked_classes(meta.get("classes"), "header 'classes'", budget),
+    }
+
+
+def _read_native(request: Request) -> Network:
+    with request.open() as stream:
+        arrays = read_npz(stream, request.budget)
+    header = arrays.pop(HEADER_KEY, None)
+    if header is None:
+        raise request.budget.fail(f"expected the member {_HEADER_MEMBER}, found none")
+    return Network.from_params(arrays, **_read_header(header, request.budget))
+
+
+def _read_npz(request: Request) -> Network:
+    with request.open() as stream:
+        return request.network_from(read_npz(stream, request.budget))
+
+
+def _write_native(network: Network, path: Path) -> None:
+    arrays = dict(network.params())
+    classes = network.classes
+    arrays[HEADER_KEY] = header_bytes(
+        list(network.activations), network.input_scale, network.pixel_scale,
+        None if classes is None else classes.tolist())
+
+    write_atomically(path, lambda stream: np.savez(stream, **arrays))
+
+
+NATIVE = Format(
+    name="native",
+    description="native mlpinfer network (mlpinfer.save)",
+    recognise=lambda probe: probe.zip_names is not None and _HEADER_MEMBER in probe.zip_names,
+    read=_read_native,
+    write=_write_native,
+    suffixes=(".npz",),
+    records="its activations and input scale",
+)
+
+NPZ = Format(
+    name="npz",
+    description=".npz of arrays W1..Wn, b1..bn",
+    recognise=lambda probe: probe.is_zip,
+    catch_all=True,
+    read=_read_npz,
+    options=frozenset({"hidden", "output", "input_scale"}),
+    records="only weights",
+)

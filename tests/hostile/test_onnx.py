@@ -1,0 +1,284 @@
+"""Hostile and broken ONNX files: each refused with our error, naming the file.
+
+Files are made here with ``onnx.helper`` (the reader needs the ``onnx`` package for its
+message classes anyway) or as raw protobuf bytes; ONNX's own ``numpy_helper`` checks
+that what loads equals what the file says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from framework_files import corruptions
+from support import refused_in_fresh_process
+
+import mlpinfer
+from mlpinfer import WeightsError
+
+onnx = pytest.importorskip("onnx")
+helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
+
+RNG = np.random.default_rng(0)
+W = RNG.standard_normal((4, 3)).astype(np.float32)
+B = RNG.standard_normal(3).astype(np.float32)
+
+
+def model_of(nodes, initializers, *, inputs=4, elem=TensorProto.FLOAT, output="y"):
+    tensors = [value if isinstance(value, onnx.TensorProto)
+               else numpy_helper.from_array(np.asarray(value), name)
+               for name, value in initializers.items()]
+    graph = helper.make_graph(
+        nodes, "hostile", [helper.make_tensor_value_info("x", elem, ["N", inputs])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], tensors)
+    return helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 17)],
+                             ir_version=8)
+
+
+def gemm(weights="W", bias="b", out="y", **attributes):
+    return helper.make_node("Gemm", ["x", weights, bias], [out], name="fc", **attributes)
+
+
+def write(tmp_path, model, name: str = "hostile.onnx"):
+    path = tmp_path / name
+    path.write_bytes(model if isinstance(model, bytes) else model.SerializeToString())
+    return path
+
+
+def refused(tmp_path, model, match: str) -> None:
+    path = write(tmp_path, model)
+    with pytest.raises(WeightsError, match=match) as caught:
+        mlpinfer.load(path)
+    assert str(path) in str(caught.value)
+
+
+def tensor_proto(name, data_type, dims, **fields):
+    proto = onnx.TensorProto(name=name, data_type=data_type, dims=dims)
+    for field, value in fields.items():
+        if field == "raw_data":
+            proto.raw_data = value
+        else:
+            getattr(proto, field).extend(value)
+    return proto
+
+
+# --------------------------------------------------------------------------- benign
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        numpy_helper.from_array(W, "W"),
+        tensor_proto("W", TensorProto.FLOAT, [4, 3], float_data=W.reshape(-1).tolist()),
+        numpy_helper.from_array(W.astype(np.float64), "W"),
+        numpy_helper.from_array(W.astype(np.float16), "W"),
+        tensor_proto("W", TensorProto.FLOAT16, [4, 3],
+                     int32_data=W.astype(np.float16).view(np.uint16).reshape(-1).tolist()),
+        helper.make_tensor("W", TensorProto.BFLOAT16, [4, 3], W.reshape(-1).tolist()),
+    ],
+    ids=["raw-float", "float_data", "double", "raw-float16", "float16-in-int32", "bfloat16"],
+)
+def test_initializers_load_what_numpy_helper_reads(tmp_path, weights):
+    """What loads equals what the file says, read independently by onnx.numpy_helper."""
+    path = write(tmp_path, model_of([gemm()], {"W": weights, "b": B}))
+    network = mlpinfer.load(path)
+    expected = numpy_helper.to_array(weights).astype(np.float64).astype(np.float32)
+    np.testing.assert_array_equal(network.layers[0].weights, expected)
+    np.testing.assert_array_equal(network.layers[0].bias, B)
+
+
+# --------------------------------------------------------------------------- bombs
+
+
+def test_one_initializer_used_by_many_nodes_counts_per_use(tmp_path):
+    """A 4 MB initializer used by 1,500 Gemm nodes (killed the process at 9 GB)."""
+    square = np.zeros((1000, 1000), np.float32)
+    nodes = [helper.make_node("Gemm", ["x" if i == 0 else f"h{i}", "W", "b"],
+                              ["y" if i == 1499 else f"h{i + 1}"], name=f"g{i}")
+             for i in range(1500)]
+    path = write(tmp_path, model_of(nodes, {"W": square, "b": np.zeros(1000, np.float32)},
+                                    inputs=1000))
+    refused_in_fresh_process(
+        path, match=r"input 1 \('W'\) of node #\d+ needs 4000000 bytes.*budget")
+
+
+def test_dimensions_declaring_terabytes_are_refused_without_allocating(tmp_path):
+    weights = tensor_proto("W", TensorProto.FLOAT, [1 << 20, 1 << 20], raw_data=W.tobytes())
+    path = write(tmp_path, model_of([gemm()], {"W": weights, "b": B}))
+    refused_in_fresh_process(
+        path, match=r"needs 4398046511104 bytes of raw_data, the file holds 48")
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        (tensor_proto("W", TensorProto.FLOAT, [4, 3], raw_data=W.tobytes()[:-4]),
+         "FLOAT of shape \\[4, 3\\] needs 48 bytes of raw_data, the file holds 44"),
+        (tensor_proto("W", TensorProto.FLOAT, [4, 3], raw_data=W.tobytes() + bytes(4)),
+         "the file holds 52"),
+        (tensor_proto("W", TensorProto.FLOAT, [4, 3], float_data=[1.0, 2.0]),
+         "needs 12 values in float_data, found 2 values in float_data"),
+        (tensor_proto("W", TensorProto.FLOAT, [4, 3], double_data=[1.0] * 12),
+         "found 12 values in double_data"),
+        (tensor_proto("W", TensorProto.FLOAT, [4, 3]), "found no data"),
+        (tensor_proto("W", TensorProto.FLOAT, [4, 3], raw_data=W.tobytes(), float_data=[1.0]),
+         "holds raw_data and float_data"),
+        (tensor_proto("W", TensorProto.FLOAT, [4, -3], raw_data=W.tobytes()),
+         "negative dimension"),
+        (tensor_proto("W", 87, [4, 3], raw_data=W.tobytes()),
+         "element type unknown type 87; expected one of FLOAT"),
+        (tensor_proto("W", TensorProto.STRING, [1], string_data=[b"x"]),
+         "element type STRING"),
+        (tensor_proto("W", TensorProto.INT64, [4, 3], int64_data=list(range(12))),
+         "a constant of int64; expected floats"),
+        (tensor_proto("W", TensorProto.FLOAT16, [4, 3], int32_data=[70000] * 12),
+         "16-bit values in int32_data beyond 0..65535"),
+    ],
+    ids=["short-raw", "long-raw", "few-floats", "wrong-field", "no-data", "two-fields",
+         "negative-dim", "type-87", "string", "int64-weights", "float16-range"],
+)
+def test_initializers_must_hold_what_they_declare(tmp_path, weights, match):
+    refused(tmp_path, model_of([gemm()], {"W": weights, "b": B}), match)
+
+
+def test_external_data_is_refused_without_opening_it(tmp_path):
+    weights = numpy_helper.from_array(W, "W")
+    weights.data_location = TensorProto.EXTERNAL
+    weights.ClearField("raw_data")
+    weights.external_data.add(key="location", value="../../etc/passwd")
+    refused(tmp_path, model_of([gemm()], {"W": weights, "b": B}),
+            r"initializer 'W' keeps its data in an external file, which mlpinfer does not "
+            r"read yet")
+
+
+def test_segments_and_sparse_initializers_are_refused(tmp_path):
+    weights = numpy_helper.from_array(W, "W")
+    weights.segment.begin = 0
+    weights.segment.end = 6
+    refused(tmp_path, model_of([gemm()], {"W": weights, "b": B}), "a segment")
+    model = model_of([gemm()], {"W": W, "b": B})
+    model.graph.sparse_initializer.add()
+    refused(tmp_path, model, "sparse initializers are not supported")
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+def constant(value_attribute, out="k"):
+    return helper.make_node("Constant", [], [out], name="const", **value_attribute)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "match"),
+    [
+        ([gemm(alpha="two")], "attribute alpha of Gemm at node 'fc' is STRING; expected FLOAT"),
+        ([gemm(transB=1.5)], "attribute transB of Gemm at node 'fc' is FLOAT; expected INT"),
+        ([gemm(weights="x")], "does not read the running value 'x' exactly once"),
+        ([helper.make_node("Gemm", ["x"], ["y"], name="fc")],
+         "takes the running value as A, constants as B and C"),
+        ([helper.make_node("MatMul", ["x"], ["y"], name="mm")], "MatMul at node 'mm'"),
+        ([helper.make_node("Div", ["x", "zero"], ["s"], name="div"), gemm("W", "b", "y")],
+         r"scales by a finite number \(found 0.0\)"),
+        ([helper.make_node("If", ["x"], ["y"], name="branch")], "unsupported op If"),
+        ([constant({"value_float": 1.0, "value_int": 2})], "has 2 values; expected one"),
+        ([helper.make_node("Reshape", ["x", "shape"], ["r"], name="rs"), gemm("W", "b", "y")],
+         "reshapes to \\(batch, features\\)"),
+    ],
+    ids=["alpha-string", "transB-float", "weights-are-input", "gemm-one-input",
+         "matmul-one-input", "div-by-zero", "if", "constant-two-values", "reshape-float"],
+)
+def test_graphs_we_cannot_run_are_refused(tmp_path, nodes, match):
+    init = {"W": W, "b": B, "zero": np.float32(0), "shape": np.array([0.5, 4.0], np.float32)}
+    refused(tmp_path, model_of(nodes, init), match)
+
+
+def test_an_unknown_input_type_is_named(tmp_path):
+    refused(tmp_path, model_of([gemm()], {"W": W, "b": B}, elem=87),
+            "input 'x' has element type unknown type 87; expected FLOAT or DOUBLE")
+
+
+@pytest.mark.parametrize(
+    ("props", "match"),
+    [
+        ({"mlpinfer.pixel_scale": '"1/255"'}, "'mlpinfer.pixel_scale' must be null or a number"),
+        ({"mlpinfer.pixel_scale": "NaN"}, "'mlpinfer.pixel_scale' must be null or a number"),
+        ({"mlpinfer.pixel_scale": "1e39"}, "'mlpinfer.pixel_scale' must be null or a number"),
+        ({"mlpinfer.pixel_scale": "true"}, "'mlpinfer.pixel_scale' must be null or a number"),
+        ({"mlpinfer.pixel_scale": "1/255"}, "corrupt metadata_props 'mlpinfer.pixel_scale'"),
+        ({"mlpinfer.pixel_scale": "[" * 100_000}, "corrupt metadata_props"),
+        ({"mlpinfer.classes": '{"a": 1}'}, "'mlpinfer.classes' must be null or a list"),
+        ({"mlpinfer.classes": "[[0], [1], [2]]"}, "'mlpinfer.classes' must be null or a list"),
+        ({"mlpinfer.classes": '["a", "b"]'}, "got 2 classes; 3 outputs needs 3"),
+        ({"mlpinfer.classes": '[1, "a", 2]'}, "classes must be a 1-D list"),
+        ({"mlpinfer.classes": "[" + "1, " * 400_000 + "1]"}, "of at most 1048576 bytes"),
+    ],
+)
+def test_recorded_settings_of_the_wrong_kind(tmp_path, props, match):
+    model = model_of([gemm()], {"W": W, "b": B})
+    helper.set_model_props(model, props)
+    refused(tmp_path, model, match)
+
+
+def test_recorded_settings_twice_are_refused(tmp_path):
+    model = model_of([gemm()], {"W": W, "b": B})
+    for value in ("1.0", "0.5"):
+        model.metadata_props.add(key="mlpinfer.pixel_scale", value=value)
+    refused(tmp_path, model, "'mlpinfer.pixel_scale' once, found it twice")
+
+
+# --------------------------------------------------------------------------- protobuf
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def deeply_nested_graph(depth: int) -> bytes:
+    """A ModelProto whose graph's node holds a graph attribute holding ... ``depth`` deep."""
+    graph = b""
+    for _ in range(depth):
+        attribute = field(1, b"g") + field(6, graph)  # AttributeProto: name, g
+        node = field(4, b"If") + field(5, attribute)  # NodeProto: op_type, attribute
+        graph = field(1, node)  # GraphProto: node
+    return b"\x08\x08" + field(7, graph)  # ModelProto: ir_version 8, graph
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x08\x08\x12\xff\xff\xff\xff\x0f", "not a readable ONNX model"),
+        (b"\x08\x08\x3a\x05\x0a\x03", "not a readable ONNX model"),
+        (b"\x08\x08\x12\x03abc", "expected one graph input, got 0"),
+        (deeply_nested_graph(5000), "not a readable ONNX model"),
+    ],
+    ids=["length-beyond-the-file", "truncated-graph", "empty-graph", "nested-5000"],
+)
+def test_broken_protobuf(tmp_path, data, match):
+    refused(tmp_path, data, match)
+
+
+def test_corruptions_load_what_the_corrupt_file_says_or_nothing(tmp_path):
+    """ONNX has no checksum: a changed byte inside a weight changes the weight. What
+    loads must be what onnx.numpy_helper reads from the same corrupt file."""
+    data = model_of([gemm()], {"W": W, "b": B}).SerializeToString()
+    for variant in corruptions(data):
+        try:
+            network = mlpinfer.load(write(tmp_path, variant))
+        except WeightsError:
+            continue
+        initializers = onnx.load_from_string(variant).graph.initializer
+        tensors = {t.name: numpy_helper.to_array(t) for t in initializers}
+        np.testing.assert_array_equal(network.layers[0].weights, tensors["W"])
+        np.testing.assert_array_equal(network.layers[0].bias, tensors["b"])
