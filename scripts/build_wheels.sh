@@ -64,13 +64,14 @@ for arch in "${archs[@]}"; do
     # Cross build: the target's OpenBLAS wheel, imported by CMakeLists.txt in place of the
     # build machine's, and the target's extension suffix and wheel tag.
     "$build_python" -m pip download -q --no-deps --only-binary=:all: \
-      --platform "manylinux2014_$arch" -d "$work/$arch/wheels" "$openblas"
+      --platform "manylinux_2_28_$arch" -d "$work/$arch/wheels" "$openblas"
     "$build_python" -m zipfile -e "$work/$arch/wheels"/scipy_openblas32-*.whl "$work/$arch/site"
     pythonpath="$work/$arch/site"
     defines+=(
       -Ccmake.define.CMAKE_SYSTEM_NAME=Linux
       -Ccmake.define.CMAKE_SYSTEM_PROCESSOR="$arch"
       -Ccmake.define.Python_SOABI="cpython-$version-$arch-linux-gnu"
+      -Ccmake.define.PYTHON_MODULE_EXTENSION=".cpython-$version-$arch-linux-gnu.so"
     )
   fi
 
