@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-# Issue 5: every importer's network agrees with its framework to this, absolutely, on
-# the same inputs. Logits near 18 are where it bites: a float32 sum over 256 inputs is
-# off by up to 9e-6 there (PyTorch 3e-6 from the float64 result, NumPy and ONNX Runtime
-# 9e-6), which is why identity output layers accumulate in double (ours: 2e-6).
+# Every importer's network agrees with its framework to this, scaled by max(1, max |output|)
+# (the criterion of issue 14). The framework's own float32 error depends on the CPU it runs
+# on: on the 784-256-256-10 logits network, PyTorch 2.13 is 3e-6 from the float64 result on
+# a Zen 5 EPYC but 1.05e-5 on a Sapphire Rapids Xeon (logits up to 17.7), while ours is
+# 2.8e-6 on both (identity output layers accumulate in double). An absolute 1e-5 bound
+# therefore failed on the second CPU through no error of ours; one float32 ulp at 128 is
+# already 1.5e-5.
 MAX_ABS_DIFF = 1e-5
 
 
@@ -17,22 +20,12 @@ def mnist_floats(mnist_test: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray,
     return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32), labels
 
 
-def assert_same_answers(ours: np.ndarray, theirs: np.ndarray, *,
-                        per_magnitude: bool = False) -> None:
-    """|ours - theirs| <= MAX_ABS_DIFF everywhere, and the same argmax per row.
-
-    ``per_magnitude`` scales the bound by max(1, max |theirs|), for networks made up by a
-    test whose outputs go far beyond a trained network's: from 128 on, one float32 ulp
-    (1.5e-5) is more than the absolute bound, and two float32 engines that are each 1e-5
-    from the exact result (ours and ONNX Runtime, on the textbook's weights with relu
-    instead of sigmoid: logits up to 28) can differ by 1.5e-5.
-    """
+def assert_same_answers(ours: np.ndarray, theirs: np.ndarray) -> None:
+    """|ours - theirs| <= MAX_ABS_DIFF x max(1, max |theirs|), and the same argmax per row."""
     theirs = np.asarray(theirs, dtype=np.float64).reshape(ours.shape)
     error = np.abs(ours.astype(np.float64) - theirs)
     worst = np.unravel_index(int(np.argmax(error)), error.shape)
-    allowed = MAX_ABS_DIFF
-    if per_magnitude:
-        allowed *= max(1.0, float(np.max(np.abs(theirs), initial=0.0)))
+    allowed = MAX_ABS_DIFF * max(1.0, float(np.max(np.abs(theirs), initial=0.0)))
     assert error[worst] <= allowed, (
         f"max abs difference {error[worst]:.3g} > {allowed:.3g} at "
         f"{tuple(int(i) for i in worst)}: framework {theirs[worst]!r}, ours {ours[worst]!r}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from framework_support import assert_not_degenerate, assert_same_answers
 
-from mlpinfer import WeightsError
+from mlpinfer import WeightsError, reference
 from mlpinfer.importers import (
     UnsupportedModelError,
     from_torch,
@@ -54,6 +54,10 @@ def test_logits_network_matches_pytorch_on_mnist(logits_net, mnist, mnist_test):
     theirs = run(logits_net, x.reshape(-1, 1, 28, 28))
     ours = network.predict(x)
     assert_same_answers(ours, theirs)
+    # Ours against the exact result, absolutely: 2.8e-6 measured (Zen 5 and Sapphire Rapids).
+    layers = [(layer.weights, layer.bias, activation)
+              for layer, activation in zip(network.layers, network.activations, strict=True)]
+    np.testing.assert_allclose(ours, reference.forward(layers, x), rtol=0, atol=1e-5)
     assert_same_answers(network.predict(mnist_test[0]), theirs)  # uint8 pixels, scaled by 1/255
     assert_not_degenerate(ours, labels, 0.85)
 

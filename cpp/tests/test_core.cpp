@@ -206,13 +206,17 @@ void test_contract_errors() {
 
 }  // namespace
 
-int main() {
-#ifdef MLPINFER_TEST_NEEDS_X86_64_V3
-  if (!__builtin_cpu_supports("x86-64-v3")) {
-    std::printf("skipped: this build of the kernels needs AVX2 and FMA\n");
+// Usage: test_core [ISA]. With an ISA (ctest gives one per kernel family, with
+// MLPINFER_MAX_ISA set to it), the tests run only if that family is the one in use, and
+// exit 77 (skipped) when this CPU cannot run it.
+int main(int argc, char** argv) {
+  const mlpinfer::CpuInfo cpu = mlpinfer::cpu_info();
+  if (argc > 1 && cpu.isa != argv[1]) {
+    std::printf("skipped: kernels '%s' asked for, this CPU runs '%s' at most\n", argv[1],
+                cpu.isa.c_str());
     return 77;
   }
-#endif
+  std::printf("kernels in use: %s\n", cpu.isa.c_str());
   test_against_naive_reference();
   test_uint8_rows_read_in_place();
   test_contract_errors();

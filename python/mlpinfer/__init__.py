@@ -1,5 +1,6 @@
 """mlpinfer: fast, exact CPU inference for multilayer perceptrons."""
 
+from ._cpu import cpu_info
 from ._errors import DataError, MlpinferError, WeightsError
 from ._network import Layer, Network, get_num_threads, load, set_num_threads
 from ._network import _core as _engine  # _network explains a failed import of it
@@ -15,6 +16,7 @@ __all__ = [
     "WeightsError",
     "__version__",
     "convert",
+    "cpu_info",
     "get_num_threads",
     "load",
     "set_num_threads",

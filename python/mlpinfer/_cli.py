@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _shipped, datasets
+from ._cpu import cpu_info, describe_kernels
 from ._errors import MlpinferError
 from ._network import Network, load
 from ._png import read_png_gray
@@ -299,6 +300,7 @@ def _info(args: argparse.Namespace) -> int:
         "parameters": sum(layer["parameters"] for layer in layers),
         "dtype": "float32",
         "input_scale": network.input_scale,
+        "cpu": cpu_info(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -312,6 +314,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters  {report['parameters']:,} (float32)")
     scale = network.input_scale
     print("input scale " + ("1/255 for uint8 pixels, 1 for floats" if scale is None else repr(scale)))
+    print(f"kernels     {describe_kernels(report['cpu'])}")
     return 0
 
 
