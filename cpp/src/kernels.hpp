@@ -33,10 +33,13 @@ struct InputSelection {
   std::uint32_t* scratch;         // k entries, for the nonzero inputs of a group of rows
 };
 
-// The inputs one product visits: index[0..count), ascending.
+// The inputs one product visits: index[0..count), ascending. `zeros_skippable`: the list
+// comes from a zero scan (InputSelection::skip_zeros), so that a kernel may also drop the
+// inputs that are zero in every lane it computes at once.
 struct ActiveInputs {
   const std::uint32_t* index;
   std::size_t count;
+  bool zeros_skippable = false;
 };
 
 // --- Tiles: kTileRows rows with the batch in vector lanes --------------------------

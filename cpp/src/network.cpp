@@ -272,8 +272,10 @@ class Network::Pass {
       const float alpha = i == 0 ? input_scale_ : 1.0f;
       const kernels::ActiveInputs active =
           net_.skip_zero_inputs_[i]
-              ? kernels::ActiveInputs{nonzero, kernels.tile_nonzero_inputs(
-                                                   activations, layer.inputs, lanes, nonzero)}
+              ? kernels::ActiveInputs{nonzero,
+                                      kernels.tile_nonzero_inputs(activations, layer.inputs,
+                                                                  lanes, nonzero),
+                                      true}
               : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
       if (i + 1 == net_.layers_.size() && net_.double_output_) {
         kernels.tile_gemm_double(active, layer.outputs, alpha, activations, layer.weights.data(),

@@ -65,7 +65,8 @@ class Network {
   std::vector<DenseLayer> layers_;
   const kernels::KernelTable* kernels_ = nullptr;  // the family chosen for this process
   // Each layer's W with its rows padded to a multiple of 16 columns (zeros), made once
-  // at construction for the few-row kernel.
+  // at construction for the row kernels (small_gemm, and small_gemm_double for an
+  // identity output layer).
   std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
   std::size_t widest_input_ = 0;

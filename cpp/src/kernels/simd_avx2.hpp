@@ -81,7 +81,7 @@ inline void transpose_store(Vec (&rows)[kLanes], float* out, std::size_t stride)
     s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
     s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
   }
-  for (int j = 0; j < 4; ++j) {
+  for (std::size_t j = 0; j < 4; ++j) {
     _mm256_storeu_ps(out + j * stride, _mm256_permute2f128_ps(s[j], s[4 + j], 0x20));
     _mm256_storeu_ps(out + (j + 4) * stride, _mm256_permute2f128_ps(s[j], s[4 + j], 0x31));
   }
