@@ -1,14 +1,14 @@
-// Prints a digest of the core's outputs for fixed networks on fixed inputs, with the
-// kernels this CPU runs (MLPINFER_MAX_ISA caps them): every FMA family must print the
-// same digest, on any CPU, x86-64 or aarch64 (README: the same bits on every CPU).
-// Comparing needs two runs, possibly on two machines or under qemu, so this program only
-// compares when told what to expect:
-//   output_digest                    prints "kernels <isa>", a line per case, the digest
-//   output_digest <isa> <digest>     also fails (exit 1) unless the kernels in use are
-//                                    <isa> and the digest is <digest>
-// scripts/cross_aarch64.sh runs it on x86-64 under each FMA family and under
-// qemu-aarch64 for NEON. Inputs and weights come from SplitMix64, not <random>'s
-// distributions, whose results the C++ standard leaves to each library.
+// A digest of the core's outputs for fixed networks on fixed inputs, with the kernels
+// this CPU runs (MLPINFER_MAX_ISA caps them): every FMA family must give the same digest
+// on any CPU, x86-64 or aarch64 (README: the same bits on every CPU), the baseline its
+// own. test_core prints it; comparing needs two runs, possibly on two machines or under
+// qemu: scripts/cross_aarch64.sh compares x86-64's FMA families with aarch64's NEON.
+// Inputs and weights come from SplitMix64, not <random>'s distributions, whose results
+// the C++ standard leaves to each library. The cases cover every input loader (uint8,
+// float64, strided float32), every activation, the double-accumulator output layer,
+// every batch-size path from 1 row to several tiles, and two threads.
+#pragma once
+
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
@@ -19,10 +19,7 @@
 
 #include "mlpinfer/network.hpp"
 
-namespace {
-
-using mlpinfer::Activation;
-using mlpinfer::ElementType;
+namespace mlpinfer::testing {
 
 class SplitMix64 {
  public:
@@ -59,8 +56,9 @@ class Digest {
   std::uint64_t hash_ = 0xcbf29ce484222325u;
 };
 
-mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
-                                  const std::vector<Activation>& activations, SplitMix64& rng) {
+inline mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
+                                         const std::vector<Activation>& activations,
+                                         SplitMix64& rng) {
   std::vector<mlpinfer::DenseLayer> layers;
   for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
     mlpinfer::DenseLayer layer;
@@ -78,8 +76,9 @@ mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
 }
 
 // Runs one case, adds its outputs to `total`, prints its own digest.
-void run_case(const char* name, const mlpinfer::Network& network, const mlpinfer::InputView& input,
-              float scale, unsigned threads, Digest& total) {
+inline void run_case(const char* name, const mlpinfer::Network& network,
+                     const mlpinfer::InputView& input, float scale, unsigned threads,
+                     Digest& total) {
   std::vector<float> outputs(input.rows * network.output_width());
   network.forward(input, scale, outputs.data(), threads);
   Digest own;
@@ -88,15 +87,8 @@ void run_case(const char* name, const mlpinfer::Network& network, const mlpinfer
   std::printf("%-44s %016" PRIx64 "\n", name, own.value());
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc != 1 && argc != 3) {
-    std::fprintf(stderr, "usage: %s [expected-isa expected-digest]\n", argv[0]);
-    return 2;
-  }
-  const std::string isa = mlpinfer::cpu_info().isa;
-  std::printf("kernels %s\n", isa.c_str());
+// Prints a line per case (name and its own digest) and returns the digest of all.
+inline std::string output_digest() {
   SplitMix64 rng(12);
   Digest total;
 
@@ -142,18 +134,7 @@ int main(int argc, char** argv) {
 
   char digest[17];
   std::snprintf(digest, sizeof digest, "%016" PRIx64, total.value());
-  std::printf("digest %s\n", digest);
-  if (argc == 3) {
-    if (isa != argv[1]) {
-      std::printf("FAILED: kernels %s in use, %s expected\n", isa.c_str(), argv[1]);
-      return 1;
-    }
-    if (std::string(digest) != argv[2]) {
-      std::printf("FAILED: digest %s, expected %s (the outputs differ from the other run's)\n",
-                  digest, argv[2]);
-      return 1;
-    }
-    std::printf("digest matches\n");
-  }
-  return 0;
+  return digest;
 }
+
+}  // namespace mlpinfer::testing
