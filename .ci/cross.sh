@@ -4,7 +4,7 @@
 # and Clang, its tests run under qemu-aarch64 with the NEON kernels, whose output digest
 # must equal the x86-64 FMA families'. Called from .ci/run with its virtual environment
 # active (cmake, ninja, scipy-openblas32). On the 2-core Sapphire Rapids Xeon, shared
-# with other jobs (load 10), packages already installed: 6.0 min, 1.6 min of CPU.
+# with other jobs (load 10), packages already installed: 4.4 min, 1.3 min of CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
