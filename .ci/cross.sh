@@ -4,8 +4,7 @@
 # and Clang, its tests run under qemu-aarch64 with the NEON kernels, whose output digest
 # must equal the x86-64 FMA families'; then the whole package under qemu (0.9352, and
 # x86-64's outputs bit for bit). Called from .ci/run with its virtual environment active
-# (cmake, ninja, scipy-openblas32, pybind11, mlpinfer installed). On the 2-core Sapphire Rapids Xeon, shared
-# with other jobs (load 10), packages already installed: 4.4 min, 1.3 min of CPU.
+# (cmake, ninja, scipy-openblas32, pybind11, mlpinfer installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS

@@ -63,7 +63,7 @@ check_digests() {  # log, label
 
 # The host build first: its tests under each kernel family, and the reference digest.
 CXX="$host_cxx" cmake -S . -B build/cross-host -G Ninja -DMLPINFER_BUILD_BINDINGS=OFF \
-  -DMLPINFER_BUILD_TESTS=ON > /dev/null
+  -DMLPINFER_BUILD_TESTS=ON -DMLPINFER_WERROR=ON > /dev/null
 cmake --build build/cross-host > /dev/null
 (cd build/cross-host && ctest -V > ctest.log) || { cat build/cross-host/ctest.log; exit 1; }
 check_digests build/cross-host/ctest.log "x86-64 ($host_cxx)"

@@ -1,5 +1,6 @@
 #include "cpu_count.hpp"
 
+#include <cstddef>
 #include <thread>
 
 #if defined(__linux__)
