@@ -24,8 +24,10 @@ constexpr std::size_t kTileVectors = 2;
 constexpr std::size_t kTilePanelWidth = 6;
 constexpr std::size_t kTileDoublePanelWidth = 2;
 // Row kernel: vectors of columns per panel for 1, 2 or 4 rows. 4 rows x 3 vectors (as
-// AVX2) spilled here (no memory operands without AVX): 4,960 ns a row for 784x50
-// against 3,040 for a lone row; see kernel_bench for 4 x 2.
+// AVX2) spilled here (no memory operands without AVX). 4 x 2 does not spill, yet costs
+// more per row than a lone row on inputs without zeros (784x50 on this Xeon, under load:
+// 4,700-5,000 ns a row against 2,900; 2 x 4 the same as 4 x 2): left as measured, since
+// the baseline runs few rows this way (a block's last 12 at most).
 constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 4 : 2; }
 
 typedef float Vec __attribute__((vector_size(16)));
@@ -46,6 +48,17 @@ inline Vec splat(float x) { return Vec{x, x, x, x}; }
 inline Vec mul_add(Vec a, Vec b, Vec c) { return a * b + c; }
 inline DoubleVec mul_add(DoubleVec a, DoubleVec b, DoubleVec c) { return a * b + c; }
 inline DoubleVec splat_double(double x) { return DoubleVec{x, x}; }
+// Conversions between float and double: on x86-64 with SSE2's CVTPS2PD and CVTPD2PS, which
+// GCC 12 does not generate from __builtin_convertvector of 2-lane vectors (it converts
+// lane by lane: -Wvector-operation-performance).
+#if defined(__SSE2__)
+inline DoubleVec widen_low(Vec v) { return _mm_cvtps_pd(v); }
+inline DoubleVec widen_high(Vec v) { return _mm_cvtps_pd(_mm_movehl_ps(v, v)); }
+inline void store_narrowed(float* p, DoubleVec v) {
+  const __m128 narrowed = _mm_cvtpd_ps(v);
+  std::memcpy(p, &narrowed, 2 * sizeof(float));
+}
+#else
 inline DoubleVec widen_low(Vec v) {
   return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), DoubleVec);
 }
@@ -56,6 +69,7 @@ inline void store_narrowed(float* p, DoubleVec v) {
   const Vec2 narrowed = __builtin_convertvector(v, Vec2);
   std::memcpy(p, &narrowed, sizeof narrowed);
 }
+#endif
 inline bool any_nonzero(Vec v) {
 #if defined(__SSE2__)
   // One MOVMSKPS instead of four lane extractions (784 features of a tile: 264 ns a row
