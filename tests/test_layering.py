@@ -1,12 +1,15 @@
 """Dependencies point one way: formats -> Network -> binding (STYLE.md). Checked on the
-source's import statements, so that a cycle or a file format inside Network fails here."""
+source's import statements, so that a cycle or a file format inside Network fails here: the
+package's own files wherever it is imported from (the source tree or an installed wheel)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "python" / "mlpinfer"
+import mlpinfer
+
+PACKAGE = Path(mlpinfer.__file__).resolve().parent
 
 
 def _module_name(path: Path) -> str:
