@@ -107,6 +107,15 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("default_threads", &mlpinfer::default_threads);
   m.def("set_default_threads", &mlpinfer::set_default_threads, py::arg("threads"));
+  // std::invalid_argument (a bad MLPINFER_MAX_ISA) becomes ValueError.
+  m.def("cpu_info", [] {
+    const mlpinfer::CpuInfo info = mlpinfer::cpu_info();
+    py::dict result;
+    result["isa"] = info.isa;
+    result["fused_multiply_add"] = info.fused_multiply_add;
+    result["supported"] = info.supported;
+    return result;
+  });
   m.def("blas_info", &mlpinfer::blas_info);
   m.def(
       "time_blas_sgemm",

@@ -1,4 +1,5 @@
-// Epilogues applied to a GEMM output tile while it is still in cache.
+// What the kernels share, whatever the instruction set: the layouts and contracts of
+// their operands. The kernels themselves are reached through kernels/kernel_table.hpp.
 #pragma once
 
 #include <cstddef>
@@ -9,16 +10,9 @@
 
 namespace mlpinfer::kernels {
 
-// tile[r * width + c] = activation(tile[r * width + c] + bias[c]) for rows x width.
-// Contract: softmax normalises each row; a NaN anywhere in a row makes that whole
-// row NaN and touches no other row.
-void bias_activation(float* tile, std::size_t rows, std::size_t width, const float* bias,
-                     Activation activation);
-
-// Columns of B are read in panels of up to kPanelWidth; B's leading dimension must be
-// a multiple of kPadColumns with zeros beyond column n, so that every panel is whole.
+// The row kernels read B's columns in whole vectors (up to 16 floats); B's leading
+// dimension must be a multiple of kPadColumns with zeros beyond column n.
 constexpr std::size_t kPadColumns = 16;
-constexpr std::size_t kPanelWidth = 64;
 
 constexpr std::size_t padded_columns(std::size_t n) {
   return (n + kPadColumns - 1) / kPadColumns * kPadColumns;
@@ -39,31 +33,14 @@ struct InputSelection {
   std::uint32_t* scratch;         // k entries, for the nonzero inputs of a group of rows
 };
 
-// The inputs one product visits: index[0..count), ascending.
+// The inputs one product visits: index[0..count), ascending. `zeros_skippable`: the list
+// comes from a zero scan (InputSelection::skip_zeros), so that a kernel may also drop the
+// inputs that are zero in every lane it computes at once.
 struct ActiveInputs {
   const std::uint32_t* index;
   std::size_t count;
+  bool zeros_skippable = false;
 };
-
-// Writes the indices k < inputs, ascending, at which any of `rows` rows of `a`
-// (row-major, leading dimension lda) is nonzero; returns how many.
-std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda,
-                           std::size_t inputs, std::uint32_t* active);
-
-// C (m x n, ldc) = alpha * A (m x k, lda) * B (k x n, ldb = padded_columns(n)).
-// For the few-row products where a BLAS GEMM spends more time packing B than
-// multiplying. Contract: C does not alias A or B.
-void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
-                const InputSelection& inputs);
-
-// small_gemm accumulating in double over W as given (k x n, row-major, unpadded), each
-// element rounded to float once; C's leading dimension is n.
-void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                       std::size_t lda, const float* w, float* c, const InputSelection& inputs);
-
-// dst[r * cols + c] = element (r, c) of `src` converted to float.
-void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
 
 // --- Tiles: kTileRows rows with the batch in vector lanes --------------------------
 // A tile holds its rows feature-major, tile[f * kTileRows + r] being feature f of row r,
@@ -84,9 +61,6 @@ struct PanelLayout {
   std::size_t base_width;
   std::size_t wider;  // the first `wider` panels are base_width + 1 wide
 };
-
-// The widest panel that keeps its accumulators in this CPU's registers.
-std::size_t max_panel_width();
 
 // W (inputs x outputs, row-major) regrouped panel by panel: panel p occupies
 // inputs x width(p) floats, row-major, from offset first_column(p) * inputs.
@@ -121,31 +95,6 @@ class RowPrefetch {
   std::size_t rows_left_ = 0;
   std::size_t offset_ = 0;
 };
-
-// The features of a tile (`inputs` of them) with a nonzero lane, as nonzero_inputs.
-std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
-                                std::uint32_t* active);
-
-// out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
-// features and W packed by pack_panels with the same max_width.
-void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outputs, float alpha,
-               const float* in, const float* panels, std::size_t max_width, float* out,
-               std::size_t lanes, RowPrefetch& prefetch);
-
-// tile_gemm accumulating in double over W as given (inputs x outputs, row-major), with
-// the same arithmetic per row as small_gemm_double; max_width is tile_gemm's.
-void tile_gemm_double(const ActiveInputs& active, std::size_t outputs, float alpha,
-                      const float* in, const float* weights, std::size_t max_width, float* out,
-                      std::size_t lanes, RowPrefetch& prefetch);
-
-// bias_activation for a tile of `width` features.
-void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes, const float* bias,
-                          Activation activation);
-
-// Rows first_row .. first_row + rows (rows <= lanes) of `src` as a float tile; lanes
-// from `rows` to `lanes` are zero.
-void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, std::size_t lanes,
-               float* tile);
 
 // The first `rows` lanes of a tile of `width` features, back to row-major out (rows x width).
 void store_tile(const float* tile, std::size_t width, std::size_t rows, float* out);

@@ -16,6 +16,7 @@
 
 #include "blas.hpp"
 #include "kernels.hpp"
+#include "kernels/kernel_table.hpp"
 #include "thread_pool.hpp"
 
 namespace mlpinfer {
@@ -150,7 +151,8 @@ const char* activation_name(Activation activation) {
   return "unknown";
 }
 
-Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
+Network::Network(std::vector<DenseLayer> layers)
+    : layers_(std::move(layers)), kernels_(&kernels::active_kernels()) {
   if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer, got 0");
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const DenseLayer& layer = layers_[i];
@@ -202,7 +204,7 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
     return layer.inputs <= kMaxTileWidth && layer.outputs <= kMaxTileWidth;
   });
   if (tiled_) {
-    panel_width_ = kernels::max_panel_width();
+    panel_width_ = kernels_->tile_panel_width;
     for (const DenseLayer& layer : layers_) {
       const bool read_unpacked = &layer == &layers_.back() && double_output_;
       tile_panels_.push_back(read_unpacked ? std::vector<float>{}
@@ -213,6 +215,198 @@ Network::Network(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {
   static std::once_flag configured;
   std::call_once(configured, configure_process);
 }
+
+// One call of forward(): its operands, and the steps each block of rows goes through.
+// A block runs as tiles (run_tile), a half tile and the row kernels (run_rows); each
+// layer's product is chosen in multiply_rows. The threads share one Pass, read-only.
+class Network::Pass {
+ public:
+  Pass(const Network& network, const InputView& input, float input_scale, float* output)
+      : net_(network), input_(input), input_scale_(input_scale), output_(output),
+        out_width_(network.output_width()) {
+    // float32 rows with unit column stride go to the GEMM as they are (lda = row
+    // stride); anything else is converted block by block, never as a whole batch.
+    const bool aligned = reinterpret_cast<std::uintptr_t>(input.data) % alignof(float) == 0;
+    row_stride_floats_ = input.row_stride_bytes / std::ptrdiff_t{sizeof(float)};
+    direct_ = input.type == ElementType::float32 && aligned &&
+              input.col_stride_bytes == std::ptrdiff_t{sizeof(float)} &&
+              (input.rows == 1 ||
+               (input.row_stride_bytes % std::ptrdiff_t{sizeof(float)} == 0 &&
+                row_stride_floats_ >= static_cast<std::ptrdiff_t>(input.cols) &&
+                fits_blas_int(static_cast<std::size_t>(row_stride_floats_))));
+    direct_lda_ = input.rows == 1 ? input.cols
+                                  : static_cast<std::size_t>(
+                                        std::max<std::ptrdiff_t>(row_stride_floats_, 0));
+  }
+
+  // Rows first .. first + count: whole tiles while at least kMinTileRows are left, then a
+  // half tile if at least kMinHalfTileRows are, then the row kernels.
+  void run_block(std::size_t first, std::size_t count, Scratch& scratch) const {
+    const std::size_t rows = input_.rows;
+    std::size_t tiled_rows = 0;  // in full tiles (the last may be partial)
+    while (net_.tiled_ && count - tiled_rows >= kMinTileRows) {
+      tiled_rows += std::min(kTileRows, count - tiled_rows);
+    }
+    std::size_t done = tiled_rows;
+    // A half tile runs first, while the first tile's rows are prefetched: from memory, a
+    // call's first tile waits for its input (float32, one thread, 32 rows: 13.5 us cold,
+    // 10.2 from cache), and a half tile has half as much to wait for.
+    if (net_.tiled_ && count - done >= kMinHalfTileRows) {
+      const std::size_t part = std::min(kHalfTileRows, count - done);
+      run_tile(first + done, part, kHalfTileRows, first, std::min(kTileRows, tiled_rows), scratch);
+      done += part;
+    }
+    for (std::size_t start = 0; start < tiled_rows; start += kTileRows) {
+      const std::size_t part = std::min(kTileRows, tiled_rows - start);
+      const std::size_t after = first + start + part;
+      run_tile(first + start, part, kTileRows, after, std::min(kTileRows, rows - after), scratch);
+    }
+    if (done < count) run_rows(first + done, count - done, scratch);
+  }
+
+ private:
+  // Every layer on one tile. `lanes`: kTileRows, or 16 for a half tile of at most 16
+  // rows; the `next_count` rows from `next_first` are prefetched meanwhile.
+  void run_tile(std::size_t first, std::size_t count, std::size_t lanes, std::size_t next_first,
+                std::size_t next_count, Scratch& scratch) const {
+    const kernels::KernelTable& kernels = *net_.kernels_;
+    float* tile = at_least(scratch.tile, input_.cols * kTileRows);
+    kernels.load_tile(input_, first, count, lanes, tile);
+    kernels::RowPrefetch prefetch(input_, next_first, next_count);
+    const float* activations = tile;
+    std::uint32_t* nonzero = at_least(scratch.active_inputs, net_.widest_input_);
+    for (std::size_t i = 0; i < net_.layers_.size(); ++i) {
+      const DenseLayer& layer = net_.layers_[i];
+      float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
+                               layer.outputs * kTileRows);
+      const float alpha = i == 0 ? input_scale_ : 1.0f;
+      const kernels::ActiveInputs active =
+          net_.skip_zero_inputs_[i]
+              ? kernels::ActiveInputs{nonzero,
+                                      kernels.tile_nonzero_inputs(activations, layer.inputs,
+                                                                  lanes, nonzero),
+                                      true}
+              : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
+      if (i + 1 == net_.layers_.size() && net_.double_output_) {
+        kernels.tile_gemm_double(active, layer.outputs, alpha, activations, layer.weights.data(),
+                                 result, lanes, prefetch);
+      } else {
+        kernels.tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
+                          net_.tile_panels_[i].data(), net_.panel_width_, result, lanes, prefetch);
+      }
+      kernels.tile_bias_activation(result, layer.outputs, lanes, layer.bias.data(),
+                                   layer.activation);
+      activations = result;
+    }
+    kernels::store_tile(activations, out_width_, count, output_ + first * out_width_);
+  }
+
+  // Whether layer `layer` of a `count`-row product runs in the row kernels (else the BLAS).
+  bool row_kernel_runs(const DenseLayer& layer, std::size_t count) const {
+    return net_.tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
+  }
+
+  // Every layer on `count` rows, row-major, layer by layer.
+  void run_rows(std::size_t first, std::size_t count, Scratch& scratch) const {
+    const float* activations = nullptr;
+    std::size_t lda = input_.cols;
+    // The row kernels get float32 rows copied like any other input: one row at a time
+    // streams from memory, where its 4 rows side by side did not (16 rows in 8.2-8.3 us
+    // copied, 8.7-9.4 in place; 5.9 either way from cache). A first layer that runs
+    // elsewhere (the BLAS, which packs them anyway, or small_gemm_double) reads them
+    // in place.
+    if (direct_ && !row_kernel_runs(net_.layers_.front(), count)) {
+      activations = static_cast<const float*>(input_.data) +
+                    static_cast<std::ptrdiff_t>(first) * row_stride_floats_;
+      lda = direct_lda_;
+    }
+    float* hidden[2] = {at_least(scratch.ping, count * net_.widest_hidden_),
+                        at_least(scratch.pong, count * net_.widest_hidden_)};
+    for (std::size_t i = 0; i < net_.layers_.size(); ++i) {
+      const DenseLayer& layer = net_.layers_[i];
+      const bool last = i + 1 == net_.layers_.size();
+      float* result = last ? output_ + first * out_width_ : hidden[i % 2];
+      if (activations == nullptr && row_kernel_runs(layer, count)) {
+        // Input rows are converted kGatherRows at a time, straight into the first
+        // layer: a whole converted block (256 x 784 floats) would push the weights out
+        // of L2, and 8 rows (25 KB) stay in L1. Converting inside the kernel or with
+        // __builtin_convertvector was slower.
+        float* converted = at_least(scratch.input, kGatherRows * input_.cols);
+        for (std::size_t done = 0; done < count; done += kGatherRows) {
+          const std::size_t part = std::min(kGatherRows, count - done);
+          net_.kernels_->gather_rows(input_, first + done, part, converted);
+          multiply_rows(i, part, converted, input_.cols, result + done * layer.outputs, scratch);
+        }
+      } else if (activations == nullptr) {
+        float* converted = at_least(scratch.input, count * input_.cols);
+        net_.kernels_->gather_rows(input_, first, count, converted);
+        multiply_rows(i, count, converted, input_.cols, result, scratch);
+      } else {
+        multiply_rows(i, count, activations, lda, result, scratch);
+      }
+      net_.kernels_->bias_activation(result, count, layer.outputs, layer.bias.data(),
+                                     layer.activation);
+      activations = result;
+      lda = layer.outputs;
+    }
+  }
+
+  // c (m rows) = alpha * a x W of layer i, with the kernel this layer and row count call
+  // for: double accumulation for an identity output layer, the row kernels, or the BLAS
+  // (m <= kGatherRows only where the block's count already chose the row kernels).
+  void multiply_rows(std::size_t i, std::size_t m, const float* a, std::size_t lda, float* c,
+                     Scratch& scratch) const {
+    const DenseLayer& layer = net_.layers_[i];
+    const float alpha = i == 0 ? input_scale_ : 1.0f;
+    const kernels::InputSelection inputs{net_.skip_zero_inputs_[i], net_.all_inputs_.data(),
+                                         at_least(scratch.active_inputs, net_.widest_input_)};
+    if (i + 1 == net_.layers_.size() && net_.double_output_) {
+      net_.kernels_->small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, lda,
+                                       net_.padded_weights_[i].data(),
+                                       kernels::padded_columns(layer.outputs), c, inputs);
+    } else if (row_kernel_runs(layer, m)) {
+      net_.kernels_->small_gemm(m, layer.outputs, layer.inputs, alpha, a, lda,
+                                net_.padded_weights_[i].data(),
+                                kernels::padded_columns(layer.outputs), c, layer.outputs, inputs);
+    } else {
+      blas::sgemm(m, layer.outputs, layer.inputs, alpha, a, lda, layer.weights.data(),
+                  layer.outputs, c, layer.outputs);
+    }
+  }
+
+  const Network& net_;
+  const InputView& input_;
+  float input_scale_;
+  float* output_;
+  std::size_t out_width_;
+  bool direct_ = false;
+  std::ptrdiff_t row_stride_floats_ = 0;
+  std::size_t direct_lda_ = 0;
+};
+
+namespace {
+
+// How a batch is cut into blocks of rows, each run by one thread.
+struct BlockPlan {
+  std::size_t blocks;
+  std::size_t rows_per_block;
+};
+
+BlockPlan plan_blocks(std::size_t rows, unsigned threads, bool tiled) {
+  std::size_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  const std::size_t useful_threads = std::min<std::size_t>(threads, rows / kMinRowsPerThread);
+  blocks = std::max<std::size_t>(blocks, std::max<std::size_t>(useful_threads, 1));
+  std::size_t rows_per_block = (rows + blocks - 1) / blocks;
+  // Large batches: blocks of whole tiles. A batch split evenly across threads is not
+  // rounded: at 100 rows on 2 threads, 50 + 50 rows (a tile, a half tile and 2 rows in
+  // the row kernel each) beat 64 + 36.
+  if (tiled && rows_per_block >= kBlockRows / 2) {
+    rows_per_block = (rows_per_block + kTileRows - 1) / kTileRows * kTileRows;
+  }
+  return {(rows + rows_per_block - 1) / rows_per_block, rows_per_block};
+}
+
+}  // namespace
 
 void Network::forward(const InputView& input, float input_scale, float* output,
                       unsigned threads) const {
@@ -227,154 +421,13 @@ void Network::forward(const InputView& input, float input_scale, float* output,
   // More threads than CPUs would only take turns, and each one the pool starts stays.
   static const unsigned cpus = cpus_available();
   threads = std::min(threads == 0 ? default_threads() : threads, cpus);
-
-  // float32 rows with unit column stride go to the GEMM as they are (lda = row
-  // stride); anything else is converted block by block, never as a whole batch.
-  const bool aligned = reinterpret_cast<std::uintptr_t>(input.data) % alignof(float) == 0;
-  const std::ptrdiff_t row_stride_floats = input.row_stride_bytes / std::ptrdiff_t{sizeof(float)};
-  const bool direct =
-      input.type == ElementType::float32 && aligned &&
-      input.col_stride_bytes == std::ptrdiff_t{sizeof(float)} &&
-      (rows == 1 || (input.row_stride_bytes % std::ptrdiff_t{sizeof(float)} == 0 &&
-                     row_stride_floats >= static_cast<std::ptrdiff_t>(input.cols) &&
-                     fits_blas_int(static_cast<std::size_t>(row_stride_floats))));
-  const std::size_t direct_lda =
-      rows == 1 ? input.cols : static_cast<std::size_t>(std::max<std::ptrdiff_t>(row_stride_floats, 0));
-
-  std::size_t blocks = (rows + kBlockRows - 1) / kBlockRows;
-  const std::size_t useful_threads = std::min<std::size_t>(threads, rows / kMinRowsPerThread);
-  blocks = std::max<std::size_t>(blocks, std::max<std::size_t>(useful_threads, 1));
-  std::size_t rows_per_block = (rows + blocks - 1) / blocks;
-  // Large batches: blocks of whole tiles. A batch split evenly across threads is not
-  // rounded: at 100 rows on 2 threads, 50 + 50 rows (a tile, a half tile and 2 rows in
-  // the row kernel each) beat 64 + 36.
-  if (tiled_ && rows_per_block >= kBlockRows / 2) {
-    rows_per_block = (rows_per_block + kTileRows - 1) / kTileRows * kTileRows;
-  }
-  blocks = (rows + rows_per_block - 1) / rows_per_block;
-
-  const std::size_t out_width = output_width();
-  // `lanes`: kTileRows, or 16 for a half tile of at most 16 rows; the `next_count` rows
-  // from `next_first` are prefetched meanwhile.
-  const auto run_tile = [&](std::size_t first, std::size_t count, std::size_t lanes,
-                            std::size_t next_first, std::size_t next_count, Scratch& scratch) {
-    float* tile = at_least(scratch.tile, input.cols * kTileRows);
-    kernels::load_tile(input, first, count, lanes, tile);
-    kernels::RowPrefetch prefetch(input, next_first, next_count);
-    const float* activations = tile;
-    std::uint32_t* nonzero = at_least(scratch.active_inputs, widest_input_);
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      const DenseLayer& layer = layers_[i];
-      float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
-                               layer.outputs * kTileRows);
-      const float alpha = i == 0 ? input_scale : 1.0f;
-      const kernels::ActiveInputs active =
-          skip_zero_inputs_[i]
-              ? kernels::ActiveInputs{nonzero, kernels::tile_nonzero_inputs(
-                                                   activations, layer.inputs, lanes, nonzero)}
-              : kernels::ActiveInputs{all_inputs_.data(), layer.inputs};
-      if (i + 1 == layers_.size() && double_output_) {
-        kernels::tile_gemm_double(active, layer.outputs, alpha, activations,
-                                  layer.weights.data(), panel_width_, result, lanes, prefetch);
-      } else {
-        kernels::tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
-                           tile_panels_[i].data(), panel_width_, result, lanes, prefetch);
-      }
-      kernels::tile_bias_activation(result, layer.outputs, lanes, layer.bias.data(),
-                                    layer.activation);
-      activations = result;
-    }
-    kernels::store_tile(activations, out_width, count, output + first * out_width);
-  };
-  const auto run_rows = [&](std::size_t first, std::size_t count, Scratch& scratch) {
-    const auto small_gemm_runs = [&](const DenseLayer& layer) {
-      return tiled_ || count <= kSmallGemmRows || layer.outputs <= kNarrowColumns;
-    };
-    const float* activations = nullptr;
-    std::size_t lda = input.cols;
-    // small_gemm gets float32 rows copied like any other input: one row at a time
-    // streams from memory, where its 4 rows side by side did not (16 rows in 8.2-8.3 us
-    // copied, 8.7-9.4 in place; 5.9 either way from cache). A first layer that runs
-    // elsewhere (the BLAS, which packs them anyway, or small_gemm_double) reads them
-    // in place.
-    if (direct && !small_gemm_runs(layers_.front())) {
-      activations = static_cast<const float*>(input.data) +
-                    static_cast<std::ptrdiff_t>(first) * row_stride_floats;
-      lda = direct_lda;
-    }
-    float* hidden[2] = {at_least(scratch.ping, count * widest_hidden_),
-                        at_least(scratch.pong, count * widest_hidden_)};
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      const DenseLayer& layer = layers_[i];
-      const bool last = i + 1 == layers_.size();
-      float* result = last ? output + first * out_width : hidden[i % 2];
-      const float alpha = i == 0 ? input_scale : 1.0f;
-      const bool small = small_gemm_runs(layer);
-      const kernels::InputSelection inputs{skip_zero_inputs_[i], all_inputs_.data(),
-                                           at_least(scratch.active_inputs, widest_input_)};
-      // result (m rows) = alpha * a x W with the kernel this layer and row count call for.
-      const auto multiply = [&](std::size_t m, const float* a, std::size_t a_stride, float* c) {
-        if (last && double_output_) {
-          kernels::small_gemm_double(m, layer.outputs, layer.inputs, alpha, a, a_stride,
-                                     layer.weights.data(), c, inputs);
-        } else if (small) {
-          kernels::small_gemm(m, layer.outputs, layer.inputs, alpha, a, a_stride,
-                              padded_weights_[i].data(), kernels::padded_columns(layer.outputs),
-                              c, layer.outputs, inputs);
-        } else {
-          blas::sgemm(m, layer.outputs, layer.inputs, alpha, a, a_stride, layer.weights.data(),
-                      layer.outputs, c, layer.outputs);
-        }
-      };
-      if (activations == nullptr && small) {
-        // Input rows are converted kGatherRows at a time, straight into the first
-        // layer: a whole converted block (256 x 784 floats) would push the weights out
-        // of L2, and 8 rows (25 KB) stay in L1. Converting inside the kernel or with
-        // __builtin_convertvector was slower.
-        float* converted = at_least(scratch.input, kGatherRows * input.cols);
-        for (std::size_t done = 0; done < count; done += kGatherRows) {
-          const std::size_t part = std::min(kGatherRows, count - done);
-          kernels::gather_rows(input, first + done, part, converted);
-          multiply(part, converted, input.cols, result + done * layer.outputs);
-        }
-      } else if (activations == nullptr) {
-        float* converted = at_least(scratch.input, count * input.cols);
-        kernels::gather_rows(input, first, count, converted);
-        multiply(count, converted, input.cols, result);
-      } else {
-        multiply(count, activations, lda, result);
-      }
-      kernels::bias_activation(result, count, layer.outputs, layer.bias.data(),
-                               layer.activation);
-      activations = result;
-      lda = layer.outputs;
-    }
-  };
-  const auto run_block = [&](std::size_t block) {
+  const BlockPlan plan = plan_blocks(rows, threads, tiled_);
+  const Pass pass(*this, input, input_scale, output);
+  ThreadPool::instance().run(plan.blocks, threads, [&](std::size_t block) {
     thread_local Scratch scratch;
-    const std::size_t first = block * rows_per_block;
-    const std::size_t count = std::min(rows_per_block, rows - first);
-    std::size_t tiled_rows = 0;  // in full tiles (the last may be partial)
-    while (tiled_ && count - tiled_rows >= kMinTileRows) {
-      tiled_rows += std::min(kTileRows, count - tiled_rows);
-    }
-    std::size_t done = tiled_rows;
-    // A half tile runs first, while the first tile's rows are prefetched: from memory, a
-    // call's first tile waits for its input (float32, one thread, 32 rows: 13.5 us cold,
-    // 10.2 from cache), and a half tile has half as much to wait for.
-    if (tiled_ && count - done >= kMinHalfTileRows) {
-      const std::size_t part = std::min(kHalfTileRows, count - done);
-      run_tile(first + done, part, kHalfTileRows, first, std::min(kTileRows, tiled_rows), scratch);
-      done += part;
-    }
-    for (std::size_t start = 0; start < tiled_rows; start += kTileRows) {
-      const std::size_t part = std::min(kTileRows, tiled_rows - start);
-      const std::size_t after = first + start + part;
-      run_tile(first + start, part, kTileRows, after, std::min(kTileRows, rows - after), scratch);
-    }
-    if (done < count) run_rows(first + done, count - done, scratch);
-  };
-  ThreadPool::instance().run(blocks, threads, run_block);
+    const std::size_t first = block * plan.rows_per_block;
+    pass.run_block(first, std::min(plan.rows_per_block, rows - first), scratch);
+  });
 }
 
 unsigned default_threads() { return default_thread_setting().load(); }
@@ -382,6 +435,11 @@ unsigned default_threads() { return default_thread_setting().load(); }
 void set_default_threads(unsigned threads) {
   if (threads == 0) throw std::invalid_argument("threads must be at least 1, got 0");
   default_thread_setting().store(threads);
+}
+
+CpuInfo cpu_info() {
+  const kernels::KernelTable& in_use = kernels::active_kernels();
+  return {in_use.isa, in_use.fused_multiply_add, kernels::supported_isas()};
 }
 
 std::string blas_info() { return blas::describe(); }

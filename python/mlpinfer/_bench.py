@@ -9,6 +9,9 @@ latency. Ratios compare engines at the same batch size and thread count in this 
 Efficiency is the dense FLOP rate (2 * images * sum(in * out) / time) against the same
 BLAS's 2048^3 sgemm, on these images and on inputs without zeros: the engine skips
 inputs that are zero in every row it computes at once, which a digit's background is.
+With ``--isa all``, mlpinfer runs once per kernel family this CPU runs, each in a
+subprocess with MLPINFER_MAX_ISA set (the family is chosen once per process), started
+between the other engines' measurements at the same thread count.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, _shipped, datasets, reference
+from ._cpu import ISA_VARIABLE, cpu_info, describe_kernels
 from ._network import Network
 from ._progress import Progress, stderr_is_terminal
 from .formats import load, save
@@ -37,6 +42,7 @@ __all__ = ["add_arguments", "run"]
 _OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                        "OMP_NUM_THREADS")
 _REEXEC_MARK = "MLPINFER_BENCH_REEXEC"
+_WORKER_MARK = "MLPINFER_BENCH_WORKER"  # a subprocess timing one kernel family (--isa)
 _SGEMM_SIZE = 2048
 
 Forward = Callable[[np.ndarray], np.ndarray]
@@ -61,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--native-openblas", action="store_true",
                         help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this run "
                              "(re-executes the process so that BLAS libraries load without them)")
+    parser.add_argument("--isa", default="default",
+                        help="kernel families to time mlpinfer with: 'default' (the ones this "
+                             "process chose), 'all' (every family this CPU runs), or a "
+                             "comma-separated list such as avx2,baseline")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--chart", metavar="FILE.png", help="plot images/s against batch size")
 
@@ -183,6 +193,7 @@ def _environment(network: Network) -> dict[str, Any]:
         "numpy": np.__version__,
         "network": repr(network),
         "mlpinfer_blas": _core.blas_info(),
+        "kernels": cpu_info(),
         "blas_libraries": [
             {key: info.get(key) for key in ("internal_api", "version", "architecture",
                                              "num_threads", "threading_layer", "filepath")}
@@ -225,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ImportError("mlpinfer bench needs threadpoolctl: pip install 'mlpinfer[bench]'") from None
 
+    families = _families(args.isa)
+    worker = bool(os.environ.get(_WORKER_MARK))
     network = load(args.weights) if args.weights else load("digits")
     batch_sizes = _positive_list(args.batch_sizes, "--batch-sizes")
     thread_counts = _positive_list(args.threads, "--threads")
@@ -248,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     environment = _environment(network)
 
     results: list[Measurement] = []
+    efficiency: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     # On stderr, and only for a person watching: stdout stays the report (or JSON).
     steps = len(thread_counts) * len(engine_names) * len(batch_sizes)
@@ -262,6 +276,12 @@ def run(args: argparse.Namespace) -> int:
             for name in engine_names:
                 done += len(batch_sizes)  # counted up front: a skipped engine's runs are done
                 if name in skipped:
+                    continue
+                if families and name.startswith("mlpinfer"):
+                    for family in families:
+                        measured, rates = _time_in_worker(args, name, family, threads)
+                        results += measured
+                        efficiency += rates
                     continue
                 forward = _engine(name, network, threads, Path(workdir))
                 if forward is None:
@@ -286,26 +306,15 @@ def run(args: argparse.Namespace) -> int:
         progress.update(steps)
         progress.close()
     _add_ratios(results)
-    flops_per_image = 2 * sum(layer.inputs * layer.outputs for layer in network.layers)
+    efficiency += _flop_rates(network, results, floats.shape, max(batch_sizes), args)
+    if worker:  # the parent adds the ceiling and the contention runs
+        print(json.dumps({"results": [asdict(m) for m in results], "efficiency": efficiency}))
+        return 0
     ceiling = {t: 2 * _SGEMM_SIZE**3 / _core.time_blas_sgemm(_SGEMM_SIZE, t, 3)
                for t in thread_counts}
-    # The engine skips inputs that are zero in every row of a tile (most of a digit's
-    # background), so on these images the dense FLOP count overstates the arithmetic
-    # done; the same timing on inputs without zeros measures the kernels themselves.
-    rng = np.random.default_rng(0)
-    dense = rng.uniform(0.5 / 255, 1.0, floats.shape).astype(np.float32)
-    efficiency = []
-    for m in results:
-        if m.engine != "mlpinfer" or m.batch_size != max(batch_sizes):
-            continue
-        seconds, _ = _time_runs(_mlpinfer_engine(network, m.threads), dense, m.batch_size,
-                                args.repeats, args.min_seconds)
-        for inputs, rate in (("dense", len(dense) / seconds), ("images", m.images_per_second)):
-            efficiency.append(
-                {"threads": m.threads, "batch_size": m.batch_size, "input": inputs,
-                 "gflops": rate * flops_per_image / 1e9,
-                 "sgemm_gflops": ceiling[m.threads] / 1e9,
-                 "fraction_of_sgemm": rate * flops_per_image / ceiling[m.threads]})
+    for row in efficiency:
+        row["sgemm_gflops"] = ceiling[row["threads"]] / 1e9
+        row["fraction_of_sgemm"] = row["gflops"] * 1e9 / ceiling[row["threads"]]
     contention = _beside_busy_numpy(network, floats, thread_counts, args.min_seconds)
     if args.chart:
         _chart(Path(args.chart), results)
@@ -319,6 +328,66 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_report(report, results)
     return 0
+
+
+def _families(spec: str) -> list[str] | None:
+    """The kernel families ``--isa`` asks for, or None for this process's own."""
+    if spec == "default":
+        return None
+    supported: list[str] = list(cpu_info()["supported"])  # type: ignore[call-overload]
+    if spec == "all":
+        return supported
+    families = spec.split(",")
+    unknown = [family for family in families if family not in supported]
+    if unknown:
+        raise ValueError(f"--isa takes 'default', 'all' or families this CPU runs "
+                         f"({', '.join(supported)}), got {spec!r}")
+    return families
+
+
+def _time_in_worker(args: argparse.Namespace, engine: str, family: str,
+                    threads: int) -> tuple[list[Measurement], list[dict[str, Any]]]:
+    """``engine`` timed by a subprocess whose kernels are ``family``'s."""
+    command = [sys.executable, "-m", "mlpinfer", "bench", "--json", "--engines", engine,
+               "--threads", str(threads), "--batch-sizes", args.batch_sizes,
+               "--repeats", str(args.repeats), "--min-seconds", str(args.min_seconds),
+               "--images", str(args.images)]
+    for option, value in (("--weights", args.weights), ("--data", args.data)):
+        if value is not None:
+            command += [option, str(value)]
+    env = {**os.environ, ISA_VARIABLE: family, _WORKER_MARK: "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing mlpinfer with the {family} kernels failed:\n{done.stderr}")
+    report = json.loads(done.stdout)
+    measured = []
+    for row in report["results"]:
+        row.update(engine=f"{row['engine']}[{family}]", vs_numpy=None, vs_fastest_other=None,
+                   fastest_other=None)
+        measured.append(Measurement(**row))
+    for row in report["efficiency"]:
+        row["engine"] = f"{row['engine']}[{family}]"
+    return measured, report["efficiency"]
+
+
+def _flop_rates(network: Network, results: list[Measurement], shape: tuple[int, ...],
+                batch_size: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The dense FLOP rate of this process's float32 mlpinfer runs at ``batch_size``, on
+    the images and on inputs without zeros. The engine skips inputs that are zero in every
+    row of a tile (most of a digit's background), so on the images the dense FLOP count
+    overstates the arithmetic done; inputs without zeros measure the kernels themselves."""
+    flops_per_image = 2 * sum(layer.inputs * layer.outputs for layer in network.layers)
+    dense = np.random.default_rng(0).uniform(0.5 / 255, 1.0, shape).astype(np.float32)
+    rates = []
+    for m in results:
+        if m.engine != "mlpinfer" or m.batch_size != batch_size:
+            continue
+        seconds, _ = _time_runs(_mlpinfer_engine(network, m.threads), dense, m.batch_size,
+                                args.repeats, args.min_seconds)
+        for inputs, rate in (("dense", len(dense) / seconds), ("images", m.images_per_second)):
+            rates.append({"engine": m.engine, "threads": m.threads, "batch_size": m.batch_size,
+                          "input": inputs, "gflops": rate * flops_per_image / 1e9})
+    return rates
 
 
 def _beside_busy_numpy(network: Network, floats: np.ndarray, thread_counts: list[int],
@@ -387,6 +456,7 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
     print(f"inputs      {report['images']:,} {report['source']} "
           f"({report['zero_fraction']:.0%} of the values zero)")
     print(f"mlpinfer    {report['mlpinfer_blas']}")
+    print(f"kernels     {describe_kernels(report['kernels'])}")
     for lib in report["blas_libraries"]:
         print(f"blas        {lib['internal_api']} {lib['version']} kernel {lib['architecture']} "
               f"threads {lib['num_threads']} ({Path(str(lib['filepath'])).name})")
@@ -412,7 +482,7 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
     described = {"dense": "input without zeros",
                  "images": "these images, zeros skipped, counted as dense"}
     for row in report["efficiency"]:
-        print(f"efficiency  {row['threads']} threads, batch {row['batch_size']}, "
+        print(f"efficiency  {row['engine']}, {row['threads']} threads, batch {row['batch_size']}, "
               f"{described[row['input']]}: {row['gflops']:.0f} GFLOP/s = "
               f"{row['fraction_of_sgemm']:.0%} of the {row['sgemm_gflops']:.0f} GFLOP/s that "
               f"the same BLAS reaches on a {_SGEMM_SIZE}^3 sgemm")

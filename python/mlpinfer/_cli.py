@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _shipped, datasets
+from ._cpu import cpu_info, describe_kernels
 from ._errors import DataError, MlpinferError
 from ._files import write_atomically
 from ._network import Network, _core
@@ -430,6 +431,7 @@ def _info(args: argparse.Namespace) -> int:
         "input_scale": network.input_scale,
         "pixel_scale": network.pixel_scale,
         "classes": network.classes_.tolist(),
+        "cpu": cpu_info(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -446,6 +448,7 @@ def _info(args: argparse.Namespace) -> int:
     print("pixel scale " + ("not recorded (uint8 input is refused; see --pixel-scale)"
                             if pixels is None else f"{pixels!r} for uint8 pixels"))
     print(f"classes     {report['classes']!r:.70}")
+    print(f"kernels     {describe_kernels(report['cpu'])}")
     return 0
 
 

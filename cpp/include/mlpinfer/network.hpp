@@ -8,6 +8,10 @@
 
 namespace mlpinfer {
 
+namespace kernels {
+struct KernelTable;
+}
+
 enum class Activation { identity, sigmoid, relu, tanh, softmax };
 
 // Parses "identity", "sigmoid", "relu", "tanh", "softmax"; throws std::invalid_argument otherwise.
@@ -57,9 +61,12 @@ class Network {
                unsigned threads) const;
 
  private:
+  class Pass;  // one call of forward(), in named steps (network.cpp)
   std::vector<DenseLayer> layers_;
+  const kernels::KernelTable* kernels_ = nullptr;  // the family chosen for this process
   // Each layer's W with its rows padded to a multiple of 16 columns (zeros), made once
-  // at construction for the few-row kernel.
+  // at construction for the row kernels (small_gemm, and small_gemm_double for an
+  // identity output layer).
   std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
   std::size_t widest_input_ = 0;
@@ -84,6 +91,19 @@ class Network {
 // Threads used when forward() is given 0. Defaults to the CPUs this process may run on.
 unsigned default_threads();
 void set_default_threads(unsigned threads);
+
+// The kernel family in use ("avx512", "avx2", "baseline" on x86-64; "neon", "baseline"
+// on aarch64), chosen once per process: the best this CPU runs, capped by the
+// environment variable MLPINFER_MAX_ISA if set; and the families this CPU runs, best
+// first. FMA families give bit-identical results; the baseline (no FMA) differs from
+// them within the reference tolerance. Throws std::invalid_argument if MLPINFER_MAX_ISA
+// names no family of this build.
+struct CpuInfo {
+  std::string isa;
+  bool fused_multiply_add = false;
+  std::vector<std::string> supported;
+};
+CpuInfo cpu_info();
 
 // The name of the BLAS library and kernel in use, for benchmarks and bug reports.
 std::string blas_info();

@@ -1,0 +1,181 @@
+// Nanoseconds per row of each kernel of each family this CPU runs, on the textbook's
+// 784-50-100-10 layer shapes: the figures the kernels' comments quote. Not a test (no
+// pass/fail); build with `cmake --build BUILD --target kernel_bench` and run
+// `kernel_bench [repeats]`. Inputs have no zeros unless a line says "digit-like" (60%
+// of the inputs zero, in the same places for every row, as a digit's background: an
+// upper bound on what zero skipping saves).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels.hpp"
+#include "kernels/kernel_table.hpp"
+
+namespace {
+
+using mlpinfer::kernels::ActiveInputs;
+using mlpinfer::kernels::InputSelection;
+using mlpinfer::kernels::KernelTable;
+using mlpinfer::kernels::kTileRows;
+using mlpinfer::kernels::RowPrefetch;
+
+// Best of `repeats` timings of `calls` calls, in ns per call.
+double best_ns(const std::function<void()>& call, int calls, int repeats) {
+  double best = 1e300;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) call();
+    const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - start;
+    best = std::min(best, took.count() / calls);
+  }
+  return best;
+}
+
+std::vector<float> random_floats(std::size_t count, std::mt19937& rng, double zero_fraction) {
+  std::uniform_real_distribution<float> value(0.01f, 1.0f);
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  std::vector<float> out(count);
+  for (float& v : out) v = value(rng);
+  if (zero_fraction > 0) {
+    // The same inputs (columns) zero in every row.
+    const std::size_t width = 784;
+    std::vector<bool> zero(width);
+    for (std::size_t k = 0; k < width; ++k) zero[k] = coin(rng) < zero_fraction;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (zero[i % width]) out[i] = 0.0f;
+    }
+  }
+  return out;
+}
+
+void bench_family(const KernelTable& kernels, int repeats) {
+  std::mt19937 rng(7);
+  const std::size_t in = 784;
+  const std::size_t hidden = 50;
+  const std::size_t width = kernels.tile_panel_width;
+  std::vector<std::uint32_t> all(in);
+  std::iota(all.begin(), all.end(), 0u);
+  std::vector<std::uint32_t> scratch(in);
+  const std::vector<float> w1 = random_floats(in * hidden, rng, 0.0);
+  const std::vector<float> w2 = random_floats(hidden * 100, rng, 0.0);
+  const std::vector<float> w3 = random_floats(100 * 10, rng, 0.0);
+  const std::vector<float> p1 = mlpinfer::kernels::pack_panels(w1, in, hidden, width);
+  const std::vector<float> p2 = mlpinfer::kernels::pack_panels(w2, hidden, 100, width);
+  std::vector<float> b1(100, 0.1f);
+  std::vector<float> out(kTileRows * 100);
+  const mlpinfer::InputView none{};
+  RowPrefetch prefetch(none, 0, 0);
+  const auto line = [&](const char* what, double ns_per_call, double rows) {
+    std::printf("%-9s %-52s %9.1f ns/row\n", kernels.isa, what, ns_per_call / rows);
+  };
+  for (double zeros : {0.0, 0.6}) {
+    const std::vector<float> tile = random_floats(in * kTileRows, rng, 0.0);
+    std::vector<float> tile_in = tile;
+    // Tile layout: feature-major, so zero whole features.
+    if (zeros > 0) {
+      for (std::size_t k = 0; k < in; ++k) {
+        if (k % 5 < 3) std::fill_n(tile_in.begin() + static_cast<std::ptrdiff_t>(k * kTileRows), kTileRows, 0.0f);
+      }
+    }
+    const std::size_t count = kernels.tile_nonzero_inputs(tile_in.data(), in, kTileRows, scratch.data());
+    const ActiveInputs active{scratch.data(), count};
+    const std::string suffix = zeros > 0 ? ", digit-like" : "";
+    line(("tile_gemm 784x50, 32 rows" + suffix).c_str(),
+         best_ns([&] { kernels.tile_gemm(in, active, hidden, 1.0f, tile_in.data(), p1.data(), width,
+                                         out.data(), kTileRows, prefetch); }, 200, repeats), 32);
+  }
+  const std::vector<float> tile = random_floats(in * kTileRows, rng, 0.0);
+  const ActiveInputs all_in{all.data(), in};
+  line("tile_gemm 784x50, 16 rows (half tile)",
+       best_ns([&] { kernels.tile_gemm(in, all_in, hidden, 1.0f, tile.data(), p1.data(), width,
+                                       out.data(), 16, prefetch); }, 200, repeats), 16);
+  const ActiveInputs all_hidden{all.data(), hidden};
+  line("tile_gemm 50x100, 32 rows",
+       best_ns([&] { kernels.tile_gemm(hidden, all_hidden, 100, 1.0f, tile.data(), p2.data(),
+                                       width, out.data(), kTileRows, prefetch); }, 1000, repeats), 32);
+  const ActiveInputs all_100{all.data(), 100};
+  line("tile_gemm_double 100x10, 32 rows",
+       best_ns([&] { kernels.tile_gemm_double(all_100, 10, 1.0f, tile.data(), w3.data(),
+                                              out.data(), kTileRows, prefetch); }, 2000, repeats), 32);
+  line("tile_nonzero_inputs 784, 32 rows",
+       best_ns([&] { kernels.tile_nonzero_inputs(tile.data(), in, kTileRows, scratch.data()); },
+               2000, repeats), 32);
+  std::vector<float> act(hidden * kTileRows, 0.5f);
+  line("tile_bias_activation sigmoid 50, 32 rows",
+       best_ns([&] { kernels.tile_bias_activation(act.data(), hidden, kTileRows, b1.data(),
+                                                  mlpinfer::Activation::sigmoid); }, 5000, repeats), 32);
+  // Rows: the row kernel on padded W.
+  const std::size_t ldb = mlpinfer::kernels::padded_columns(hidden);
+  std::vector<float> padded(in * ldb, 0.0f);
+  for (std::size_t k = 0; k < in; ++k) std::copy_n(&w1[k * hidden], hidden, &padded[k * ldb]);
+  const std::vector<float> rows = random_floats(in * 4, rng, 0.0);
+  const InputSelection every{false, all.data(), scratch.data()};
+  for (std::size_t m : {1, 4}) {
+    line(("small_gemm 784x50, " + std::to_string(m) + " row(s)").c_str(),
+         best_ns([&] { kernels.small_gemm(m, hidden, in, 1.0f, rows.data(), in, padded.data(), ldb,
+                                          out.data(), hidden, every); }, 500, repeats),
+         static_cast<double>(m));
+  }
+  // One image through the row path, layer by layer (as Network::forward runs it).
+  const std::vector<float> digit = random_floats(in, rng, 0.8);
+  const InputSelection skipping{true, all.data(), scratch.data()};
+  line("nonzero_inputs 784, 1 row",
+       best_ns([&] { kernels.nonzero_inputs(digit.data(), 1, in, in, scratch.data()); }, 5000,
+               repeats), 1);
+  line("small_gemm 784x50, 1 row, 20% nonzero (scan included)",
+       best_ns([&] { kernels.small_gemm(1, hidden, in, 1.0f, digit.data(), in, padded.data(), ldb,
+                                        out.data(), hidden, skipping); }, 2000, repeats), 1);
+  const std::size_t ldb2 = mlpinfer::kernels::padded_columns(100);
+  std::vector<float> padded2(hidden * ldb2, 0.0f);
+  for (std::size_t k = 0; k < hidden; ++k) std::copy_n(&w2[k * 100], 100, &padded2[k * ldb2]);
+  const std::vector<float> h1 = random_floats(100, rng, 0.0);
+  line("small_gemm 50x100, 1 row",
+       best_ns([&] { kernels.small_gemm(1, 100, hidden, 1.0f, h1.data(), hidden, padded2.data(),
+                                        ldb2, out.data(), 100, every); }, 5000, repeats), 1);
+  const std::size_t ldb3 = mlpinfer::kernels::padded_columns(10);
+  std::vector<float> padded3(100 * ldb3, 0.0f);
+  for (std::size_t k = 0; k < 100; ++k) std::copy_n(&w3[k * 10], 10, &padded3[k * ldb3]);
+  line("small_gemm_double 100x10, 1 row",
+       best_ns([&] { kernels.small_gemm_double(1, 10, 100, 1.0f, h1.data(), 100, padded3.data(),
+                                               ldb3, out.data(), every); }, 5000, repeats), 1);
+  std::vector<float> row_out(100, 0.5f);
+  line("bias_activation sigmoid 100, 1 row",
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 100, b1.data(),
+                                             mlpinfer::Activation::sigmoid); }, 5000, repeats), 1);
+  line("bias_activation softmax 10, 1 row",
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 10, b1.data(),
+                                             mlpinfer::Activation::softmax); }, 5000, repeats), 1);
+  const std::vector<float> pixels_f = random_floats(in * kTileRows, rng, 0.0);
+  std::vector<unsigned char> pixels_u8(in * kTileRows);
+  for (std::size_t i = 0; i < pixels_u8.size(); ++i) pixels_u8[i] = static_cast<unsigned char>(i * 37);
+  const mlpinfer::InputView view_f{pixels_f.data(), mlpinfer::ElementType::float32, kTileRows, in,
+                                   static_cast<std::ptrdiff_t>(in * 4), 4};
+  const mlpinfer::InputView view_u8{pixels_u8.data(), mlpinfer::ElementType::uint8, kTileRows, in,
+                                    static_cast<std::ptrdiff_t>(in), 1};
+  std::vector<float> loaded(in * kTileRows);
+  line("load_tile float32 784, 32 rows (from cache)",
+       best_ns([&] { kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data()); }, 2000,
+               repeats), 32);
+  line("load_tile uint8 784, 32 rows (from cache)",
+       best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data()); }, 2000,
+               repeats), 32);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int repeats = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
+  std::printf("kernel families this CPU runs:");
+  for (const std::string& isa : mlpinfer::kernels::supported_isas()) std::printf(" %s", isa.c_str());
+  std::printf("\n");
+  for (const std::string& isa : mlpinfer::kernels::supported_isas()) {
+    bench_family(*mlpinfer::kernels::find_kernels(isa), repeats);
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// What every kernel family implements, declared in the namespace of the family this
+// translation unit is compiled for (see simd.hpp). The shared sources (epilogues.cpp,
+// row_kernels.cpp, tile_kernels.cpp, zero_scans.cpp, input_loaders.cpp) define these
+// once per family; family.cpp puts them in the family's KernelTable. Contracts: as the
+// functions of the same names in ../kernels.hpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../kernels.hpp"
+#include "simd.hpp"
+
+namespace mlpinfer::kernels::MLPINFER_FAMILY {
+
+void bias_activation(float* tile, std::size_t rows, std::size_t width, const float* bias,
+                     Activation activation);
+void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes, const float* bias,
+                          Activation activation);
+void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+                const InputSelection& inputs);
+void small_gemm_double(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                       std::size_t lda, const float* b, std::size_t ldb, float* c,
+                       const InputSelection& inputs);
+void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outputs, float alpha,
+               const float* in, const float* panels, std::size_t max_width, float* out,
+               std::size_t lanes, RowPrefetch& prefetch);
+void tile_gemm_double(const ActiveInputs& active, std::size_t outputs, float alpha,
+                      const float* in, const float* weights, float* out, std::size_t lanes,
+                      RowPrefetch& prefetch);
+std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda, std::size_t inputs,
+                           std::uint32_t* active);
+std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
+                                std::uint32_t* active);
+void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
+void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, std::size_t lanes,
+               float* tile);
+
+}  // namespace mlpinfer::kernels::MLPINFER_FAMILY

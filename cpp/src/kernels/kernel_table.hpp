@@ -1,0 +1,95 @@
+// The dispatch table: one kernel family per instruction set, chosen once per process.
+// ONNX Runtime's MLAS is the model (platform.cpp): each family's kernels are compiled in
+// their own object library with their own flags (CMakeLists.txt, mlpinfer_kernel_family),
+// and fill one KernelTable; select_kernels() picks the best family this CPU runs, capped
+// by MLPINFER_MAX_ISA, the first time the kernels are used. No hot path asks the CPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../kernels.hpp"
+
+namespace mlpinfer::kernels {
+
+struct KernelTable {
+  const char* isa;  // "avx512", "avx2", "baseline" (x86); "neon", "baseline" (ARM)
+  // Whether the family's products use fused multiply-adds: every FMA family gives the
+  // same bits (one FMA chain per output, in the same order over k); a family without
+  // gives results within the reference tolerance of them.
+  bool fused_multiply_add;
+  // The widest tile panel (output columns) whose accumulators stay in this family's
+  // registers: pack_panels and tile_gemm must be given this width.
+  std::size_t tile_panel_width;
+
+  // tile[r * width + c] = activation(tile[r * width + c] + bias[c]) for rows x width.
+  // Contract: softmax normalises each row; a NaN anywhere in a row makes that whole
+  // row NaN and touches no other row.
+  void (*bias_activation)(float* tile, std::size_t rows, std::size_t width, const float* bias,
+                          Activation activation);
+  // bias_activation for a tile of `width` features (first `lanes` lanes).
+  void (*tile_bias_activation)(float* tile, std::size_t width, std::size_t lanes,
+                               const float* bias, Activation activation);
+  // C (m x n, ldc) = alpha * A (m x k, lda) * B (k x n, ldb = padded_columns(n)).
+  // For the few-row products where a BLAS GEMM spends more time packing B than
+  // multiplying. Contract: C does not alias A or B.
+  void (*small_gemm)(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
+                     const InputSelection& inputs);
+  // small_gemm accumulating in double (B padded as for small_gemm), each element
+  // rounded to float once; C's leading dimension is n.
+  void (*small_gemm_double)(std::size_t m, std::size_t n, std::size_t k, float alpha,
+                            const float* a, std::size_t lda, const float* b, std::size_t ldb,
+                            float* c, const InputSelection& inputs);
+  // out (outputs x kTileRows) = alpha * (in as rows) x W, for a tile `in` of `inputs`
+  // features and W packed by pack_panels with max_width = tile_panel_width.
+  void (*tile_gemm)(std::size_t inputs, const ActiveInputs& active, std::size_t outputs,
+                    float alpha, const float* in, const float* panels, std::size_t max_width,
+                    float* out, std::size_t lanes, RowPrefetch& prefetch);
+  // tile_gemm accumulating in double over W as given (inputs x outputs, row-major),
+  // with the same arithmetic per row as small_gemm_double.
+  void (*tile_gemm_double)(const ActiveInputs& active, std::size_t outputs, float alpha,
+                           const float* in, const float* weights, float* out, std::size_t lanes,
+                           RowPrefetch& prefetch);
+  // Writes the indices k < inputs, ascending, at which any of `rows` rows of `a`
+  // (row-major, leading dimension lda) is nonzero (NaN included); returns how many.
+  std::size_t (*nonzero_inputs)(const float* a, std::size_t rows, std::size_t lda,
+                                std::size_t inputs, std::uint32_t* active);
+  // The features of a tile (`inputs` of them) with a nonzero lane, as nonzero_inputs.
+  std::size_t (*tile_nonzero_inputs)(const float* tile, std::size_t inputs, std::size_t lanes,
+                                     std::uint32_t* active);
+  // dst[r * cols + c] = element (r, c) of `src` converted to float.
+  void (*gather_rows)(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
+  // Rows first_row .. first_row + rows (rows <= lanes) of `src` as a float tile; lanes
+  // from `rows` to `lanes` are zero.
+  void (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
+                    std::size_t lanes, float* tile);
+};
+
+// One function per family built for this architecture, each defined by family.cpp
+// compiled in that family's object library (namespace = the family's ISA name).
+#ifdef MLPINFER_FAMILY_AVX512_BUILT
+namespace avx512 { const KernelTable& table(); }
+#endif
+#ifdef MLPINFER_FAMILY_AVX2_BUILT
+namespace avx2 { const KernelTable& table(); }
+#endif
+#ifdef MLPINFER_FAMILY_NEON_BUILT
+namespace neon { const KernelTable& table(); }
+#endif
+namespace baseline { const KernelTable& table(); }
+
+// The family in use: chosen on first call (thread-safe), then fixed for the process.
+// Throws std::invalid_argument if MLPINFER_MAX_ISA names no family of this build.
+const KernelTable& active_kernels();
+
+// The families this CPU can run, best first (always ending with "baseline").
+std::vector<std::string> supported_isas();
+
+// The family named `isa` if this build has it and this CPU runs it, else nullptr; for
+// the micro-benchmark, which times every family in one process.
+const KernelTable* find_kernels(const std::string& isa);
+
+}  // namespace mlpinfer::kernels

@@ -1,0 +1,219 @@
+"""The same bits on every CPU: the engine under each kernel family this CPU runs.
+
+Each family is chosen by MLPINFER_MAX_ISA in a subprocess (the choice is made once per
+process, at import), which runs this file as a script and saves its outputs. Every FMA
+family (avx512, avx2, and neon on ARM) must give the same bits; the baseline (no FMA)
+must be within the reference tolerance. The inputs: the textbook network on the 10,000
+MNIST test images, and random networks at widths 1, 50, 513 and batches 0, 1, 7, 10,000.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import SHARED_DATA, assert_close_to_reference, shared_file
+
+import mlpinfer
+from mlpinfer import reference
+from mlpinfer._cli import main
+
+FAMILIES_BEST_FIRST = ["avx512", "avx2", "neon", "baseline"]
+WIDTHS = [1, 50, 513]
+BATCHES = [0, 1, 7, 10_000]
+HIDDEN = ["identity", "sigmoid", "relu", "tanh"]
+OUTPUTS = ["identity", "sigmoid", "relu", "tanh", "softmax"]
+
+
+def random_cases():
+    """(name, network, x): one network per output activation and width, its hidden
+    activation cycling, inputs with a third of their values zero (zero skipping)."""
+    for width in WIDTHS:
+        for i, output in enumerate(OUTPUTS):
+            rng = np.random.default_rng([width, i])
+            widths = [width, 37, width, 3]
+            params = {}
+            for j, (n_in, n_out) in enumerate(itertools.pairwise(widths), start=1):
+                params[f"W{j}"] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+                params[f"b{j}"] = rng.standard_normal(n_out) * 0.5
+            network = mlpinfer.Network.from_params(params, hidden=HIDDEN[i % len(HIDDEN)],
+                                                   output=output)
+            x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
+            x[rng.random(x.shape) < 1 / 3] = 0.0
+            yield f"width {width}, {HIDDEN[i % len(HIDDEN)]} -> {output}", network, x
+
+
+def mnist_case():
+    from mlpinfer.datasets import load_mnist
+
+    network = mlpinfer.load(SHARED_DATA / "sample_weight.pkl")
+    images, _ = load_mnist("test", data_dir=SHARED_DATA / "mnist", download=False)
+    return network, images.reshape(len(images), -1)
+
+
+def compute_outputs() -> dict[str, np.ndarray]:
+    """Every output this file compares, computed by the kernels of this process."""
+    outputs = {}
+    network, pixels = mnist_case()
+    for threads in (1, 2):
+        outputs[f"mnist uint8, {threads} threads"] = network.predict(pixels, threads=threads)
+    outputs["mnist float32 x/255"] = network.predict(pixels.astype(np.float32) / np.float32(255))
+    outputs["mnist uint8, batch_size 7"] = network.predict(pixels[:1000], batch_size=7)
+    for name, net, x in random_cases():
+        for batch in BATCHES:
+            outputs[f"{name}, batch {batch}"] = net.predict(x[:batch])
+    return outputs
+
+
+def outputs_under(family: str, directory: Path) -> dict[str, np.ndarray]:
+    path = directory / f"{family}.npz"
+    env = {**os.environ, "MLPINFER_MAX_ISA": family}
+    done = subprocess.run([sys.executable, __file__, str(path), family], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    with np.load(path) as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+@pytest.fixture(scope="module")
+def supported() -> list[str]:
+    return mlpinfer.cpu_info()["supported"]
+
+
+@pytest.fixture(scope="module")
+def outputs(supported, tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
+    shared_file("sample_weight.pkl")
+    shared_file("mnist", "t10k-images-idx3-ubyte.gz")
+    directory = tmp_path_factory.mktemp("isa")
+    return {family: outputs_under(family, directory) for family in supported}
+
+
+def test_cpu_info_reports_the_choice(supported):
+    info = mlpinfer.cpu_info()
+    assert info["isa"] in supported
+    assert supported[-1] == "baseline"
+    assert supported == [f for f in FAMILIES_BEST_FIRST if f in supported]
+    assert info["fused_multiply_add"] == (info["isa"] != "baseline")
+    capped = os.environ.get("MLPINFER_MAX_ISA")
+    expected = supported[0] if not capped else next(
+        f for f in FAMILIES_BEST_FIRST[FAMILIES_BEST_FIRST.index(capped):] if f in supported)
+    assert info["isa"] == expected
+    assert info["max_isa"] == (capped or None)
+    info["supported"].clear()  # a copy: the next call is unchanged
+    assert mlpinfer.cpu_info()["supported"] == supported
+
+
+def run_python(code: str, max_isa: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLPINFER_MAX_ISA": max_isa}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.mark.parametrize("family", FAMILIES_BEST_FIRST)
+def test_a_cap_picks_the_best_family_at_or_below_it(family, supported):
+    done = run_python("import mlpinfer; print(mlpinfer.cpu_info()['isa'])", family)
+    if done.returncode != 0:  # a family of another architecture: refused, naming ours
+        assert "ValueError: MLPINFER_MAX_ISA is" in done.stderr
+        assert family not in supported
+        return
+    below = FAMILIES_BEST_FIRST[FAMILIES_BEST_FIRST.index(family):]
+    assert done.stdout.strip() == next(f for f in below if f in supported)
+
+
+@pytest.mark.parametrize("value", ["avx1024", "AVX2", "sse2"])
+def test_an_unknown_cap_fails_the_import_naming_the_valid_values(value):
+    done = run_python("import mlpinfer", value)
+    assert done.returncode != 0
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"ValueError: MLPINFER_MAX_ISA is '{value}'; expected one of ")
+    assert "baseline" in message
+
+
+def test_fma_families_give_identical_bits(outputs):
+    fma = [f for f in outputs if f != "baseline"]
+    if len(fma) < 2:
+        pytest.skip(f"this CPU runs one FMA kernel family ({fma}); nothing to compare")
+    first = outputs[fma[0]]
+    for family in fma[1:]:
+        assert outputs[family].keys() == first.keys()
+        for case, expected in first.items():
+            actual = outputs[family][case]
+            differ = np.flatnonzero(actual.view(np.uint32) != expected.view(np.uint32))
+            assert differ.size == 0, (
+                f"{case}: {family} differs from {fma[0]} at {differ.size} values, first at flat "
+                f"index {differ[0]}: {actual.flat[differ[0]]!r} against {expected.flat[differ[0]]!r}")
+
+
+def test_every_family_is_within_the_reference_tolerance(outputs):
+    network, pixels = mnist_case()
+    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+    mnist_expected = reference.forward(layers, pixels.astype(np.float32) / np.float32(255))
+    expected = {"mnist uint8, 1 threads": mnist_expected}
+    for name, net, x in random_cases():
+        layers = [(layer.weights, layer.bias, layer.activation) for layer in net.layers]
+        expected[f"{name}, batch {max(BATCHES)}"] = reference.forward(layers, x)
+    for family, results in outputs.items():
+        for case, values in expected.items():
+            try:
+                assert_close_to_reference(results[case], values)
+            except AssertionError as error:
+                raise AssertionError(f"{family} kernels, {case}: {error}") from None
+
+
+def test_each_family_is_bit_identical_across_batches_and_threads(outputs):
+    for family, results in outputs.items():
+        whole = results["mnist uint8, 1 threads"]
+        np.testing.assert_array_equal(results["mnist uint8, 2 threads"].view(np.uint32),
+                                      whole.view(np.uint32), err_msg=family)
+        np.testing.assert_array_equal(results["mnist uint8, batch_size 7"].view(np.uint32),
+                                      whole[:1000].view(np.uint32), err_msg=family)
+        for name, _, _ in random_cases():
+            full = results[f"{name}, batch {max(BATCHES)}"]
+            for batch in BATCHES[:-1]:
+                np.testing.assert_array_equal(results[f"{name}, batch {batch}"].view(np.uint32),
+                                              full[:batch].view(np.uint32),
+                                              err_msg=f"{family}: {name}, batch {batch}")
+
+
+def test_bench_times_every_family_beside_the_other_engines(capsys, supported):
+    code = main(["bench", "--json", "--isa", "all", "--engines", "mlpinfer,numpy",
+                 "--batch-sizes", "1,40", "--threads", "1", "--repeats", "1",
+                 "--min-seconds", "0", "--images", "80"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    engines = {f"mlpinfer[{family}]" for family in supported}
+    assert {(r["engine"], r["batch_size"]) for r in report["results"]} == {
+        (e, b) for e in engines | {"numpy"} for b in (1, 40)}
+    for row in report["results"]:
+        assert row["images_per_second"] > 0
+        assert row["vs_numpy"] > 0
+    assert {(r["engine"], r["input"]) for r in report["efficiency"]} == {
+        (e, i) for e in engines for i in ("dense", "images")}
+    assert all(r["fraction_of_sgemm"] > 0 for r in report["efficiency"])
+    assert report["kernels"] == mlpinfer.cpu_info()
+
+
+def test_bench_refuses_a_family_this_cpu_does_not_run(capsys, supported):
+    assert main(["bench", "--isa", "avx2,vax"]) == 2
+    err = capsys.readouterr().err
+    assert f"families this CPU runs ({', '.join(supported)}), got 'avx2,vax'" in err
+
+
+def test_info_names_the_kernels(capsys):
+    assert main(["info", "xor"]) == 0
+    isa = mlpinfer.cpu_info()["isa"]
+    assert f"kernels     {isa} (this CPU runs " in capsys.readouterr().out
+
+
+if __name__ == "__main__":
+    # python test_isa.py OUT.npz FAMILY: save this process's outputs (see outputs_under).
+    in_use = mlpinfer.cpu_info()["isa"]
+    if in_use != sys.argv[2]:
+        sys.exit(f"asked for the {sys.argv[2]} kernels, MLPINFER_MAX_ISA gave {in_use}")
+    np.savez(sys.argv[1], **compute_outputs())
