@@ -7,6 +7,7 @@ its rows (for layers of at most 4,096 inputs and outputs), bit for bit with one 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import pickle
@@ -215,18 +216,27 @@ def test_from_npy_reads_rows_lazily_and_pickles_as_the_path(tmp_path, pixels):
 
 
 class CountingNetwork(mlpinfer.Network):
-    """Appends a line to ``log`` each time it is pickled, in whichever process pickles it."""
+    """Logs to ``log`` each pickling, unpickling and block task, with the process's pid."""
 
     log: str
 
     def __reduce__(self):
-        with open(self.log, "a") as stream:
-            stream.write(f"{os.getpid()}\n")
+        _record(self.log, "pickled")
         _, (params, activations, input_scale, *_) = super().__reduce__()
         return (_rebuild_counting, (params, activations, input_scale, self.log))
 
+    def predict(self, x, **kwargs):
+        _record(self.log, "task")
+        return super().predict(x, **kwargs)
+
+
+def _record(log, event):
+    with open(log, "a") as stream:
+        stream.write(f"{event} {os.getpid()}\n")
+
 
 def _rebuild_counting(params, activations, input_scale, log):
+    _record(log, "received")
     base = mlpinfer.Network.from_params(params, activations=activations, input_scale=input_scale)
     network = CountingNetwork(base.layers, input_scale=input_scale)
     network.log = log
@@ -235,10 +245,17 @@ def _rebuild_counting(params, activations, input_scale, log):
 
 @pytest.fixture(scope="module")
 def cluster_client():
-    """Two worker processes of one thread each, as on a 2-core machine."""
+    """Two worker processes of one thread each, as on a 2-core machine.
+
+    Work stealing and the active memory manager are off: both move data by timing (a
+    stolen task is sent a second time, a dropped replica is fetched again), which made the
+    count of network shipments vary under load. The scheduler then places each task once.
+    """
     # A random dashboard port: the default 8787 may be taken, and its warning is an error.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
+    with dask.config.set({"distributed.scheduler.work-stealing": False,
+                          "distributed.scheduler.active-memory-manager.start": False}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
 
@@ -253,10 +270,19 @@ def test_distributed_ships_the_network_once_per_worker_not_per_task(
     outputs = mdask.predict(network, images)
     assert outputs.numblocks[0] == 50
     actual = outputs.compute()
-    pickles = Path(network.log).read_text().split()
-    # The client's graph, the scheduler's message to the first worker, and one transfer to
-    # the other worker: a constant, where shipping per task would be 50 or more.
-    assert 1 <= len(pickles) <= 3, pickles
+    events = [line.split() for line in Path(network.log).read_text().splitlines()]
+    pickled = [pid for event, pid in events if event == "pickled"]
+    received = collections.Counter(pid for event, pid in events if event == "received")
+    ran_tasks = {pid for event, pid in events if event == "task"} - {str(os.getpid())}
+    workers = {str(pid) for pid in cluster_client.run(os.getpid).values()}
+    # Both workers ran blocks (else "once per worker" would not be tested) ...
+    assert ran_tasks == workers, (ran_tasks, workers)
+    # ... and the network arrived once in the scheduler (this process, with the graph) and
+    # once in each worker (from the scheduler, or from the other worker): 3 shipments for
+    # 50 tasks, each one pickling.
+    assert received == collections.Counter({str(os.getpid()): 1} | dict.fromkeys(workers, 1)), \
+        events
+    assert len(pickled) == sum(received.values()), events
     assert_equal_rows(actual, per_chunk_predict(base, pixels, images.chunks[0]))
 
 

@@ -1,7 +1,5 @@
 #include "mlpinfer/network.hpp"
 
-#include <sched.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,6 +13,7 @@
 #include <thread>
 
 #include "blas.hpp"
+#include "cpu_count.hpp"
 #include "kernels.hpp"
 #include "kernels/kernel_table.hpp"
 #include "thread_pool.hpp"
@@ -58,15 +57,6 @@ constexpr std::size_t kGatherRows = 8;  // see forward()
 // from C++, 2 threads, uint8 digits: 14 rows in 6.2 us on one thread, 5.1 on two; 12
 // rows in 5.0 on one, 5.3-5.8 on two).
 constexpr std::size_t kMinRowsPerThread = 7;
-
-unsigned cpus_available() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    const int count = CPU_COUNT(&set);
-    if (count > 0) return static_cast<unsigned>(count);
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
-}
 
 std::atomic<unsigned>& default_thread_setting() {
   static std::atomic<unsigned> threads{cpus_available()};

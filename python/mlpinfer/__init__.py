@@ -1,7 +1,7 @@
 """mlpinfer: fast, exact CPU inference for multilayer perceptrons."""
 
-from . import importers  # noqa: F401 - registers the Keras, PyTorch and ONNX formats
 from ._cpu import cpu_info
+from . import importers  # noqa: F401 - registers the Keras, PyTorch and ONNX formats
 from ._errors import DataError, MlpinferError, WeightsError
 from ._network import Layer, Network, get_num_threads, set_num_threads
 from ._network import _core as _engine  # _network explains a failed import of it

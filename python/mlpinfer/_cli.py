@@ -429,9 +429,9 @@ def _info(args: argparse.Namespace) -> int:
         "parameters": sum(layer["parameters"] for layer in layers),
         "dtype": "float32",
         "input_scale": network.input_scale,
+        "cpu": cpu_info(),
         "pixel_scale": network.pixel_scale,
         "classes": network.classes_.tolist(),
-        "cpu": cpu_info(),
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -1,5 +1,6 @@
 #include "cpu_features.hpp"
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -8,6 +9,11 @@
 #else
 #include <cpuid.h>
 #endif
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 namespace mlpinfer::kernels {
@@ -69,6 +75,25 @@ CpuFeatures detect_cpu_features() {
                       bit(leaf7.ebx, 30) && bit(leaf7.ebx, 31);    // BW, VL
   features.avx2_fma = ymm_saved && avx && avx2 && fma;
   features.avx512 = features.avx2_fma && zmm_saved && avx512;
+  return features;
+}
+
+#elif defined(__aarch64__) || defined(_M_ARM64)
+
+// AdvSIMD is part of every ARMv8-A CPU and of the AArch64 ABI; the operating system is
+// still asked, as for any optional feature (this is where SVE would be detected).
+CpuFeatures detect_cpu_features() {
+  CpuFeatures features;
+#if defined(__linux__)
+  features.neon = (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+#elif defined(__APPLE__)
+  int advsimd = 0;
+  std::size_t size = sizeof advsimd;
+  features.neon =
+      sysctlbyname("hw.optional.AdvSIMD", &advsimd, &size, nullptr, 0) == 0 && advsimd != 0;
+#else
+  features.neon = true;
+#endif
   return features;
 }
 

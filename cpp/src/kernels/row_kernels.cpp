@@ -34,6 +34,9 @@ void panel(const ActiveInputs& active, float alpha, const float* a, std::size_t 
     }
   }
   const Vec scale = splat(alpha);
+  // Unrolled, so that acc is only indexed by constants and stays in registers: GCC 12
+  // for aarch64 kept this loop, and so stored every accumulator on every k step.
+#pragma GCC unroll 4
   for (std::size_t r = 0; r < Rows; ++r) {
     float out[kLanes * Vectors];
     for (std::size_t v = 0; v < Vectors; ++v) {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole Python package on 64-bit ARM under qemu-aarch64: Debian's arm64 Python and
+# NumPy unpacked into a sysroot (never installed on the host), the extension _core
+# cross-built with GCC from the same CMakeLists.txt and sources that pip builds, and
+# python/mlpinfer beside it. Then the textbook check (scripts/aarch64_package_check.py)
+# runs there with the NEON kernels and natively under this CPU's best FMA family: the
+# accuracy must be 0.9352 and the outputs' SHA-256 the same on both.
+#
+#   scripts/cross_aarch64_python.sh DATA_DIR
+#
+# Needs what scripts/cross_aarch64.sh --install installs (arm64 apt lists, cross GCC,
+# qemu-user), and the active Python: the same minor version as Debian's arm64 python3
+# (3.11 on Debian 12), with mlpinfer installed, cmake, ninja and pybind11.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=$(realpath "$1")
+work="$PWD/build/cross-aarch64-python"
+sysroot="$work/sysroot"
+
+python_version=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+if [ "$python_version" != 3.11 ]; then
+  echo "FAILED: the arm64 sysroot has Debian 12's Python 3.11, this Python is $python_version" >&2
+  exit 1
+fi
+
+rm -rf "$work" && mkdir -p "$work/debs" "$sysroot"
+(cd "$work/debs" && apt-get download -q \
+  python3.11-minimal:arm64 libpython3.11-minimal:arm64 libpython3.11-stdlib:arm64 \
+  libpython3.11-dev:arm64 python3.11-dev:arm64 python3-numpy:arm64 \
+  libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64 libgfortran5:arm64 \
+  libopenblas0-pthread:arm64 libblas3:arm64 liblapack3:arm64 \
+  libexpat1:arm64 zlib1g:arm64 libffi8:arm64 libbz2-1.0:arm64 liblzma5:arm64 \
+  libcrypt1:arm64 libuuid1:arm64 libssl3:arm64 libsqlite3-0:arm64 libncursesw6:arm64 \
+  libtinfo6:arm64 libreadline8:arm64 libdb5.3:arm64 libnsl2:arm64 libtirpc3:arm64 > /dev/null)
+for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$sysroot"; done
+# What update-alternatives would link on an arm64 system.
+lib="$sysroot/usr/lib/aarch64-linux-gnu"
+ln -sf openblas-pthread/libblas.so.3 "$lib/libblas.so.3"
+ln -sf openblas-pthread/liblapack.so.3 "$lib/liblapack.so.3"
+ln -sf openblas-pthread/libopenblas.so.0 "$lib/libopenblas.so.0"
+
+# The extension: the arm64 Python's headers (pyconfig.h includes its multiarch half,
+# hence -idirafter), the host interpreter for pybind11's configuration only.
+cmake -S . -B "$work/build" -G Ninja --toolchain cmake/toolchains/aarch64-linux-gnu-gcc.cmake \
+  -DMLPINFER_BLAS=system -DPython_EXECUTABLE="$(command -v python)" \
+  -DPython_INCLUDE_DIR="$sysroot/usr/include/python3.11" \
+  -DCMAKE_CXX_FLAGS="-idirafter $sysroot/usr/include" \
+  -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" > /dev/null
+cmake --build "$work/build" --target _core > /dev/null
+mkdir -p "$work/site"
+cp -r python/mlpinfer "$work/site/"
+# Named for the arm64 interpreter (CMake took the suffix from the host's).
+cp "$work"/build/_core.*.so "$work/site/mlpinfer/_core.cpython-311-aarch64-linux-gnu.so"
+
+native=$(python scripts/aarch64_package_check.py "$data")
+emulated=$(qemu-aarch64 -L "$sysroot" -E PYTHONPATH="$work/site" "$sysroot/usr/bin/python3.11" \
+  scripts/aarch64_package_check.py "$data")
+echo "x86-64: $(tr '\n' ' ' <<< "$native")"
+echo "aarch64 (qemu): $(tr '\n' ' ' <<< "$emulated")"
+grep -qx "kernels neon" <<< "$emulated" || { echo "FAILED: not the NEON kernels" >&2; exit 1; }
+grep -qx "accuracy 0.9352" <<< "$emulated" || { echo "FAILED: accuracy" >&2; exit 1; }
+if [ "$(grep '^outputs' <<< "$native")" != "$(grep '^outputs' <<< "$emulated")" ]; then
+  echo "FAILED: the NEON outputs differ from x86-64's" >&2
+  exit 1
+fi
+case "$(grep '^kernels' <<< "$native")" in
+  "kernels avx512" | "kernels avx2") ;;
+  *) echo "FAILED: the x86-64 side ran no FMA family" >&2; exit 1 ;;
+esac
+echo "the package under qemu (NEON) gives 0.9352 and x86-64's outputs bit for bit"
