@@ -1,5 +1,5 @@
-// What this CPU (and its operating system) can run, asked once when the kernels are
-// chosen (kernel_table.hpp); nothing else queries the CPU.
+// What this CPU (and its operating system) can run, asked when the kernels are chosen
+// and when cpu_info() lists the families (kernel_table.cpp); no hot path queries the CPU.
 #pragma once
 
 namespace mlpinfer::kernels {

@@ -1,6 +1,6 @@
 // The dispatch table: one kernel family per instruction set, chosen once per process.
 // ONNX Runtime's MLAS is the model (platform.cpp): each family's kernels are compiled in
-// their own object library with their own flags (CMakeLists.txt, mlpinfer_kernel_family),
+// their own object library with their own flags (CMakeLists.txt, mlpinfer_kernels_<isa>),
 // and fill one KernelTable; select_kernels() picks the best family this CPU runs, capped
 // by MLPINFER_MAX_ISA, the first time the kernels are used. No hot path asks the CPU.
 #pragma once

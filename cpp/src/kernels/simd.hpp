@@ -1,5 +1,5 @@
 // The primitives of the family this translation unit is compiled for: CMake defines
-// exactly one MLPINFER_FAMILY_<ISA> per kernel object library (mlpinfer_kernel_family).
+// exactly one MLPINFER_FAMILY_<ISA> per kernel object library (mlpinfer_kernels_<isa>).
 // Each simd_<isa>.hpp defines, in namespace mlpinfer::kernels::<isa>, the same names:
 //   kLanes, kFusedMultiplyAdd, kTileVectors, kTilePanelWidth, kTileDoublePanelWidth,
 //   row_vectors(rows); Vec, IntVec, DoubleVec (kLanes / 2 doubles);
@@ -19,5 +19,5 @@
 #elif defined(MLPINFER_FAMILY_BASELINE)
 #include "simd_baseline.hpp"
 #else
-#error "compile the kernel sources through mlpinfer_kernel_family (CMakeLists.txt)"
+#error "compile the kernel sources through a mlpinfer_kernels_<isa> library (CMakeLists.txt)"
 #endif
