@@ -112,8 +112,7 @@ void bench_family(const KernelTable& kernels, int repeats) {
                                                   mlpinfer::Activation::sigmoid); }, 5000, repeats), 32);
   // Rows: the row kernel on padded W.
   const std::size_t ldb = mlpinfer::kernels::padded_columns(hidden);
-  std::vector<float> padded(in * ldb, 0.0f);
-  for (std::size_t k = 0; k < in; ++k) std::copy_n(&w1[k * hidden], hidden, &padded[k * ldb]);
+  const std::vector<float> padded = mlpinfer::kernels::pad_columns(w1, in, hidden);
   const std::vector<float> rows = random_floats(in * 4, rng, 0.0);
   const InputSelection every{false, all.data(), scratch.data()};
   for (std::size_t m : {1, 4}) {
@@ -132,15 +131,13 @@ void bench_family(const KernelTable& kernels, int repeats) {
        best_ns([&] { kernels.small_gemm(1, hidden, in, 1.0f, digit.data(), in, padded.data(), ldb,
                                         out.data(), hidden, skipping); }, 2000, repeats), 1);
   const std::size_t ldb2 = mlpinfer::kernels::padded_columns(100);
-  std::vector<float> padded2(hidden * ldb2, 0.0f);
-  for (std::size_t k = 0; k < hidden; ++k) std::copy_n(&w2[k * 100], 100, &padded2[k * ldb2]);
+  const std::vector<float> padded2 = mlpinfer::kernels::pad_columns(w2, hidden, 100);
   const std::vector<float> h1 = random_floats(100, rng, 0.0);
   line("small_gemm 50x100, 1 row",
        best_ns([&] { kernels.small_gemm(1, 100, hidden, 1.0f, h1.data(), hidden, padded2.data(),
                                         ldb2, out.data(), 100, every); }, 5000, repeats), 1);
   const std::size_t ldb3 = mlpinfer::kernels::padded_columns(10);
-  std::vector<float> padded3(100 * ldb3, 0.0f);
-  for (std::size_t k = 0; k < 100; ++k) std::copy_n(&w3[k * 10], 10, &padded3[k * ldb3]);
+  const std::vector<float> padded3 = mlpinfer::kernels::pad_columns(w3, 100, 10);
   line("small_gemm_double 100x10, 1 row",
        best_ns([&] { kernels.small_gemm_double(1, 10, 100, 1.0f, h1.data(), 100, padded3.data(),
                                                ldb3, out.data(), every); }, 5000, repeats), 1);

@@ -32,6 +32,17 @@ std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t in
   return packed;
 }
 
+std::vector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
+                               std::size_t outputs) {
+  const std::size_t stride = padded_columns(outputs);
+  std::vector<float> padded(inputs * stride, 0.0f);
+  for (std::size_t r = 0; r < inputs; ++r) {
+    std::copy_n(weights.begin() + static_cast<std::ptrdiff_t>(r * outputs), outputs,
+                padded.begin() + static_cast<std::ptrdiff_t>(r * stride));
+  }
+  return padded;
+}
+
 RowPrefetch::RowPrefetch(const InputView& src, std::size_t first_row, std::size_t rows) {
   const std::size_t element = src.type == ElementType::uint8     ? 1
                               : src.type == ElementType::float32 ? 4

@@ -18,6 +18,11 @@ constexpr std::size_t padded_columns(std::size_t n) {
   return (n + kPadColumns - 1) / kPadColumns * kPadColumns;
 }
 
+// W (inputs x outputs, row-major) with each row padded with zeros to
+// padded_columns(outputs): the B the row kernels read.
+std::vector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
+                               std::size_t outputs);
+
 // --- Zero inputs --------------------------------------------------------------------
 // The products below visit only the inputs k (rows of W) that are nonzero in some row
 // they compute. Skipping x = 0 changes no bit of any result: it would add x * w = +-0

@@ -181,13 +181,7 @@ Network::Network(std::vector<DenseLayer> layers)
   all_inputs_.resize(widest_input_);
   std::iota(all_inputs_.begin(), all_inputs_.end(), std::uint32_t{0});
   for (const DenseLayer& layer : layers_) {
-    const std::size_t stride = kernels::padded_columns(layer.outputs);
-    std::vector<float> padded(layer.inputs * stride, 0.0f);
-    for (std::size_t r = 0; r < layer.inputs; ++r) {
-      std::copy_n(layer.weights.begin() + static_cast<std::ptrdiff_t>(r * layer.outputs),
-                  layer.outputs, padded.begin() + static_cast<std::ptrdiff_t>(r * stride));
-    }
-    padded_weights_.push_back(std::move(padded));
+    padded_weights_.push_back(kernels::pad_columns(layer.weights, layer.inputs, layer.outputs));
   }
   double_output_ = layers_.back().activation == Activation::identity;
   tiled_ = std::all_of(layers_.begin(), layers_.end(), [](const DenseLayer& layer) {
