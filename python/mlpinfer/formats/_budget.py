@@ -67,13 +67,12 @@ class Budget:
     datasets); ``name`` the file, for messages.
     """
 
-    def __init__(self, limit: int, *, name: str, error: type[MlpinferError] = WeightsError,
-                 raise_hint: str = "pass max_bytes= to allow more") -> None:
+    def __init__(self, limit: int, *, name: str,
+                 error: type[MlpinferError] = WeightsError) -> None:
         self.limit = limit
         self.used = 0
         self.name = name
         self.error = error
-        self._hint = raise_hint
 
     def charge(self, nbytes: int, what: str) -> None:
         """Count ``nbytes`` about to be allocated for ``what``, or refuse."""
@@ -82,8 +81,8 @@ class Budget:
         if self.used + nbytes > self.limit:
             raise self.error(
                 f"{self.name}: {what} needs {nbytes} bytes after {self.used} already used; "
-                f"the budget of this load is {self.limit} bytes ({self._hint}): a small "
-                "file that expands this much is refused"
+                f"the budget of this load is {self.limit} bytes (pass max_bytes= to allow "
+                "more): a small file that expands this much is refused"
             )
         self.used += nbytes
 
@@ -96,7 +95,7 @@ class Budget:
 # total entries, directory size and offset, comment length.
 _EOCD = struct.Struct("<4s4H2LH")
 _EOCD_SIGNATURE = b"PK\x05\x06"
-_ACCEPTED_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_ACCEPTED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 
 def declared_member_count(stream: BinaryIO) -> int | None:
