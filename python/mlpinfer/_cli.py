@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:
+        # The reader left (mlpinfer evaluate | head): stop quietly, as other tools do,
+        # with stdout pointed at /dev/null so that the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
     except (UserError, MlpinferError, OSError, ValueError, TypeError, ImportError) as error:
         print(f"mlpinfer: error: {_describe(error)}", file=sys.stderr)
         return 2
