@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -461,3 +462,28 @@ def test_predict_keeps_float_results_when_uint8_ones_need_a_pixel_scale(capsys, 
     code, out, _ = run(capsys, "predict", "--json", "--weights", str(tmp_path / "net.onnx"),
                        "--pixel-scale", "1/255", str(tmp_path / "pixels.npy"))
     assert code == 0 and len(json.loads(out)) == 1
+
+
+def test_evaluate_names_the_pixel_scale_option_for_a_network_without_one(capsys, tmp_path):
+    unscaled = mlpinfer.Network(mlpinfer.load("digits").layers, pixel_scale=None)
+    mlpinfer.save(unscaled, tmp_path / "unscaled.npz")
+    code, out, err = run(capsys, "evaluate", "--weights", str(tmp_path / "unscaled.npz"))
+    assert code == 2 and out == ""
+    assert "uint8 pixels" in err and "--pixel-scale 1/255" in err and "with_pixel_scale" not in err
+    code, _, _ = run(capsys, "evaluate", "--weights", str(tmp_path / "unscaled.npz"),
+                     "--pixel-scale", "1/255")
+    assert code == 0
+
+
+def test_a_reader_that_leaves_early_ends_the_output_quietly():
+    # The reading end is closed before mlpinfer writes (as after `| head` has its lines);
+    # -u makes the first print meet the closed pipe, inside main.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-u", "-m", "mlpinfer", "evaluate"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""

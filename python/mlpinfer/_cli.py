@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:
+        # The reader left (mlpinfer evaluate | head): stop quietly, as other tools do,
+        # with stdout pointed at /dev/null so that the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
     except (UserError, MlpinferError, OSError, ValueError, TypeError, ImportError) as error:
         print(f"mlpinfer: error: {_describe(error)}", file=sys.stderr)
         return 2
@@ -210,6 +215,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     if len(images) == 0:
         raise UserError(f"{title} holds no images")
+    _check_pixel_scale(network, weights, images, title)
     predicted, elapsed = _classify_timed(network, images, args.batch_size, args.threads)
     classes = max(network.n_outputs, int(labels.max()) + 1, int(predicted.max()) + 1)
     confusion = np.zeros((classes, classes), dtype=np.int64)
@@ -366,6 +372,17 @@ def _looks_like_text(head: bytes) -> bool:
     return not any(byte < 9 or 13 < byte < 32 for byte in head)
 
 
+def _check_pixel_scale(network: Network, weights: str, images: np.ndarray, what: str) -> None:
+    """Refuse uint8 images for a network with no pixel scale, naming the CLI's option
+    (the library's own error names its Python method instead)."""
+    if images.dtype == np.uint8 and network.pixel_scale is None:
+        raise UserError(
+            f"{what}: uint8 pixels, and {weights} does not record the scale of "
+            "the pixels it was trained on: state it with --pixel-scale 1/255 (trained "
+            "on pixels / 255) or --pixel-scale 1 (on raw 0..255 values)"
+        )
+
+
 def _predict(args: argparse.Namespace) -> int:
     network = load(args.weights, pixel_scale=args.pixel_scale)
     results = []
@@ -374,12 +391,7 @@ def _predict(args: argparse.Namespace) -> int:
         path = Path(name)
         try:
             images = _read_images(path, network.n_inputs)
-            if images.dtype == np.uint8 and network.pixel_scale is None:
-                raise UserError(
-                    f"{path}: uint8 pixels, and {args.weights} does not record the scale of "
-                    "the pixels it was trained on: state it with --pixel-scale 1/255 (trained "
-                    "on pixels / 255) or --pixel-scale 1 (on raw 0..255 values)"
-                )
+            _check_pixel_scale(network, args.weights, images, str(path))
             if args.invert:
                 if images.dtype != np.uint8:
                     raise UserError(f"{path}: --invert needs uint8 pixels, got {images.dtype}")
