@@ -312,14 +312,15 @@ def refused_in_fresh_process(path: Path, *, call: str = "load", error: str = "We
     return outcome
 
 
-def assert_refused(directory: Path, data: bytes, match: str | None = None, *, name="w.pkl"):
-    """``data`` as a file in ``directory`` is refused by ``mlpinfer.load`` with a
-    `WeightsError` naming it, and no code from it ran (no `MARKER` file appeared)."""
+def assert_refused(directory: Path, data: bytes, match: str | None = None, *, name="w.pkl",
+                   **options):
+    """``data`` as a file in ``directory`` is refused by ``mlpinfer.load(path, **options)``
+    with a `WeightsError` naming it, and no code from it ran (no `MARKER` file appeared)."""
     import mlpinfer
 
     path = write(directory / name, data)
     with pytest.raises(mlpinfer.WeightsError, match=match) as raised:
-        mlpinfer.load(path)
+        mlpinfer.load(path, **options)
     assert str(path) in str(raised.value), f"the message does not name the file: {raised.value}"
     assert not (directory / MARKER).exists(), "code from the file ran"
     return raised.value

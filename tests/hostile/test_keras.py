@@ -22,7 +22,8 @@ from framework_files import (
     keras_zip,
     zip_bytes,
 )
-from support import refused_in_fresh_process
+import support
+from support import assert_refused, refused_in_fresh_process
 
 import mlpinfer
 from mlpinfer import WeightsError
@@ -35,16 +36,11 @@ BIAS = RNG.standard_normal(4).astype(np.float32)
 
 
 def write(tmp_path, data: bytes, name: str = "hostile.keras"):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+    return support.write(tmp_path / name, data)
 
 
 def refused(tmp_path, data: bytes, match: str, **options) -> None:
-    path = write(tmp_path, data)
-    with pytest.raises(WeightsError, match=match) as caught:
-        mlpinfer.load(path, **options)
-    assert str(path) in str(caught.value)
+    assert_refused(tmp_path, data, match, name="hostile.keras", **options)
 
 
 def one_dense(**config) -> dict:

@@ -138,10 +138,10 @@ def test_npy_header_declaring_a_trillion_elements_fails_fast(tmp_path):
                              + header.encode() + bytes(64))
     path = tmp_path / "w.npz"
     path.write_bytes(stream.getvalue())
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(WeightsError, match=r"expected the 4000000000000 bytes of data that its \.npy header declares"):
         mlpinfer.load(path)
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1
 
 
 

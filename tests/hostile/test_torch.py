@@ -23,7 +23,8 @@ from framework_files import (
     torch_zip,
     zip_bytes,
 )
-from support import refused_in_fresh_process
+import support
+from support import assert_refused, refused_in_fresh_process
 
 import mlpinfer
 from mlpinfer import WeightsError
@@ -40,9 +41,7 @@ def arrays(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def write(tmp_path, data: bytes, name: str = "hostile.pt"):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+    return support.write(tmp_path / name, data)
 
 
 def bundle_with(state: dict, storages: dict[str, bytes], **fields) -> bytes:
@@ -173,11 +172,8 @@ def test_a_huge_data_pkl_is_refused_before_inflating(tmp_path):
 
 
 def refused(tmp_path, data: bytes, match: str, **options) -> None:
-    path = write(tmp_path, data)
     options.setdefault("architecture", ["Linear"])
-    with pytest.raises(WeightsError, match=match) as caught:
-        mlpinfer.load(path, **options)
-    assert str(path) in str(caught.value)
+    assert_refused(tmp_path, data, match, name="hostile.pt", **options)
 
 
 @pytest.mark.parametrize(
