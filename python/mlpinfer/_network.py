@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _activations
 from ._errors import WeightsError
 from ._params import is_float32_number, ordered_layers
 from ._progress import Progress
@@ -24,9 +25,9 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"the import error was: {error}"
     ) from error
 
-__all__ = ["ACTIVATIONS", "Layer", "Network", "get_num_threads", "set_num_threads"]
+__all__ = ["ACTIVATIONS", "Layer", "LayerNorm", "Network", "get_num_threads", "set_num_threads"]
 
-ACTIVATIONS = ("identity", "sigmoid", "relu", "tanh", "softmax")
+ACTIVATIONS = tuple(_activations.ACTIVATIONS)
 _PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
 _VERBOSE_ROWS = 8192  # rows per engine call while predict(verbose=1) draws its progress bar
 _ENGINE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
@@ -60,12 +61,29 @@ def _positive_int(value: Any, name: str, maximum: int | None = None) -> int:
 
 
 @dataclass(frozen=True)
+class LayerNorm:
+    """Per-row normalisation of a layer's outputs, as PyTorch's ``LayerNorm``, Keras's
+    ``LayerNormalization`` and ONNX's ``LayerNormalization`` over the last axis:
+    ``(y - mean(y)) / sqrt(var(y) + epsilon) * gamma + beta``."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    epsilon: float
+
+
+@dataclass(frozen=True)
 class Layer:
-    """One dense layer: ``activation(x @ weights + bias)``. Arrays are read-only float32."""
+    """One dense layer: ``activation(x @ weights + bias)``. Arrays are read-only float32.
+
+    ``activation`` is a name or a name with parameters (see `mlpinfer._activations`).
+    ``norm``, if given, normalises the layer's outputs before the activation, or after it
+    when ``norm_after_activation``."""
 
     weights: np.ndarray
     bias: np.ndarray
     activation: str
+    norm: LayerNorm | None = None
+    norm_after_activation: bool = False
 
     @property
     def inputs(self) -> int:
@@ -136,11 +154,12 @@ class Network:
         if not layers:
             raise WeightsError("a network needs at least one layer, got 0")
         for index, layer in enumerate(layers, start=1):
-            if layer.activation not in ACTIVATIONS:
-                raise WeightsError(
-                    f"layer {index}: unknown activation {layer.activation!r}; "
-                    f"expected one of {', '.join(ACTIVATIONS)}"
-                )
+            try:
+                _activations.parse(layer.activation)
+            except ValueError as error:
+                raise WeightsError(f"layer {index}: {error}") from None
+            if layer.norm is not None:  # TODO(engine helper): the engine's LayerNorm
+                raise WeightsError(f"layer {index}: LayerNorm is not in the engine yet")
             if layer.activation == "softmax" and index != len(layers):
                 raise WeightsError(f"layer {index}: softmax is only supported on the last layer")
             if layer.activation == "softmax" and layer.outputs == 1:
