@@ -7,6 +7,9 @@ that what loads equals what the file says.
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 from framework_files import corruptions
@@ -14,6 +17,7 @@ from support import refused_in_fresh_process
 
 import mlpinfer
 from mlpinfer import WeightsError
+from mlpinfer.importers import from_onnx
 
 onnx = pytest.importorskip("onnx")
 helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
@@ -44,8 +48,8 @@ def write(tmp_path, model, name: str = "hostile.onnx"):
     return path
 
 
-def refused(tmp_path, model, match: str) -> None:
-    path = write(tmp_path, model)
+def refused(folder, model, match: str) -> None:
+    path = write(folder, model)
     with pytest.raises(WeightsError, match=match) as caught:
         mlpinfer.load(path)
     assert str(path) in str(caught.value)
@@ -143,14 +147,174 @@ def test_initializers_must_hold_what_they_declare(tmp_path, weights, match):
     refused(tmp_path, model_of([gemm()], {"W": weights, "b": B}), match)
 
 
-def test_external_data_is_refused_without_opening_it(tmp_path):
-    weights = numpy_helper.from_array(W, "W")
-    weights.data_location = TensorProto.EXTERNAL
-    weights.ClearField("raw_data")
-    weights.external_data.add(key="location", value="../../etc/passwd")
-    refused(tmp_path, model_of([gemm()], {"W": weights, "b": B}),
-            r"initializer 'W' keeps its data in an external file, which mlpinfer does not "
-            r"read yet")
+# --------------------------------------------------------------------------- external data
+
+
+def external(name, array, location, *, offset=None, length=None):
+    """``array`` as a tensor whose bytes are in ``location`` (written by the caller)."""
+    tensor = numpy_helper.from_array(np.asarray(array), name)
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    if offset is not None:
+        tensor.external_data.add(key="offset", value=str(offset))
+    if length is not None:
+        tensor.external_data.add(key="length", value=str(length))
+    return tensor
+
+
+def external_model(weights):
+    return model_of([gemm()], {"W": weights, "b": B})
+
+
+def test_external_data_loads_what_onnx_reads(tmp_path):
+    """Weights at an offset of a data file, a bias in a subfolder without a length
+    (to the end of its file), and a symbolic link that stays inside the folder."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "model.onnx.data").write_bytes(b"16 bytes ahead. " + W.tobytes() + b"tail")
+    (tmp_path / "sub" / "bias.bin").write_bytes(B.tobytes())
+    (tmp_path / "link.bin").symlink_to(tmp_path / "sub" / "bias.bin")
+    for bias_location in ("sub/bias.bin", "link.bin"):
+        model = model_of([gemm()], {"W": external("W", W, "model.onnx.data", offset=16,
+                                                  length=48),
+                                    "b": external("b", B, bias_location)})
+        path = write(tmp_path, model, "model.onnx")
+        network = mlpinfer.load(path)
+        np.testing.assert_array_equal(network.layers[0].weights, W)
+        np.testing.assert_array_equal(network.layers[0].bias, B)
+        if bias_location != "link.bin":  # onnx.load refuses every symbolic link
+            loaded = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+            np.testing.assert_array_equal(network.layers[0].weights, loaded["W"])
+            np.testing.assert_array_equal(network.layers[0].bias, loaded["b"])
+
+
+def test_external_data_counts_as_part_of_the_file_for_the_budget(tmp_path):
+    """A 36 MB data file beside a model of 48 KB loads with the default
+    budget (the model's size with its data, not 100 times the .onnx alone)."""
+    big = np.ones((784, 12_000), np.float32)
+    (tmp_path / "big.onnx.data").write_bytes(big.tobytes())
+    model = model_of([gemm()], {"W": external("W", big, "big.onnx.data"),
+                                "b": np.zeros(12_000, np.float32)}, inputs=784)
+    path = write(tmp_path, model, "big.onnx")
+    assert path.stat().st_size < 100_000
+    assert mlpinfer.load(path).layers[0].weights.shape == (784, 12_000)
+
+
+@pytest.mark.parametrize(
+    ("location", "match"),
+    [
+        ("../outside.bin", "location '../outside.bin' contains '..'"),
+        ("sub/../../outside.bin", "contains '..'"),
+        ("/dev/zero", "location '/dev/zero' is absolute"),
+        ("C:\\weights.bin", "is absolute"),
+        ("link-out.bin", "location 'link-out.bin' leads outside the model's folder"),
+        ("link-zero.bin", "location 'link-zero.bin' leads outside the model's folder .* "
+                          r"\(to '/dev/zero'\)"),
+        ("missing.bin", "cannot open its external data file .*missing.bin.*No such file"),
+        ("folder", "its external data file .*folder' is a directory, not a regular file"),
+        ("", "external data without a location"),
+    ],
+    ids=["dotdot", "dotdot-inside", "absolute", "windows-drive", "symlink-out",
+         "symlink-dev-zero", "missing", "directory", "no-location"],
+)
+def test_external_data_outside_the_folder_or_not_a_file_is_refused(tmp_path, location, match):
+    (tmp_path / "outside.bin").write_bytes(W.tobytes())
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "folder").mkdir()
+    (tmp_path / "model" / "link-out.bin").symlink_to(tmp_path / "outside.bin")
+    (tmp_path / "model" / "link-zero.bin").symlink_to("/dev/zero")
+    refused(tmp_path / "model", external_model(external("W", W, location)), match)
+
+
+@pytest.mark.parametrize(
+    ("offset", "length", "match"),
+    [
+        (64, 48, r"offset 64 \+ length 48 lies beyond the end of its external data file "
+                 r".*w.bin' \(64 bytes\)"),
+        (1 << 62, 48, "lies beyond the end"),
+        (0, 44, r"external data of 44 bytes in 'w.bin'; its shape and type need 48"),
+        (0, 1 << 40, "external data of 1099511627776 bytes"),
+        (None, None, r"holds 64 bytes from offset 0; its shape and type need 48"),
+        ("-4", 48, "offset '-4' is not a non-negative integer"),
+        ("0x10", 48, "offset '0x10' is not a non-negative integer"),
+        (0, "48.0", "length '48.0' is not a non-negative integer"),
+    ],
+    ids=["offset-at-end", "offset-huge", "length-short", "length-huge", "no-length-rest",
+         "negative-offset", "hex-offset", "float-length"],
+)
+def test_external_extent_must_be_what_the_tensor_declares(tmp_path, offset, length, match):
+    (tmp_path / "w.bin").write_bytes(W.tobytes() + bytes(16))  # 64 bytes
+    refused(tmp_path, external_model(external("W", W, "w.bin", offset=offset, length=length)),
+            match)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this system")
+    os.mkfifo(tmp_path / "fifo.bin")
+    path = write(tmp_path, external_model(external("W", W, "fifo.bin")))
+    refused_in_fresh_process(path, match="fifo.bin' is a FIFO, not a regular file")
+
+
+def test_a_device_in_the_folder_is_refused(tmp_path):
+    try:
+        os.mknod(tmp_path / "zero.bin", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    except (AttributeError, OSError) as error:
+        pytest.skip(f"cannot make a device file here ({error})")
+    refused(tmp_path, external_model(external("W", W, "zero.bin")),
+            "zero.bin' is a character device, not a regular file")
+
+
+def test_huge_external_tensors_are_refused_before_reading(tmp_path):
+    """4 TiB declared, and the file to match in a sparse file: the budget refuses it
+    before a byte is read or allocated."""
+    huge = external("W", W, "huge.bin", length=4 << 40)
+    del huge.dims[:]
+    huge.dims.extend([1 << 20, 1 << 20])
+    with open(tmp_path / "huge.bin", "wb") as stream:
+        stream.truncate(4 << 40)
+    path = write(tmp_path, external_model(huge))
+    refused_in_fresh_process(path, match=r"needs 4398046511104 bytes .*budget")
+
+
+def test_one_external_tensor_used_many_times_counts_per_use(tmp_path):
+    square = np.zeros((1000, 1000), np.float32)
+    (tmp_path / "w.bin").write_bytes(square.tobytes())
+    nodes = [helper.make_node("Gemm", ["x" if i == 0 else f"h{i}", "W", "b"],
+                              ["y" if i == 1499 else f"h{i + 1}"], name=f"g{i}")
+             for i in range(1500)]
+    path = write(tmp_path, model_of(nodes, {"W": external("W", square, "w.bin"),
+                                            "b": np.zeros(1000, np.float32)}, inputs=1000))
+    refused_in_fresh_process(
+        path, match=r"input 1 \('W'\) of node #\d+ needs 4000000 bytes.*budget")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda t: setattr(t, "raw_data", W.tobytes()), "expected external data only with"),
+        (lambda t: t.external_data.add(key="basepath", value="/"),
+         "unknown external_data key 'basepath'"),
+        (lambda t: t.external_data.add(key="location", value="w.bin"),
+         "external_data gives 'location' twice"),
+        (lambda t: setattr(t, "data_location", TensorProto.DEFAULT),
+         "expected external data only with data_location EXTERNAL"),
+    ],
+    ids=["raw-data-too", "basepath", "location-twice", "not-marked-external"],
+)
+def test_external_declarations_must_be_consistent(tmp_path, change, match):
+    (tmp_path / "w.bin").write_bytes(W.tobytes())
+    weights = external("W", W, "w.bin")
+    change(weights)
+    refused(tmp_path, external_model(weights), match)
+
+
+def test_a_model_in_memory_has_no_folder_for_external_data(tmp_path):
+    (tmp_path / "w.bin").write_bytes(W.tobytes())
+    model = external_model(external("W", W, "w.bin"))
+    with pytest.raises(WeightsError, match="keeps its data in the external file 'w.bin', which "
+                                           "a model in memory has no folder to read from"):
+        from_onnx(model)
 
 
 def test_segments_and_sparse_initializers_are_refused(tmp_path):
@@ -173,24 +337,35 @@ def constant(value_attribute, out="k"):
 @pytest.mark.parametrize(
     ("nodes", "match"),
     [
-        ([gemm(alpha="two")], "attribute alpha of Gemm at node 'fc' is STRING; expected FLOAT"),
-        ([gemm(transB=1.5)], "attribute transB of Gemm at node 'fc' is FLOAT; expected INT"),
-        ([gemm(weights="x")], "does not read the running value 'x' exactly once"),
+        ([gemm(alpha="two")], "attribute alpha of Gemm at node #0 'fc' is STRING; expected FLOAT"),
+        ([gemm(transB=1.5)], "attribute transB of Gemm at node #0 'fc' is FLOAT; expected INT"),
+        ([gemm(weights="x")], "Gemm at node #0 'fc': expected a constant as 'x', found a value "
+                              "computed from the input"),
         ([helper.make_node("Gemm", ["x"], ["y"], name="fc")],
-         "takes the running value as A, constants as B and C"),
-        ([helper.make_node("MatMul", ["x"], ["y"], name="mm")], "MatMul at node 'mm'"),
-        ([helper.make_node("Div", ["x", "zero"], ["s"], name="div"), gemm("W", "b", "y")],
-         r"scales by a finite number \(found 0.0\)"),
+         r"multiplies the running value, not transposed \(transA=0\), by constants"),
+        ([helper.make_node("MatMul", ["x"], ["y"], name="mm")], "MatMul at node #0 'mm'"),
+        ([helper.make_node("Div", ["x", "zero"], ["s"], name="div"),
+          helper.make_node("Gemm", ["s", "W", "b"], ["y"], name="fc")],
+         r"Div at node #0 'div': supported only when it divides by finite non-zero numbers"),
         ([helper.make_node("If", ["x"], ["y"], name="branch")], "unsupported op If"),
         ([constant({"value_float": 1.0, "value_int": 2})], "has 2 values; expected one"),
         ([helper.make_node("Reshape", ["x", "shape"], ["r"], name="rs"), gemm("W", "b", "y")],
          "reshapes to \\(batch, features\\)"),
+        ([helper.make_node("Shape", ["x"], ["s"], name="shape"),
+          helper.make_node("Gather", ["s", "nine"], ["g"], name="gather", axis=0)],
+         "Gather at node #1 'gather': supported only when it indexes within 2 entries"),
+        ([helper.make_node("Erf", ["x"], ["e"], name="erf"),
+          helper.make_node("Pow", ["e", "big"], ["p"], name="pow"),
+          helper.make_node("Gemm", ["p", "W", "b"], ["y"], name="fc")],
+         "Pow at node #1 'pow': the elementwise ops Erf, Pow on the running value are neither"),
     ],
     ids=["alpha-string", "transB-float", "weights-are-input", "gemm-one-input",
-         "matmul-one-input", "div-by-zero", "if", "constant-two-values", "reshape-float"],
+         "matmul-one-input", "div-by-zero", "if", "constant-two-values", "reshape-float",
+         "gather-beyond", "pow-1000"],
 )
 def test_graphs_we_cannot_run_are_refused(tmp_path, nodes, match):
-    init = {"W": W, "b": B, "zero": np.float32(0), "shape": np.array([0.5, 4.0], np.float32)}
+    init = {"W": W, "b": B, "zero": np.float32(0), "shape": np.array([0.5, 4.0], np.float32),
+            "nine": np.array(9, np.int64), "big": np.float32(1000)}
     refused(tmp_path, model_of(nodes, init), match)
 
 

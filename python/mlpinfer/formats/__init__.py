@@ -108,7 +108,7 @@ def load(
         raise WeightsError(f"{name}: {describe_options(entry, given)}")
     request = Request(source.path, size, Budget(limit_for(size, max_bytes), name=name),
                       hidden or source.hidden, output or source.output, input_scale,
-                      architecture, pixel_scale)
+                      architecture, pixel_scale, max_bytes)
     try:
         network = entry.read(request)
     except WeightsError as error:

@@ -62,6 +62,9 @@ class Request:
     input_scale: float | None
     architecture: Sequence[str] | None
     pixel_scale: float | None = None
+    #: The caller's ``max_bytes`` (None: the budget is `limit_for` the file's size, which
+    #: a format whose weights live in other files, ONNX external data, may recompute).
+    max_bytes: int | None = None
 
     @property
     def name(self) -> str:
