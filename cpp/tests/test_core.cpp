@@ -1,5 +1,6 @@
 // The core on its own, without Python: every fast path against a naive double-precision
 // forward pass at awkward sizes (STYLE.md: kernels tested against a naive reference).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -26,15 +27,48 @@ void check(bool condition, const std::string& what) {
 
 using mlpinfer::Activation;
 
-double activate(Activation activation, double x) {
-  switch (activation) {
+double activate(const mlpinfer::ActivationSpec& activation, double x) {
+  const double alpha = activation.alpha;
+  switch (activation.kind) {
     case Activation::identity: return x;
     case Activation::sigmoid: return 1.0 / (1.0 + std::exp(-x));
     case Activation::relu: return x < 0.0 ? 0.0 : x;
     case Activation::tanh: return std::tanh(x);
-    case Activation::softmax: return x;  // applied per row below
+    case Activation::softmax: return x;      // applied per row below
+    case Activation::log_softmax: return x;  // applied per row below
+    case Activation::leaky_relu: return x < 0.0 ? alpha * x : x;
+    case Activation::elu: return x >= 0.0 ? x : alpha * std::expm1(x);
+    case Activation::selu:
+      return 1.0507009873554804934 * (x >= 0.0 ? x : 1.6732632423543772848 * std::expm1(x));
+    case Activation::gelu: return x * 0.5 * std::erfc(-x / std::sqrt(2.0));
+    case Activation::gelu_tanh:
+      return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case Activation::silu: return x / (1.0 + std::exp(-x));
+    case Activation::softplus: return x > 0.0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+    case Activation::hard_sigmoid: return std::min(1.0, std::max(0.0, alpha * x + activation.beta));
   }
   return x;
+}
+
+// Softmax or log_softmax of one row, in place.
+void activate_row(Activation activation, double* z, std::size_t width) {
+  double top = -INFINITY;
+  for (std::size_t j = 0; j < width; ++j) top = std::fmax(top, z[j]);
+  double total = 0.0;
+  for (std::size_t j = 0; j < width; ++j) total += std::exp(z[j] - top);
+  for (std::size_t j = 0; j < width; ++j) {
+    z[j] = activation == Activation::softmax ? std::exp(z[j] - top) / total
+                                             : z[j] - top - std::log(total);
+  }
+}
+
+void layer_norm(const mlpinfer::LayerNormSpec& norm, double* z, std::size_t width) {
+  double mean = 0.0, variance = 0.0;
+  for (std::size_t j = 0; j < width; ++j) mean += z[j] / static_cast<double>(width);
+  for (std::size_t j = 0; j < width; ++j) variance += (z[j] - mean) * (z[j] - mean) / static_cast<double>(width);
+  for (std::size_t j = 0; j < width; ++j) {
+    z[j] = (z[j] - mean) / std::sqrt(variance + norm.epsilon) * norm.gamma[j] + norm.beta[j];
+  }
 }
 
 std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layers,
@@ -43,23 +77,22 @@ std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layer
   for (double& v : a) v *= scale;
   for (const auto& layer : layers) {
     std::vector<double> z(rows * layer.outputs);
+    const Activation kind = layer.activation.kind;
     for (std::size_t r = 0; r < rows; ++r) {
+      double* row = &z[r * layer.outputs];
       for (std::size_t j = 0; j < layer.outputs; ++j) {
         double sum = layer.bias[j];
         for (std::size_t i = 0; i < layer.inputs; ++i) {
           sum += a[r * layer.inputs + i] * layer.weights[i * layer.outputs + j];
         }
-        z[r * layer.outputs + j] = activate(layer.activation, sum);
+        row[j] = sum;
       }
-      if (layer.activation == Activation::softmax) {
-        double top = -INFINITY;
-        for (std::size_t j = 0; j < layer.outputs; ++j) top = std::fmax(top, z[r * layer.outputs + j]);
-        double total = 0.0;
-        for (std::size_t j = 0; j < layer.outputs; ++j) {
-          total += z[r * layer.outputs + j] = std::exp(z[r * layer.outputs + j] - top);
-        }
-        for (std::size_t j = 0; j < layer.outputs; ++j) z[r * layer.outputs + j] /= total;
+      if (layer.norm.present() && !layer.norm.after_activation) layer_norm(layer.norm, row, layer.outputs);
+      for (std::size_t j = 0; j < layer.outputs; ++j) row[j] = activate(layer.activation, row[j]);
+      if (kind == Activation::softmax || kind == Activation::log_softmax) {
+        activate_row(kind, row, layer.outputs);
       }
+      if (layer.norm.present() && layer.norm.after_activation) layer_norm(layer.norm, row, layer.outputs);
     }
     a = std::move(z);
   }
@@ -77,7 +110,7 @@ std::vector<mlpinfer::DenseLayer> random_layers(const std::vector<std::size_t>& 
     std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(static_cast<float>(widths[l])));
     for (std::size_t k = 0; k < layer.inputs * layer.outputs; ++k) layer.weights.push_back(normal(rng));
     for (std::size_t k = 0; k < layer.outputs; ++k) layer.bias.push_back(normal(rng));
-    layer.activation = l + 2 == widths.size() ? output : hidden;
+    layer.activation = {l + 2 == widths.size() ? output : hidden};
     layers.push_back(std::move(layer));
   }
   return layers;
@@ -120,6 +153,34 @@ void test_against_naive_reference() {
                                    ": max error " + std::to_string(worst));
         }
       }
+    }
+  }
+}
+
+// The activations with parameters and LayerNorm, on every batch path, against the naive
+// double-precision pass (the same networks as the output digest's "every activation").
+void test_modern_layers_against_naive_reference() {
+  mlpinfer::testing::SplitMix64 rng(21);
+  for (int variant = 0; variant < 2; ++variant) {
+    auto layers = mlpinfer::testing::modern_layers(rng);
+    if (variant == 1) {  // an identity output layer (double accumulators) with a LayerNorm
+      layers.back().activation = {Activation::identity};
+      mlpinfer::testing::add_layer_norm(layers.back(), 1e-5f, false, rng);
+    }
+    const mlpinfer::Network network(layers);
+    for (std::size_t rows : {1, 7, 15, 24, 40, 50, 300}) {
+      std::vector<float> x(rows * 60);
+      for (float& v : x) v = 3.0f * rng.symmetric();
+      std::vector<float> y(rows * 6);
+      network.forward({x.data(), mlpinfer::ElementType::float32, rows, 60, 240, 4}, 1.0f, y.data(), 2);
+      const auto expected = naive_forward(layers, x, rows, 1.0);
+      double worst = 0.0;
+      for (std::size_t k = 0; k < y.size(); ++k) {
+        const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
+        worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
+      }
+      check(worst <= 1e-5, "modern layers, variant " + std::to_string(variant) + ", rows " +
+                               std::to_string(rows) + ": max error " + std::to_string(worst));
     }
   }
 }
@@ -204,6 +265,31 @@ void test_contract_errors() {
     thrown = true;
   }
   check(thrown, "a wrong input width is refused");
+
+  auto refused = [&](std::vector<mlpinfer::DenseLayer> bad_layers, const std::string& message) {
+    std::string what;
+    try {
+      mlpinfer::Network{std::move(bad_layers)};
+    } catch (const std::invalid_argument& error) {
+      what = error.what();
+    }
+    check(what == message, "expected '" + message + "', got '" + what + "'");
+  };
+  auto hidden_log_softmax = layers;
+  hidden_log_softmax[0].activation = {Activation::log_softmax};
+  refused(hidden_log_softmax, "layer 1: log_softmax is only supported on the last layer");
+  auto no_epsilon = layers;
+  no_epsilon[0].norm = {{1, 1, 1}, {0, 0, 0}, 0.0f, false};
+  refused(no_epsilon, "layer 1: LayerNorm epsilon must be positive and finite, got 0.000000");
+  auto short_gamma = layers;
+  short_gamma[0].norm = {{1, 1}, {0, 0, 0}, 1e-5f, false};
+  refused(short_gamma, "layer 1: LayerNorm gamma and beta must have 3 values (the layer's outputs), got 2 and 3");
+  auto after_softmax = layers;
+  after_softmax[1].norm = {{1, 1}, {0, 0}, 1e-5f, true};
+  refused(after_softmax, "layer 2: a LayerNorm after softmax is not supported");
+  auto infinite_slope = layers;
+  infinite_slope[0].activation = {Activation::leaky_relu, INFINITY, 0.0f};
+  refused(infinite_slope, "layer 1: leaky_relu: parameters must be finite");
 }
 
 }  // namespace
@@ -221,6 +307,7 @@ int main(int argc, char** argv) {
   std::printf("kernels in use: %s\n", cpu.isa.c_str());
   std::printf("output digest: %s\n", mlpinfer::testing::output_digest().c_str());
   test_against_naive_reference();
+  test_modern_layers_against_naive_reference();
   test_uint8_rows_read_in_place();
   test_contract_errors();
   test_zero_input_times_infinite_weight_is_nan();
