@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers
+from framework_support import (
+    assert_not_degenerate,
+    assert_same_answers,
+    assert_same_answers_at_batch_sizes,
+    random_inputs,
+)
 
 import mlpinfer
 from mlpinfer.importers import UnsupportedModelError, from_onnx
@@ -201,3 +208,183 @@ def dense(extra_nodes, extra_init=None, **kwargs):
 def test_refuses_what_it_cannot_run_naming_it(model, message):
     with pytest.raises(UnsupportedModelError, match=message):
         from_onnx(model)
+
+
+# --------------------------------------------------------------------------- PyTorch's exports
+
+TRAIN = 2000  # MNIST test images for a brief fit: a meaningful argmax, non-trivial BN statistics
+EXPORTS = ["dynamo", "dynamo-dynamic", "legacy", "legacy-dynamic", "legacy-opset17"]
+
+
+class FlattenByView:
+    """``x.view(x.size(0), -1)`` in forward: the legacy exporter's Shape/Gather/Unsqueeze/
+    Concat/Reshape pattern, the dynamo exporter's Reshape to (7, -1) or (-1, 784)."""
+
+    def __new__(cls, nn):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1, self.fc2 = nn.Linear(784, 64), nn.Linear(64, 10)
+
+            def forward(self, x):
+                return self.fc2(nn.functional.relu(self.fc1(x.view(x.size(0), -1))))
+
+        return Net()
+
+
+# name -> (model of torch.nn, input shape after the batch, expected activations, LayerNorms
+# (index of the layer, after its activation)).
+TORCH_MODELS = {
+    "linear-bn-gelu-dropout": (
+        lambda nn: nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64), nn.GELU(),
+                                 nn.Dropout(0.2), nn.Linear(64, 10)),
+        (1, 28, 28), ("gelu", "identity"), {}),
+    "gelu-tanh-silu": (
+        lambda nn: nn.Sequential(nn.Linear(784, 64), nn.GELU("tanh"), nn.Linear(64, 32),
+                                 nn.SiLU(), nn.Linear(32, 10)),
+        (784,), ("gelu_tanh", "silu", "identity"), {}),
+    "leaky-elu": (
+        lambda nn: nn.Sequential(nn.Linear(784, 64), nn.LeakyReLU(0.1), nn.Linear(64, 32),
+                                 nn.ELU(), nn.Linear(32, 10)),
+        (784,), ("leaky_relu(negative_slope=0.1)", "elu(alpha=1.0)", "identity"), {}),
+    "selu-softplus-logsoftmax": (
+        lambda nn: nn.Sequential(nn.Linear(784, 64), nn.SELU(), nn.Linear(64, 32),
+                                 nn.Softplus(), nn.Linear(32, 10), nn.LogSoftmax(-1)),
+        (784,), ("selu", "softplus", "log_softmax"), {}),
+    "hardsigmoid-layernorm-softmax": (
+        lambda nn: nn.Sequential(nn.Linear(784, 64), nn.Hardsigmoid(), nn.Linear(64, 32),
+                                 nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(-1)),
+        (784,), ("hard_sigmoid(slope=0.16666667, offset=0.5)", "relu", "softmax"), {1: False}),
+    "bn-on-input-and-after-activation": (
+        lambda nn: nn.Sequential(nn.BatchNorm1d(784), nn.Linear(784, 64), nn.Tanh(),
+                                 nn.BatchNorm1d(64), nn.Linear(64, 10), nn.Sigmoid()),
+        (784,), ("tanh", "sigmoid"), {}),
+    "layernorm-after-activation": (
+        lambda nn: nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.LayerNorm(64),
+                                 nn.Linear(64, 10)),
+        (784,), ("relu", "identity"), {0: True}),
+    "flatten-by-view": (FlattenByView, (1, 28, 28), ("relu", "identity"), {}),
+}
+
+
+@pytest.fixture(scope="module")
+def torch_modules():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")  # the dynamo exporter's
+    return torch
+
+
+@pytest.fixture(scope="module")
+def trained_torch_models(torch_modules, mnist):
+    """Each model of TORCH_MODELS after 20 Adam steps on MNIST (BatchNorm statistics too)."""
+    torch, nn = torch_modules, torch_modules.nn
+    x, labels = mnist
+    models = {}
+    for name, (make, shape, _, _) in TORCH_MODELS.items():
+        torch.manual_seed(0)
+        model = make(nn)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        images = torch.from_numpy(x[:TRAIN].reshape(-1, *shape))
+        targets = torch.from_numpy(labels[:TRAIN].astype(np.int64))
+        model.train()
+        for start in range(0, TRAIN, 100):
+            optimizer.zero_grad()
+            out = model(images[start:start + 100])
+            last = model[-1] if isinstance(model, nn.Sequential) else None
+            if isinstance(last, nn.Softmax | nn.Sigmoid):
+                out = torch.log(out + 1e-7)
+            loss = (nn.functional.nll_loss if isinstance(last, nn.LogSoftmax | nn.Softmax)
+                    else nn.functional.cross_entropy)(out, targets[start:start + 100])
+            loss.backward()
+            optimizer.step()
+        models[name] = model.eval()
+    return models
+
+
+def torch_export(torch, model, example, path, how):
+    """``torch.onnx.export`` as a user calls it: the dynamo exporter by default (weights in
+    ``path.data``), or the legacy one; a fixed batch of 7, or a dynamic batch axis."""
+    kwargs: dict = {"dynamo": how.startswith("dynamo")}
+    if how == "dynamo-dynamic":
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
+    if how.startswith("legacy"):
+        kwargs["input_names"] = ["input"]
+    if how == "legacy-dynamic":
+        kwargs["dynamic_axes"] = {"input": {0: "batch"}}
+    if how == "legacy-opset17":  # GELU as Div/Erf/Add/Mul/Mul, its tanh form in ten nodes
+        kwargs["opset_version"] = 17
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation, tracer warnings
+        torch.onnx.export(model, (example,), str(path), **kwargs)
+
+
+def run_torch(torch, model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("how", EXPORTS)
+@pytest.mark.parametrize("name", list(TORCH_MODELS))
+def test_pytorch_export_loads_and_matches_pytorch_and_onnx_runtime(
+        torch_modules, trained_torch_models, mnist, tmp_path, name, how):
+    torch = torch_modules
+    model = trained_torch_models[name]
+    _, shape, activations, norms = TORCH_MODELS[name]
+    x, labels = mnist
+    path = tmp_path / f"{name}.onnx"
+    torch_export(torch, model, torch.from_numpy(x[:7].reshape(-1, *shape)), path, how)
+    if how.startswith("dynamo"):  # PyTorch's default: the weights beside the model
+        assert (tmp_path / f"{name}.onnx.data").stat().st_size > 784 * 64 * 4
+    network = mlpinfer.load(path)
+    assert network.activations == activations
+    assert {i: layer.norm_after_activation for i, layer in enumerate(network.layers)
+            if layer.norm is not None} == norms
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (feed,) = [i.name for i in session.get_inputs()]
+    for inputs in (x[:1000], random_inputs(784)):
+        shaped = inputs.reshape(-1, *shape)
+        assert_same_answers_at_batch_sizes([network], inputs, run_torch(torch, model, shaped))
+        batches = (1, 7, 1000) if how.endswith("dynamic") else (7,)  # a fixed batch runs 7
+        for batch in batches:
+            theirs = session.run(None, {feed: shaped[:batch]})[0]
+            assert_same_answers(network.predict(inputs[:batch]), theirs)
+    assert_not_degenerate(network.predict(x[:1000]), labels[:1000], 0.6)
+
+
+def test_a_reshape_that_does_not_flatten_is_refused(torch_modules, tmp_path):
+    torch, nn = torch_modules, torch_modules.nn
+
+    class Halves(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(392, 10)
+
+        def forward(self, x):
+            return self.fc(x.view(-1, 392))  # two rows per image
+
+    for how in ("legacy-dynamic", "dynamo-dynamic"):
+        path = tmp_path / f"{how}.onnx"
+        torch_export(torch, Halves().eval(), torch.zeros(7, 784), path, how)
+        with pytest.raises(UnsupportedModelError,
+                           match=r"Reshape at node #\d+ '.*': supported only when it reshapes "
+                                 r"to \(batch, 784\) \(target \[-1, 392\]\)"):
+            mlpinfer.load(path)
+
+
+def test_a_skip_connection_is_refused_by_node(torch_modules, tmp_path):
+    torch, nn = torch_modules, torch_modules.nn
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(16, 16), nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.fc2(x + torch.relu(self.fc1(x)))
+
+    for how in ("legacy-dynamic", "dynamo-dynamic"):
+        path = tmp_path / f"{how}.onnx"
+        torch_export(torch, Residual().eval(), torch.zeros(7, 16), path, how)
+        with pytest.raises(UnsupportedModelError, match=r"Add at node #\d+ '.*' reads '.*', a "
+                                                        "value from before the layer"):
+            mlpinfer.load(path)
