@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from framework_support import assert_same_answers, assert_same_network, mnist_floats
+from framework_support import (
+    assert_same_answers,
+    assert_same_network,
+    mnist_floats,
+    random_inputs,
+)
 
 import mlpinfer
 from mlpinfer.importers import from_onnx
@@ -58,3 +63,66 @@ def test_export_is_atomic_and_leaves_no_temporary(tmp_path):
                                            activations=["sigmoid"])
     mlpinfer.save(network, tmp_path / "gate.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["gate.onnx"]
+
+
+# Every activation, as `_activations` writes it down, with parameters where it takes them.
+EVERY_ACTIVATION = ["identity", "sigmoid", "relu", "tanh", "leaky_relu(negative_slope=0.01)",
+                    "leaky_relu(negative_slope=0.2)", "elu(alpha=1.0)", "elu(alpha=0.5)",
+                    "selu", "gelu", "gelu_tanh", "silu", "softplus",
+                    "hard_sigmoid(slope=0.2, offset=0.5)",
+                    "hard_sigmoid(slope=0.16666667, offset=0.5)"]
+
+
+def network_of(activations, *, norms=None, input_scale=None, sizes=(40, 50, 30, 7), seed=7):
+    """Layers of awkward sizes with ``activations``; ``norms``: layer index -> whether its
+    LayerNorm comes after the activation."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, activation in enumerate(activations):
+        w = rng.standard_normal((sizes[i], sizes[i + 1])) / np.sqrt(sizes[i])
+        norm = None
+        if norms is not None and i in norms:
+            norm = mlpinfer.LayerNorm(rng.uniform(0.5, 1.5, sizes[i + 1]),
+                                      rng.standard_normal(sizes[i + 1]) * 0.1, 1e-5)
+        layers.append(mlpinfer.Layer(w, rng.standard_normal(sizes[i + 1]) * 0.1, activation,
+                                     norm, bool(norms and norms.get(i))))
+    return mlpinfer.Network(layers, input_scale=input_scale)
+
+
+@pytest.mark.parametrize("activation", EVERY_ACTIVATION)
+@pytest.mark.parametrize("last", ["identity", "softmax", "log_softmax"])
+def test_every_activation_runs_in_onnx_runtime_and_reads_back_bit_identical(
+        tmp_path, activation, last):
+    network = network_of([activation, activation, last])
+    path = tmp_path / "net.onnx"
+    mlpinfer.save(network, path)
+    x = random_inputs(40)
+    for batch in (1, 7, 1000):
+        assert_same_answers(network.predict(x[:batch]), run_exported(path, x[:batch]))
+    assert_same_network(from_onnx(path), network)
+
+
+@pytest.mark.parametrize("norms", [{0: False}, {0: True, 1: False}, {0: False, 1: True, 2: False},
+                                   {1: True}])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh"])
+def test_layer_norms_run_in_onnx_runtime_and_read_back_bit_identical(tmp_path, norms, activation):
+    network = network_of([activation, activation, "softmax"], norms=norms, input_scale=1 / 255)
+    path = tmp_path / "net.onnx"
+    mlpinfer.save(network, path)
+    x = random_inputs(40) * 100
+    for batch in (1, 7, 1000):
+        assert_same_answers(network.predict(x[:batch]), run_exported(path, x[:batch]))
+    assert_same_network(from_onnx(path), network)
+
+
+def test_large_networks_are_written_self_contained(tmp_path):
+    """Every weight inside the .onnx (ONNX tools write external data from 1 KB on; we never
+    do): nothing beside the file, no tensor marked external."""
+    network = network_of(["gelu", "relu"], sizes=(784, 1024, 10), norms={0: False})
+    path = tmp_path / "big.onnx"
+    mlpinfer.save(network, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["big.onnx"]
+    model = onnx.load(path, load_external_data=False)
+    assert all(t.data_location == onnx.TensorProto.DEFAULT and not t.external_data
+               for t in model.graph.initializer)
+    assert_same_network(mlpinfer.load(path), network)
