@@ -369,6 +369,33 @@ def test_graphs_we_cannot_run_are_refused(tmp_path, nodes, match):
     refused(tmp_path, model_of(nodes, init), match)
 
 
+def doubling(op, count, *, first="x"):
+    """``count`` nodes each combining the previous value with itself."""
+    return [helper.make_node(op, [first if i == 0 else f"v{i}"] * 2, [f"v{i + 1}"],
+                             name=f"n{i}", **({"axis": 0} if op == "Concat" else {}))
+            for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "match"),
+    [
+        # x^(2^60) as a polynomial would have a degree of 2^60.
+        ([*doubling("Mul", 60), helper.make_node("Gemm", ["v60", "W", "b"], ["y"], name="fc")],
+         r"Mul at node #59 'n59': the elementwise ops Mul, Mul, .*, \.\.\. \(60 ops\) on the "
+         "running value are neither an activation"),
+        ([helper.make_node("Shape", ["x"], ["s"], name="shape"),
+          *doubling("Concat", 60, first="s")],
+         "Concat at node #3 'n2': supported only when it joins 1-D shapes into at most 8"),
+        ([helper.make_node("Erf", ["x" if i == 0 else f"e{i}"], [f"e{i + 1}"], name=f"erf{i}")
+          for i in range(5000)], "more than 64 elementwise ops in a row"),
+    ],
+    ids=["square-60-times", "concat-doubling", "erf-5000"],
+)
+def test_elementwise_and_shape_bombs_are_refused_quickly(tmp_path, nodes, match):
+    path = write(tmp_path, model_of(nodes, {"W": W, "b": B}))
+    refused_in_fresh_process(path, match=match)
+
+
 def test_an_unknown_input_type_is_named(tmp_path):
     refused(tmp_path, model_of([gemm()], {"W": W, "b": B}, elem=87),
             "input 'x' has element type unknown type 87; expected FLOAT or DOUBLE")

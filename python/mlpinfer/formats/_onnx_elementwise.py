@@ -52,7 +52,7 @@ FACTORS = ("Erf",)
 _MAX_DEGREE = 4
 _MAX_TERMS = 8
 _MAX_FACTORS = 2
-_MAX_NODES = 200
+_MAX_NODES = 64  # GELU's tanh form is 10
 _RELATIVE = 1e-6
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -124,8 +124,10 @@ def decompose(root: Expr) -> list[Step]:
     the node and the ops."""
     steps = _Decomposer().steps(root)
     if steps is None:
+        ops = root.ops()
+        shown = ", ".join(ops[:12]) + (f", ... ({len(ops)} ops)" if len(ops) > 12 else "")
         raise UnsupportedModelError(
-            f"{root.where}: the elementwise ops {', '.join(root.ops())} on the running value "
+            f"{root.where}: the elementwise ops {shown} on the running value "
             "are neither an activation nor a feature scaling mlpinfer knows (supported: "
             f"{', '.join(FUNCTIONS)}, Softmax, LogSoftmax, the patterns "
             f"{'; '.join(f'{k}: {v}' for k, v in PATTERNS.items())}; Add, Sub, Mul, Div by "
@@ -227,7 +229,7 @@ def _combine(node: Expr, inner: Expr, memo: dict[int, _Poly | None],
     if node.op == "value":
         return None
     if node.op in FUNCTIONS or node.op in FACTORS:
-        if _canonical(node.args[0], inner, {}, factors) is None:
+        if _canonical(node.args[0], inner, memo, factors) is None:
             return None  # its argument reads the running value some other way
         factors[id(node)] = node
         return {(0, (id(node),)): np.float64(1.0)}

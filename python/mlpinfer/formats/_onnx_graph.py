@@ -107,6 +107,7 @@ _SELU = {"alpha": np.float32(1.67326319217681884765625),
 # (4.8e-7 from 8 on, 9.5e-7 from 16), so x + log1p(e^-x) rounds to x. PyTorch uses 20.
 _SOFTPLUS_THRESHOLD = 16.0
 _BATCH = "batch"  # the batch dimension in a `_Shape`
+_MAX_RANK = 8
 
 
 def decimal(value: float) -> float:
@@ -452,8 +453,10 @@ class GraphReader:
 
     def _concat(self, op: str, inputs: list[str], attributes: dict, where: str) -> _Shape:
         parts = [self._integers(name, where) for name in inputs]
-        self._need(attributes.get("axis") in (0, -1) and all(not p.scalar for p in parts),
-                   where, "joins 1-D shapes")
+        # 60 Concats of a shape with itself would make 2^60 entries.
+        self._need(attributes.get("axis") in (0, -1) and all(not p.scalar for p in parts)
+                   and sum(len(p.entries) for p in parts) <= _MAX_RANK,
+                   where, f"joins 1-D shapes into at most {_MAX_RANK} entries")
         return _Shape(tuple(entry for part in parts for entry in part.entries))
 
     def _constant_node(self, op: str, inputs: list[str], attributes: dict,
