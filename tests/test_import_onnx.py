@@ -10,6 +10,7 @@ from framework_support import (
     assert_not_degenerate,
     assert_same_answers,
     assert_same_answers_at_batch_sizes,
+    assert_same_network,
     random_inputs,
 )
 
@@ -157,18 +158,18 @@ def dense(extra_nodes, extra_init=None, **kwargs):
         (dense([helper.make_node("Relu", ["z"], ["y"], name="r", foo=1)]),
          "unsupported attribute foo of Relu at node #1 'r'"),
         (dense([helper.make_node("Mul", ["z", "z"], ["y"], name="square")]),
-         "Mul at node #1 'square': the elementwise ops Mul on the running value are neither "
-         "an activation nor a feature scaling"),
+         ("Mul at node #1 'square': the elementwise ops Mul on the running value are neither "
+         "an activation nor a feature scaling")),
         (dense([helper.make_node("Relu", ["x"], ["y"], name="branch")]),
-         "Relu at node #1 'branch' reads 'x', a value from before the layer the chain has "
-         "moved on to: only chains are supported"),
+         ("Relu at node #1 'branch' reads 'x', a value from before the layer the chain has "
+         "moved on to: only chains are supported")),
         (dense([helper.make_node("Relu", ["z"], ["a"], name="r1"),
                 helper.make_node("Relu", ["a"], ["y"], name="r2")]),
          "Relu at node #2 'r2': activation relu applied to relu"),
         (dense([helper.make_node("Mul", ["z", "w"], ["y"], name="mul")],
                {"w": np.ones((2, 3), np.float32)}),
-         r"Mul at node #1 'mul': a constant of shape \(2, 3\) is neither one number nor one "
-         "per feature"),
+         (r"Mul at node #1 'mul': a constant of shape \(2, 3\) is neither one number nor one "
+         "per feature")),
         (dense([helper.make_node("Reshape", ["z", "s"], ["y"], name="rs")],
                {"s": np.array([3, -1], np.int64)}),
          r"Reshape at node #1 'rs': supported only when it reshapes to \(batch, 3\)"),
@@ -182,8 +183,8 @@ def dense(extra_nodes, extra_init=None, **kwargs):
          "approximates with 'none' or 'tanh'"),
         (dense([helper.make_node("BatchNormalization", ["z", "b", "b", "b", "b"], ["y"],
                                  name="bn", training_mode=1)]),
-         "BatchNormalization at node #1 'bn': supported only when it normalises a 2-D value "
-         r"with its running statistics \(training_mode=0\)"),
+         ("BatchNormalization at node #1 'bn': supported only when it normalises a 2-D value "
+         r"with its running statistics \(training_mode=0\)")),
         (dense([helper.make_node("LayerNormalization", ["z", "g"], ["y"], name="ln", axis=0)],
                {"g": np.ones(3, np.float32)}),
          r"LayerNormalization at node #1 'ln': supported only when it normalises the last axis"),
@@ -337,6 +338,8 @@ def test_pytorch_export_loads_and_matches_pytorch_and_onnx_runtime(
         assert (tmp_path / f"{name}.onnx.data").stat().st_size > 784 * 64 * 4
     network = mlpinfer.load(path)
     assert network.activations == activations
+    # onnx.load reads the external data into the model: the same network from memory.
+    assert_same_network(from_onnx(onnx.load(path)), network)
     assert {i: layer.norm_after_activation for i, layer in enumerate(network.layers)
             if layer.norm is not None} == norms
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -208,8 +208,8 @@ def test_external_data_counts_as_part_of_the_file_for_the_budget(tmp_path):
         ("/dev/zero", "location '/dev/zero' is absolute"),
         ("C:\\weights.bin", "is absolute"),
         ("link-out.bin", "location 'link-out.bin' leads outside the model's folder"),
-        ("link-zero.bin", "location 'link-zero.bin' leads outside the model's folder .* "
-                          r"\(to '/dev/zero'\)"),
+        ("link-zero.bin", ("location 'link-zero.bin' leads outside the model's folder .* "
+                          r"\(to '/dev/zero'\)")),
         ("missing.bin", "cannot open its external data file .*missing.bin.*No such file"),
         ("folder", "its external data file .*folder' is a directory, not a regular file"),
         ("", "external data without a location"),
@@ -229,8 +229,8 @@ def test_external_data_outside_the_folder_or_not_a_file_is_refused(tmp_path, loc
 @pytest.mark.parametrize(
     ("offset", "length", "match"),
     [
-        (64, 48, r"offset 64 \+ length 48 lies beyond the end of its external data file "
-                 r".*w.bin' \(64 bytes\)"),
+        (64, 48, (r"offset 64 \+ length 48 lies beyond the end of its external data file "
+                 r".*w.bin' \(64 bytes\)")),
         (1 << 62, 48, "lies beyond the end"),
         (0, 44, r"external data of 44 bytes in 'w.bin'; its shape and type need 48"),
         (0, 1 << 40, "external data of 1099511627776 bytes"),
@@ -312,7 +312,7 @@ def test_external_declarations_must_be_consistent(tmp_path, change, match):
 def test_a_model_in_memory_has_no_folder_for_external_data(tmp_path):
     (tmp_path / "w.bin").write_bytes(W.tobytes())
     model = external_model(external("W", W, "w.bin"))
-    with pytest.raises(WeightsError, match="keeps its data in the external file 'w.bin', which "
+    with pytest.raises(WeightsError, match=r"keeps its data in the external file 'w\.bin', which "
                                            "a model in memory has no folder to read from"):
         from_onnx(model)
 
@@ -339,8 +339,8 @@ def constant(value_attribute, out="k"):
     [
         ([gemm(alpha="two")], "attribute alpha of Gemm at node #0 'fc' is STRING; expected FLOAT"),
         ([gemm(transB=1.5)], "attribute transB of Gemm at node #0 'fc' is FLOAT; expected INT"),
-        ([gemm(weights="x")], "Gemm at node #0 'fc': expected a constant as 'x', found a value "
-                              "computed from the input"),
+        ([gemm(weights="x")], ("Gemm at node #0 'fc': expected a constant as 'x', found a value "
+                              "computed from the input")),
         ([helper.make_node("Gemm", ["x"], ["y"], name="fc")],
          r"multiplies the running value, not transposed \(transA=0\), by constants"),
         ([helper.make_node("MatMul", ["x"], ["y"], name="mm")], "MatMul at node #0 'mm'"),
@@ -381,8 +381,8 @@ def doubling(op, count, *, first="x"):
     [
         # x^(2^60) as a polynomial would have a degree of 2^60.
         ([*doubling("Mul", 60), helper.make_node("Gemm", ["v60", "W", "b"], ["y"], name="fc")],
-         r"Mul at node #59 'n59': the elementwise ops Mul, Mul, .*, \.\.\. \(60 ops\) on the "
-         "running value are neither an activation"),
+         (r"Mul at node #59 'n59': the elementwise ops Mul, Mul, .*, \.\.\. \(60 ops\) on the "
+         "running value are neither an activation")),
         ([helper.make_node("Shape", ["x"], ["s"], name="shape"),
           *doubling("Concat", 60, first="s")],
          "Concat at node #3 'n2': supported only when it joins 1-D shapes into at most 8"),

@@ -69,46 +69,28 @@ class _Extent:
 
 class ExternalFiles:
     """The folder external tensors are read from (``None``: a model in memory, which has
-    none), and the extents that the model's tensors declared."""
+    none), and the files that the model's tensors name."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
-        self._extents: dict[int, _Extent] = {}
+        self._locations: set[str] = set()
 
     def declare(self, tensor: Any, nbytes: int, what: str) -> None:
         """Check an external tensor's declaration (no file is opened yet)."""
-        entries: dict[str, str] = {}
-        for entry in tensor.external_data:
-            if entry.key not in _EXTERNAL_KEYS:
-                raise UnsupportedModelError(
-                    f"{what}: unknown external_data key {entry.key[:50]!r}; expected "
-                    f"{', '.join(_EXTERNAL_KEYS)}")
-            if entry.key in entries:
-                raise WeightsError(f"{what}: external_data gives {entry.key!r} twice")
-            entries[entry.key] = entry.value
-        location = entries.get("location", "")
-        _check_location(location, what)
-        offset = _non_negative(entries.get("offset", "0"), "offset", what)
-        length = nbytes if "length" not in entries else _non_negative(entries["length"],
-                                                                     "length", what)
-        if length != nbytes:
-            raise WeightsError(
-                f"{what}: external data of {length} bytes in {location[:100]!r}; its shape "
-                f"and type need {nbytes}")
+        extent = _extent(tensor, nbytes, what)
         if self.folder is None:
             raise UnsupportedModelError(
-                f"{what} keeps its data in the external file {location[:100]!r}, which a "
-                "model in memory has no folder to read from: load the .onnx file by its "
+                f"{what} keeps its data in the external file {extent.location[:100]!r}, which "
+                "a model in memory has no folder to read from: load the .onnx file by its "
                 "path (mlpinfer.load(path)), with its data file beside it")
-        self._extents[id(tensor)] = _Extent(location, offset,
-                                            -1 if "length" not in entries else length)
+        self._locations.add(extent.location)
 
     def total_size(self) -> int:
         """Bytes of the distinct regular files the declared extents name (0 for those that
         cannot be read: `read` says why), part of the model's size for the load budget."""
-        assert self.folder is not None or not self._extents
+        assert self.folder is not None or not self._locations
         total = 0
-        for location in {extent.location for extent in self._extents.values()}:
+        for location in self._locations:
             try:
                 info = os.stat(_inside(self.folder, location, ""))
             except (OSError, WeightsError):
@@ -119,7 +101,7 @@ class ExternalFiles:
     def read(self, tensor: Any, nbytes: int, what: str) -> bytearray:
         """The ``nbytes`` an external tensor declared, from its file, or a `WeightsError`
         naming the file and the reason. The caller has charged the budget."""
-        extent = self._extents[id(tensor)]
+        extent = _extent(tensor, nbytes, what)
         assert self.folder is not None
         path = _inside(self.folder, extent.location, what)
         flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -147,6 +129,31 @@ class ExternalFiles:
             return _read_exactly(descriptor, extent.offset, nbytes, path, what)
         finally:
             os.close(descriptor)
+
+
+def _extent(tensor: Any, nbytes: int, what: str) -> _Extent:
+    """Where an external tensor says its ``nbytes`` are (length -1: to the end of the
+    file), checked as far as it can be without opening the file."""
+    entries: dict[str, str] = {}
+    for entry in tensor.external_data:
+        if entry.key not in _EXTERNAL_KEYS:
+            raise UnsupportedModelError(
+                f"{what}: unknown external_data key {entry.key[:50]!r}; expected "
+                f"{', '.join(_EXTERNAL_KEYS)}")
+        if entry.key in entries:
+            raise WeightsError(f"{what}: external_data gives {entry.key!r} twice")
+        entries[entry.key] = entry.value
+    location = entries.get("location", "")
+    _check_location(location, what)
+    offset = _non_negative(entries.get("offset", "0"), "offset", what)
+    if "length" not in entries:
+        return _Extent(location, offset, -1)
+    length = _non_negative(entries["length"], "length", what)
+    if length != nbytes:
+        raise WeightsError(
+            f"{what}: external data of {length} bytes in {location[:100]!r}; its shape "
+            f"and type need {nbytes}")
+    return _Extent(location, offset, length)
 
 
 def _check_location(location: str, what: str) -> None:
