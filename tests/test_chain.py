@@ -318,3 +318,25 @@ def test_activations_with_parameters_are_canonical(spec, canonical):
 def test_refusals_name_the_step(steps, message):
     with pytest.raises(UnsupportedModelError, match=message):
         built(steps).layers()
+
+
+def test_a_shift_that_would_cancel_in_float32_is_refused():
+    """Standardising features that sit far from 0: folded, x W' and t W cancel in float32."""
+    _, weights, bias = dense(INPUTS, HIDDEN)
+    x = inputs(1000) * 0.01 + 1000.0
+
+    def standardised(offset: float) -> list[tuple]:
+        mean, spread = x.mean(axis=0) - offset, x.std(axis=0)
+        return [("affine", 1 / spread, -mean / spread), ("dense", weights, bias),
+                ("act", "tanh"), dense(HIDDEN, OUTPUTS)]
+
+    with pytest.raises(UnsupportedModelError, match=(
+            r"layer 0 \(affine\): folded into layer 1 \(dense\), this scaling's shift \(up "
+            r"to -?[0-9.e+]+ at feature \d+, in the units the dense layer sees\) cancels in "
+            r"float32 against the product: an error of up to [0-9.e-]+ in its outputs, more "
+            r"than the 1e-05 mlpinfer keeps to")):
+        built(standardised(0.0)).network()
+    # Centred, the same model folds and matches: the refusal is about the offset alone.
+    x = x - x.mean(axis=0)
+    steps = standardised(0.0)
+    assert_same_answers(built(steps).network().predict(x), unfolded(steps, x))
