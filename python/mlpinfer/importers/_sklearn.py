@@ -52,7 +52,7 @@ _EXPECTED = (
 
 #: Concept key (README table) -> how scikit-learn spells it, from the tables above.
 SUPPORTED: dict[str, str] = {
-    "dense": f"{' / '.join(_MODELS)} (each of coefs_)",
+    "dense": f"each layer of an {' or '.join(_MODELS)}",
     "feature_scaling": f"{', '.join(_SCALERS)} (clip=False) before the MLP in a Pipeline",
     "no_op": " or ".join(repr(step) for step in _NO_OPS) + " Pipeline steps",
     **{ours: ("output of a multi-class classifier" if ours == "softmax"
