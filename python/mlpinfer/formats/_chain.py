@@ -231,11 +231,16 @@ class Chain:
             raise UnsupportedModelError(
                 f"{where}: a second LayerNorm on the same dense layer; {_NORMS}"
             )
+        if last.activation in _activations.ROW_ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"{where}: a LayerNorm after {last.activation} ({last.activation} is only "
+                "supported as the last step)"
+            )
         size = last.outputs
         norm = LayerNorm(
             _features(1.0 if gamma is None else gamma, "gamma", where, size=size) * np.ones(size),
             _features(0.0 if beta is None else beta, "beta", where, size=size) * np.ones(size),
-            _epsilon(epsilon, where),
+            _epsilon(epsilon, where, positive=True),
         )
         last.norm = norm
         last.norm_after_activation = last.activation is not None
@@ -375,8 +380,11 @@ def _check_cancellation(shift: np.ndarray, weights: np.ndarray, scaling: str,
         )
 
 
-def _epsilon(epsilon: float, where: str) -> float:
+def _epsilon(epsilon: float, where: str, *, positive: bool = False) -> float:
+    """A finite epsilon >= 0; > 0 for a LayerNorm, whose rows may have no variance."""
     value = float(epsilon)
-    if not (math.isfinite(value) and value >= 0):
-        raise UnsupportedModelError(f"{where}: epsilon {value!r}; expected a finite number >= 0")
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise UnsupportedModelError(
+            f"{where}: epsilon {value!r}; expected a finite number {'>' if positive else '>='} 0"
+        )
     return value
