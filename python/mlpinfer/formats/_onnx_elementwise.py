@@ -38,8 +38,8 @@ FUNCTIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyRelu": 
              "HardSigmoid": "hard_sigmoid", "Gelu": "gelu"}
 # Multi-node forms recognised by their polynomial: activation -> how it is spelled.
 PATTERNS = {
-    "gelu": "Div or Mul by sqrt 2, Erf, Add 1, Mul, Mul 0.5 (any order)",
-    "gelu_tanh": "x + 0.044715 x^3 (Mul or Pow), Mul sqrt(2/pi), Tanh, Add 1, Mul, Mul 0.5",
+    "gelu": "its Div (or Mul), Erf, Add, Mul, Mul form",
+    "gelu_tanh": "its Mul (or Pow), Add, Mul, Tanh, Add, Mul, Mul form",
     "silu": "Mul(x, Sigmoid(x))",
 }
 # The ops an `Expr` may hold besides FUNCTIONS: polynomial arithmetic and the factors of

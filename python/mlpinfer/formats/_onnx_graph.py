@@ -47,6 +47,7 @@ _ATTRIBUTE_TYPE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "INT", 3: "STRING", 4: "
                          5: "GRAPH", 6: "FLOATS", 7: "INTS", 8: "STRINGS", 9: "TENSORS",
                          10: "GRAPHS", 11: "SPARSE_TENSOR", 12: "SPARSE_TENSORS",
                          13: "TYPE_PROTO", 14: "TYPE_PROTOS"}
+_SCALING = "Add, Sub, Mul, Div by constants (one number or one per feature)"
 # The ops we read: op -> (handler, attributes it may carry with their types, what it is
 # as (concept key, spelling) rows of the supported-layers table). Any other attribute is
 # an option we would be ignoring; an op not here is refused.
@@ -54,10 +55,10 @@ OPS: dict[str, tuple[str, dict[str, int], tuple[tuple[str, str], ...]]] = {
     "Gemm": ("_gemm", {"alpha": _FLOAT, "beta": _FLOAT, "transA": _INT, "transB": _INT},
              (("dense", "Gemm"),)),
     "MatMul": ("_matmul", {}, (("dense", "MatMul + Add"),)),
-    "Add": ("_arithmetic", {}, (("feature_scaling", "Add"),)),
-    "Sub": ("_arithmetic", {}, (("feature_scaling", "Sub"),)),
-    "Mul": ("_arithmetic", {}, (("feature_scaling", "Mul"),)),
-    "Div": ("_arithmetic", {}, (("feature_scaling", "Div by constants"),)),
+    "Add": ("_arithmetic", {}, (("feature_scaling", _SCALING),)),
+    "Sub": ("_arithmetic", {}, (("feature_scaling", _SCALING),)),
+    "Mul": ("_arithmetic", {}, (("feature_scaling", _SCALING),)),
+    "Div": ("_arithmetic", {}, (("feature_scaling", _SCALING),)),
     "Neg": ("_arithmetic", {}, ()),
     "Pow": ("_arithmetic", {}, ()),
     "Erf": ("_arithmetic", {}, ()),
