@@ -149,9 +149,8 @@ _ACTIVATION_WRITERS: dict[str, tuple[Callable[[_Graph, str, str, tuple], str], s
     "selu": (_one_op("Selu"), "Selu"),
     "softplus": (_one_op("Softplus"), "Softplus"),
     "hard_sigmoid": (_one_op("HardSigmoid", "alpha", "beta"), "HardSigmoid (alpha, beta)"),
-    "gelu": (_gelu, "Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5"),
-    "gelu_tanh": (_gelu_tanh, ("Mul, Mul, Mul 0.044715, Add, Mul sqrt(2/pi), Tanh, Add 1, "
-                              "Mul, Mul 0.5")),
+    "gelu": (_gelu, "Div, Erf, Add, Mul, Mul (opset 17 has no Gelu)"),
+    "gelu_tanh": (_gelu_tanh, "Mul, Mul, Mul, Add, Mul, Tanh, Add, Mul, Mul"),
     "silu": (_silu, "Mul(x, Sigmoid(x))"),
 }
 
