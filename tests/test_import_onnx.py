@@ -38,6 +38,13 @@ def runtime(model, x):
     return session.run(None, {"x": x})[0]
 
 
+def runtime_file(path, x):
+    """ONNX Runtime on a file (with its external data), fed ``x`` as its one input."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    return session.run(None, {name: x})[0]
+
+
 @pytest.fixture(scope="module")
 def textbook(sample_weight_path):
     """The textbook's trained 784-50-100-10 sigmoid/softmax network, as float32 arrays."""
@@ -112,6 +119,100 @@ def test_hidden_activations_scaling_and_logits_match_onnx_runtime(textbook, mnis
     assert network.activations == (ours, "identity")
     assert network.input_scale == pytest.approx(1 / 255)
     assert_same_answers(network.predict(pixels), runtime(model, pixels))
+
+
+RNG = np.random.default_rng(3)
+IN, HIDDEN, OUT = 40, 50, 7  # awkward sizes
+
+
+def hidden_variant(variant):
+    """Nodes from "h" (the first Gemm's output) to "a" in one of the ways tools write a
+    hidden layer's activation or normalisation; initializers they need; the activation
+    and LayerNorm (after activation or not) we read."""
+    n = helper.make_node
+    c = {"sqrt2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5),
+         "rsqrt2": np.float32(np.sqrt(0.5)), "three": np.float32(3),
+         "k": np.float32(np.sqrt(2 / np.pi)), "cubic": np.float32(0.044715)}
+    gamma, beta = RNG.uniform(0.5, 1.5, HIDDEN), RNG.standard_normal(HIDDEN) * 0.1
+    variants = {
+        "leaky-default-alpha": ([n("LeakyRelu", ["h"], ["a"])], {}, "leaky_relu(negative_slope=0.01)"),
+        "leaky-0.3": ([n("LeakyRelu", ["h"], ["a"], alpha=0.3)], {}, "leaky_relu(negative_slope=0.3)"),
+        "elu-0.5": ([n("Elu", ["h"], ["a"], alpha=0.5)], {}, "elu(alpha=0.5)"),
+        "selu-explicit-defaults": ([n("Selu", ["h"], ["a"], alpha=1.67326319217681884765625,
+                                      gamma=1.05070102214813232421875)], {}, "selu"),
+        "hard-sigmoid-default": ([n("HardSigmoid", ["h"], ["a"])], {},
+                                 "hard_sigmoid(slope=0.2, offset=0.5)"),
+        "hard-sigmoid-0.25-0.4": ([n("HardSigmoid", ["h"], ["a"], alpha=0.25, beta=0.4)], {},
+                                  "hard_sigmoid(slope=0.25, offset=0.4)"),
+        "softplus": ([n("Softplus", ["h"], ["a"])], {}, "softplus"),
+        "gelu-mul-rsqrt2": ([n("Mul", ["rsqrt2", "h"], ["d"]), n("Erf", ["d"], ["e"]),
+                             n("Add", ["one", "e"], ["p"]), n("Mul", ["half", "h"], ["m"]),
+                             n("Mul", ["p", "m"], ["a"])], c, "gelu"),
+        "gelu-tanh-pow": ([n("Pow", ["h", "three"], ["cube"]),
+                           n("Mul", ["cube", "cubic"], ["t"]), n("Add", ["h", "t"], ["s"]),
+                           n("Mul", ["s", "k"], ["u"]), n("Tanh", ["u"], ["th"]),
+                           n("Add", ["th", "one"], ["p"]), n("Mul", ["h", "half"], ["m"]),
+                           n("Mul", ["m", "p"], ["a"])], c, "gelu_tanh"),
+        "silu-sigmoid-first": ([n("Sigmoid", ["h"], ["s"]), n("Mul", ["s", "h"], ["a"])], {},
+                               "silu"),
+        "layernorm-no-bias-then-relu": (
+            [n("LayerNormalization", ["h", "gamma"], ["l"], epsilon=1e-3),
+             n("Relu", ["l"], ["a"])], {"gamma": gamma.astype(np.float32)}, ("relu", False)),
+        "relu-then-layernorm": (
+            [n("Relu", ["h"], ["r"]),
+             n("LayerNormalization", ["r", "gamma", "beta"], ["a"], axis=1)],
+            {"gamma": gamma.astype(np.float32), "beta": beta.astype(np.float32)},
+            ("relu", True)),
+        "batchnorm-then-tanh": (
+            [n("BatchNormalization", ["h", "gamma", "beta", "mean", "var"], ["b"],
+               epsilon=1e-3),
+             n("Tanh", ["b"], ["a"])],
+            {"gamma": gamma.astype(np.float32), "beta": beta.astype(np.float32),
+             "mean": RNG.standard_normal(HIDDEN).astype(np.float32),
+             "var": RNG.uniform(0.5, 2, HIDDEN).astype(np.float32)}, "tanh"),
+        "per-feature-scaling-then-sigmoid": (
+            [n("Sub", ["h", "mean"], ["s"]), n("Div", ["s", "std"], ["d"]),
+             n("Sigmoid", ["d"], ["a"])],
+            {"mean": RNG.standard_normal(HIDDEN).astype(np.float32),
+             "std": RNG.uniform(0.5, 2, (1, HIDDEN)).astype(np.float32)}, "sigmoid"),
+        "dropout-opset12-and-identity": (
+            [n("Relu", ["h"], ["r"]), n("Dropout", ["r", "ratio", "training"], ["d"]),
+             n("Identity", ["d"], ["a"])],
+            {"ratio": np.float32(0.5), "training": np.array(False)}, "relu"),
+        "relu-then-scaling-into-next-layer": (
+            [n("Relu", ["h"], ["r"]), n("Mul", ["r", "w"], ["m"]), n("Add", ["m", "t"], ["a"])],
+            {"w": RNG.uniform(0.5, 2, HIDDEN).astype(np.float32), "t": np.float32(0.25)},
+            "relu"),
+    }
+    return variants[variant]
+
+
+@pytest.mark.parametrize("variant", [
+    "leaky-default-alpha", "leaky-0.3", "elu-0.5", "selu-explicit-defaults",
+    "hard-sigmoid-default", "hard-sigmoid-0.25-0.4", "softplus", "gelu-mul-rsqrt2",
+    "gelu-tanh-pow", "silu-sigmoid-first", "layernorm-no-bias-then-relu",
+    "relu-then-layernorm", "batchnorm-then-tanh", "per-feature-scaling-then-sigmoid",
+    "dropout-opset12-and-identity", "relu-then-scaling-into-next-layer"])
+def test_hidden_layer_forms_match_onnx_runtime(variant):
+    nodes, constants, expected = hidden_variant(variant)
+    activation, after = expected if isinstance(expected, tuple) else (expected, None)
+    init = {"W1": (RNG.standard_normal((IN, HIDDEN)) / np.sqrt(IN)).astype(np.float32),
+            "b1": RNG.standard_normal(HIDDEN).astype(np.float32),
+            "W2": (RNG.standard_normal((HIDDEN, OUT)) / np.sqrt(HIDDEN)).astype(np.float32),
+            "b2": RNG.standard_normal(OUT).astype(np.float32), **constants}
+    model = model_of([helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1"),
+                      *nodes,
+                      helper.make_node("Gemm", ["a", "W2", "b2"], ["z"], name="fc2"),
+                      helper.make_node("LogSoftmax", ["z"], ["y"], name="out")],
+                     init, ["N", IN])
+    network = from_onnx(model)
+    assert network.activations == (activation, "log_softmax")
+    assert (network.layers[0].norm is not None) == (after is not None)
+    if after is not None:
+        assert network.layers[0].norm_after_activation == after
+    x = random_inputs(IN)
+    for batch in (1, 7, 1000):
+        assert_same_answers(network.predict(x[:batch]), runtime(model, x[:batch]))
 
 
 def test_softmax_before_opset_13_defaults_to_axis_1(textbook, mnist):
@@ -342,15 +443,13 @@ def test_pytorch_export_loads_and_matches_pytorch_and_onnx_runtime(
     assert_same_network(from_onnx(onnx.load(path)), network)
     assert {i: layer.norm_after_activation for i, layer in enumerate(network.layers)
             if layer.norm is not None} == norms
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (feed,) = [i.name for i in session.get_inputs()]
     for inputs in (x[:1000], random_inputs(784)):
         shaped = inputs.reshape(-1, *shape)
         assert_same_answers_at_batch_sizes([network], inputs, run_torch(torch, model, shaped))
         batches = (1, 7, 1000) if how.endswith("dynamic") else (7,)  # a fixed batch runs 7
         for batch in batches:
-            theirs = session.run(None, {feed: shaped[:batch]})[0]
-            assert_same_answers(network.predict(inputs[:batch]), theirs)
+            assert_same_answers(network.predict(inputs[:batch]),
+                                runtime_file(path, shaped[:batch]))
     assert_not_degenerate(network.predict(x[:1000]), labels[:1000], 0.6)
 
 
@@ -391,3 +490,22 @@ def test_a_skip_connection_is_refused_by_node(torch_modules, tmp_path):
         with pytest.raises(UnsupportedModelError, match=r"Add at node #\d+ '.*' reads '.*', a "
                                                         "value from before the layer"):
             mlpinfer.load(path)
+
+
+def test_untrained_batchnorm_reads_its_statistics_through_identity_nodes(torch_modules,
+                                                                          tmp_path):
+    """A fresh BatchNorm1d's running mean and variance equal its bias and weight (0 and 1):
+    the legacy exporter then writes them as Identity nodes of those initializers, which
+    the running value does not flow through (issue 14's 'Identity node' failure)."""
+    torch, nn = torch_modules, torch_modules.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 30), nn.BatchNorm1d(30), nn.GELU(), nn.Dropout(0.2),
+                          nn.Linear(30, 5)).eval()
+    path = tmp_path / "fresh.onnx"
+    torch_export(torch, model, torch.zeros(7, 20), path, "legacy-dynamic")
+    assert "Identity" in [node.op_type for node in onnx.load(path).graph.node]
+    network = mlpinfer.load(path)
+    assert network.activations == ("gelu", "identity")
+    x = random_inputs(20)
+    assert_same_answers_at_batch_sizes([network], x, run_torch(torch, model, x))
+    assert_same_answers(network.predict(x), runtime_file(path, x))
