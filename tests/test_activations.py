@@ -242,7 +242,8 @@ def test_layer_norm_arrays_are_copied_once():
     gamma[:] = 7.0
     assert_same_bits(network.predict(x), before)
     stored = network.layers[0].norm
-    assert stored.gamma.dtype == np.float32 and not stored.gamma.flags.writeable
+    assert stored.gamma.dtype == np.float32
+    assert not stored.gamma.flags.writeable
 
 
 def small_network(output="log_softmax"):
