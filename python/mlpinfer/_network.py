@@ -163,7 +163,8 @@ def _checked_layer(layer: Layer, index: int) -> Layer:
             f"layer {index}: a LayerNorm after {activation.name} is not supported "
             "(it would no longer give probabilities)"
         )
-    return Layer(weights, bias, str(activation), norm, bool(layer.norm_after_activation))
+    return Layer(weights, bias, str(activation), norm,
+                 norm is not None and bool(layer.norm_after_activation))
 
 
 def _checked_norm(norm: LayerNorm, index: int, outputs: int) -> LayerNorm:
