@@ -2,6 +2,11 @@
 // still in cache, for row-major results (bias_activation) and tiles (tile_bias_activation).
 // A row gets the same arithmetic in both, so its result does not depend on the path it
 // took. The activation is chosen once per call (per layer), never per element.
+// Generated code (GCC 12.2, objdump and stack-traffic on each activation's loop alone):
+// on avx2 and avx512 every element-wise activation keeps its vectors in registers, no
+// spill; softplus reads the two integer masks of log_vec from the stack, where they were
+// hoisted out of its loop. normalize_lanes's lane loops run on ymm (avx2) and zmm
+// (avx512) vectors of doubles.
 #include <cmath>
 #include <cstring>
 #include <limits>
