@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._chain import UnsupportedModelError
 
-__all__ = ["ARITHMETIC", "FACTORS", "FUNCTIONS", "PATTERNS", "Expr", "Step", "decompose"]
+__all__ = ["FACTORS", "FUNCTIONS", "PATTERNS", "Expr", "Step", "decompose"]
 
 # Ops that are one activation of the running value: op -> the activation's name (the
 # parameters come from the node's attributes, see `_onnx_graph`).
@@ -42,9 +42,9 @@ PATTERNS = {
     "gelu_tanh": "its Mul (or Pow), Add, Mul, Tanh, Add, Mul, Mul form",
     "silu": "Mul(x, Sigmoid(x))",
 }
-# The ops an `Expr` may hold besides FUNCTIONS: polynomial arithmetic and the factors of
-# the patterns (Greater only as Softplus's threshold, see `_onnx_graph`).
-ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Neg", "Pow")
+# Ops that are factors of the patterns only, not activations themselves. An `Expr` may
+# also hold Add, Sub, Mul, Div, Neg and Pow (`_combine`), and Greater (only as Softplus's
+# threshold, see `_onnx_graph`).
 FACTORS = ("Erf",)
 
 # Bounds of a canonical form: beyond them nothing we recognise can match, and a graph
@@ -72,7 +72,6 @@ class Expr:
     spec: str = ""
     generation: int = 0
     where: str = ""
-    size: int = field(init=False)
 
     def __post_init__(self) -> None:
         # Nodes of the tree as a DAG; shared sub-expressions count once.
@@ -88,7 +87,6 @@ class Expr:
                 raise UnsupportedModelError(
                     f"{self.where}: more than {_MAX_NODES} elementwise ops in a row; expected "
                     "an activation or a feature scaling")
-        self.size = len(seen)
 
     def nodes(self) -> list[Expr]:
         """Every sub-expression, breadth first from this one, each once."""
@@ -234,19 +232,9 @@ def _combine(node: Expr, inner: Expr, memo: dict[int, _Poly | None],
         factors[id(node)] = node
         return {(0, (id(node),)): np.float64(1.0)}
     parts = [_canonical(arg, inner, memo, factors) for arg in node.args]
-    if any(part is None for part in parts):
+    if any(part is None for part in parts) or node.op not in _OPERATIONS:
         return None
-    operations: dict[str, Callable[..., _Poly | None]] = {
-        "Add": lambda a, b: _add(a, b, 1.0),
-        "Sub": lambda a, b: _add(a, b, -1.0),
-        "Mul": _multiply,
-        "Neg": lambda a: _scaled(a, np.float64(-1.0)),
-        "Div": _divide,
-        "Pow": _power,
-    }
-    if node.op not in operations:
-        return None
-    return _bounded(operations[node.op](*parts))
+    return _bounded(_OPERATIONS[node.op](*parts))
 
 
 def _bounded(poly: _Poly | None) -> _Poly | None:
@@ -302,3 +290,13 @@ def _power(a: _Poly, b: _Poly) -> _Poly | None:
         result = _bounded(_multiply(result, a)) if result is not None else None
     return result
 
+
+# The polynomial arithmetic of `_combine` (Greater has none: it is no polynomial).
+_OPERATIONS: dict[str, Callable[..., _Poly | None]] = {
+    "Add": lambda a, b: _add(a, b, 1.0),
+    "Sub": lambda a, b: _add(a, b, -1.0),
+    "Mul": _multiply,
+    "Neg": lambda a: _scaled(a, np.float64(-1.0)),
+    "Div": _divide,
+    "Pow": _power,
+}
