@@ -75,7 +75,7 @@ OPS: dict[str, tuple[str, dict[str, int], tuple[tuple[str, str], ...]]] = {
                     (("hard_sigmoid", "HardSigmoid (alpha, beta)"),)),
     "Gelu": ("_function", {"approximate": _STRING},
              (("gelu", "Gelu (approximate='none')"), ("gelu_tanh", "Gelu (approximate='tanh')"))),
-    "Greater": ("_greater", {}, ()),
+    "Greater": ("_arithmetic", {}, ()),  # only as Softplus's threshold (`_where`)
     "Where": ("_where", {}, ()),
     "Softmax": ("_row_activation", {"axis": _INT}, (("softmax", "Softmax (last axis)"),)),
     "LogSoftmax": ("_row_activation", {"axis": _INT},
@@ -314,9 +314,6 @@ class GraphReader:
             name = "gelu" if approximate == b"none" else "gelu_tanh"
         spec = str(_activations.Activation(name, params))
         return Expr(op, (value,), spec=spec, generation=self._generation, where=where)
-
-    def _greater(self, op: str, inputs: list[str], attributes: dict, where: str) -> Expr:
-        return self._arithmetic(op, inputs, attributes, where)
 
     def _where(self, op: str, inputs: list[str], attributes: dict, where: str) -> Expr:
         """Where(Greater(x, t), x, Softplus(x)): PyTorch's Softplus with its threshold."""
