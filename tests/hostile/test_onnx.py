@@ -289,6 +289,15 @@ def test_one_external_tensor_used_many_times_counts_per_use(tmp_path):
         path, match=r"input 1 \('W'\) of node #\d+ needs 4000000 bytes.*budget")
 
 
+def test_a_model_naming_too_many_external_files_is_refused(tmp_path):
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="fc")]
+    initializers = {"W": W, "b": B}
+    for i in range(1001):
+        initializers[f"unused{i}"] = external(f"unused{i}", B, f"b{i}.bin")
+    refused(tmp_path, model_of(nodes, initializers),
+            "initializer 'unused1000': expected at most 1000 external data files")
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [

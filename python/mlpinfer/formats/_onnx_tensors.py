@@ -27,7 +27,7 @@ import numpy as np
 from .._errors import WeightsError
 from ._chain import UnsupportedModelError
 
-__all__ = ["TENSOR_TYPE_NAMES", "ExternalFiles", "declared_nbytes", "tensor_array",
+__all__ = ["MAX_EXTERNAL_FILES", "TENSOR_TYPE_NAMES", "ExternalFiles", "declared_nbytes", "tensor_array",
            "type_name"]
 
 # TensorProto.DataType codes we read: (name, NumPy dtype of the stored element, the
@@ -50,6 +50,9 @@ _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 # The keys of TensorProto.external_data (onnx/external_data_helper.py). "checksum" is an
 # optional SHA-1 whose scope the specification leaves open; it changes no value.
 _EXTERNAL_KEYS = ("location", "offset", "length", "checksum")
+#: Distinct external data files a model may name (exporters write one; each is looked at
+#: for the budget, so that a model naming millions costs a refusal, not millions of stats).
+MAX_EXTERNAL_FILES = 1000
 _TYPED_FIELDS = ("float_data", "double_data", "int32_data", "int64_data", "uint64_data",
                  "string_data")
 
@@ -84,6 +87,9 @@ class ExternalFiles:
                 "a model in memory has no folder to read from: load the .onnx file by its "
                 "path (mlpinfer.load(path)), with its data file beside it")
         self._locations.add(extent.location)
+        if len(self._locations) > MAX_EXTERNAL_FILES:
+            raise WeightsError(f"{what}: expected at most {MAX_EXTERNAL_FILES} external data "
+                               "files, found more")
 
     def total_size(self) -> int:
         """Bytes of the distinct regular files the declared extents name (0 for those that
