@@ -74,7 +74,9 @@ def test_activation_matches_reference(activation, batch, width):
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["norm before", "norm after"])
-@pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "tanh", *ELEMENT_WISE])
+# LayerNorm is the same code before any activation: a few of each kind suffice.
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "elu", "gelu", "softplus",
+                                        "hard_sigmoid(slope=0.2)"])
 @pytest.mark.parametrize("batch", [0, 1, 7, 10_000])
 @pytest.mark.parametrize("width", [1, 50, 513])
 def test_layer_norm_matches_reference(activation, after, batch, width):
