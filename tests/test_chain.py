@@ -333,7 +333,7 @@ def test_a_shift_that_would_cancel_in_float32_is_refused():
             r"layer 0 \(affine\): folded into layer 1 \(dense\), this scaling's shift \(up "
             r"to -?[0-9.e+]+ at feature \d+, in the units the dense layer sees\) cancels in "
             r"float32 against the product: an error of up to [0-9.e-]+ in output \d+, whose "
-            r"scale is [0-9.]+, more than the 1e-05 of it that mlpinfer keeps to")):
+            r"scale is [0-9.]+, more than the 5e-06 of it that mlpinfer keeps to")):
         built(standardised(0.0)).network()
     # Centred, the same model folds and matches: the refusal is about the offset alone.
     x = x - x.mean(axis=0)
