@@ -63,11 +63,12 @@ def require(module: str, extra: str) -> ModuleType:
 # How a refusal says what would have worked.
 _FOLDS = ("a feature scaling folds into the dense layer before it (with no activation between), "
           "into a LayerNorm before it, or into the next dense layer")
+_NORMS = ("a LayerNorm is supported on a dense layer's outputs, before or after its activation, "
+          "one per layer")
+
 # What a folded shift may add, relative to a layer's output scale: half the importers'
 # 1e-5, as measured output errors reached 1.7x the estimate (see _check_cancellation).
 _FOLD_ERROR = 5e-6
-_NORMS = ("a LayerNorm is supported on a dense layer's outputs, before or after its activation, "
-          "one per layer")
 
 
 @dataclass
@@ -278,15 +279,13 @@ class Chain:
 
     def layers(self) -> list[Layer]:
         """The layers built so far (float64 arrays; `Network` rounds them to float32)."""
+        if not self._layers:
+            raise UnsupportedModelError("the model has no dense layer")
         if self._carry is not None:
-            if not self._layers:
-                raise UnsupportedModelError("the model has no dense layer")
             raise UnsupportedModelError(
                 f"{self._carry.where}: a feature scaling after the last activation, with no "
                 f"dense layer after it, cannot be expressed; {_FOLDS}"
             )
-        if not self._layers:
-            raise UnsupportedModelError("the model has no dense layer")
         return [Layer(d.weights, d.bias, d.activation or "identity", d.norm,
                       d.norm_after_activation) for d in self._layers]
 
