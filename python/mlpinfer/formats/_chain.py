@@ -158,6 +158,11 @@ class Chain:
             b = b + shift @ w
             w = (carry.scale[:, None] if carry.scale.ndim else carry.scale) * w
             self._carry = None
+        if last is not None and last.outputs != w.shape[0]:
+            raise UnsupportedModelError(
+                f"{where}: weights for {w.shape[0]} inputs, but the value before it has "
+                f"{last.outputs} features"
+            )
         if last is not None and last.activation is None:
             last.activation = "identity"
         self._layers.append(_Draft(w, b))
