@@ -69,8 +69,8 @@ OPS: dict[str, tuple[str, dict[str, int], tuple[tuple[str, str], ...]]] = {
     "Elu": ("_function", {"alpha": _FLOAT}, (("elu", "Elu (alpha)"),)),
     "Selu": ("_function", {"alpha": _FLOAT, "gamma": _FLOAT},
              (("selu", "Selu (default alpha, gamma)"),)),
-    "Softplus": ("_function", {}, (("softplus", ("Softplus; Where(Greater(x, t >= 16), x, "
-                                                 "Softplus(x))")),)),
+    "Softplus": ("_function", {}, (("softplus", ("Softplus; Where(x > t, x, Softplus(x)), "
+                                                 "t >= 16")),)),
     "HardSigmoid": ("_function", {"alpha": _FLOAT, "beta": _FLOAT},
                     (("hard_sigmoid", "HardSigmoid (alpha, beta)"),)),
     "Gelu": ("_function", {"approximate": _STRING},
@@ -89,8 +89,8 @@ OPS: dict[str, tuple[str, dict[str, int], tuple[tuple[str, str], ...]]] = {
     "Dropout": ("_dropout", {"seed": _INT, "ratio": _FLOAT}, (("no_op", "Dropout"),)),
     "Flatten": ("_flatten", {"axis": _INT}, (("no_op", "Flatten"),)),
     "Reshape": ("_reshape", {"allowzero": _INT},
-                (("no_op", ("Reshape to (batch, features), its target computed by "
-                           "Shape/Gather/Unsqueeze/Concat or constant")),)),
+                (("no_op", ("Reshape to (batch, features), also computed by "
+                           "Shape/Gather/Unsqueeze/Concat")),)),
     "Shape": ("_shape", {"start": _INT, "end": _INT}, ()),
     "Gather": ("_gather", {"axis": _INT}, ()),
     "Unsqueeze": ("_unsqueeze", {"axes": _INTS}, ()),
