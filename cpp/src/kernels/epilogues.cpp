@@ -252,6 +252,9 @@ inline float normalized(float y, double mean, double inverse, float gamma, float
                             static_cast<double>(beta));
 }
 
+// A lone row's sums are one chain of dependent double adds each (the tile's lanes make
+// them independent): kernel_bench, Sapphire Rapids Xeon under load, relu + LayerNorm over
+// 100 features, 160-220 ns for one row against 27-36 ns a row in a tile.
 void normalize_row(float* row, std::size_t width, const LayerNormSpec& norm) {
   double sum = 0.0;
   for (std::size_t c = 0; c < width; ++c) sum += static_cast<double>(row[c]);
