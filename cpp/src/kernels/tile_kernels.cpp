@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "family_api.hpp"
+#include "nonzero_lanes.hpp"
 
 namespace mlpinfer::kernels::MLPINFER_FAMILY {
 namespace {
@@ -98,22 +99,39 @@ constexpr std::size_t kGroupLanes = kTileVectors * kLanes;
 static_assert(kTileRows % kGroupLanes == 0 && (kTileRows / 2) % kLanes == 0,
               "tiles and half tiles must be whole vectors");
 
-// The inputs of `active` that are nonzero in some lane of [lane, lane + kGroupLanes):
-// a lane group of 16 digits has 398 nonzero pixels where the tile's 32 have 437, 8 digits
-// 354 (MNIST test set), and skipping zeros changes no bit (see InputSelection).
-std::size_t group_nonzero_inputs(const ActiveInputs& active, const float* in, std::size_t lane,
-                                 std::uint32_t* kept) {
-  std::size_t count = 0;
+// For each of the `Groups` lane groups g, the inputs of `active` that are nonzero in
+// some lane of [g * kGroupLanes, (g + 1) * kGroupLanes), written from kept + g * active.count;
+// count[g] of them. A lane group of 16 digits has 398 nonzero pixels where the tile's 32
+// have 437, 8 digits 354 (MNIST test set), and skipping zeros changes no bit (see
+// InputSelection). One pass for all groups, each index read once.
+template <std::size_t Groups>
+void group_nonzero_inputs(const ActiveInputs& active, const float* in, std::uint32_t* kept,
+                          std::size_t (&count)[Groups]) {
+  for (std::size_t& c : count) c = 0;
   for (std::size_t i = 0; i < active.count; ++i) {
     const std::uint32_t k = active.index[i];
-    bool nonzero = false;
-    for (std::size_t v = 0; v < kTileVectors; ++v) {
-      nonzero |= any_nonzero(load(in + k * kTileRows + lane + kLanes * v));
+    for (std::size_t g = 0; g < Groups; ++g) {
+      kept[g * active.count + count[g]] = k;
+      count[g] += any_nonzero_lane<kTileVectors>(in + k * kTileRows + g * kGroupLanes);
     }
-    kept[count] = k;
-    count += nonzero;
   }
-  return count;
+}
+
+// group_nonzero_inputs for the `groups` lane groups of a tile or a half tile.
+template <std::size_t Groups>
+void lane_group_inputs(std::size_t groups, const ActiveInputs& active, const float* in,
+                       std::uint32_t* kept, ActiveInputs* group_active) {
+  if constexpr (Groups > 1) {
+    if (groups < Groups) {
+      lane_group_inputs<Groups / 2>(groups, active, in, kept, group_active);
+      return;
+    }
+    std::size_t count[Groups];
+    group_nonzero_inputs(active, in, kept, count);
+    for (std::size_t g = 0; g < Groups; ++g) {
+      group_active[g] = {kept + g * active.count, count[g], true};
+    }
+  }
 }
 
 }  // namespace
@@ -129,10 +147,7 @@ void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outpu
   if (groups > 1 && active.zeros_skippable) {
     thread_local std::vector<std::uint32_t> kept;
     if (kept.size() < groups * active.count) kept.resize(groups * active.count);
-    for (std::size_t g = 0; g < groups; ++g) {
-      std::uint32_t* list = kept.data() + g * active.count;
-      group_active[g] = {list, group_nonzero_inputs(active, in, g * kGroupLanes, list), true};
-    }
+    lane_group_inputs<kGroups>(groups, active, in, kept.data(), group_active);
   } else {
     for (ActiveInputs& group : group_active) group = active;
   }
