@@ -1,6 +1,7 @@
 // Tile kernels: the batch in vector lanes (a tile is kTileRows rows, feature-major). One
-// accumulator per (output column, kLanes rows) stays in a register for the whole k loop;
-// each step loads the lane group's input vectors and broadcasts one weight per column.
+// accumulator per (output column, kLanes rows) stays in a register for a block of up to
+// kBlockInputs inputs (stored and reloaded between blocks, which changes no bit); each
+// step loads the lane group's input vectors and broadcasts one weight per column.
 // Columns are never padded, so 50 outputs cost 50 columns of FMAs, not 64. A lane group
 // is kTileVectors vectors: 32 rows on AVX-512 (12-column panels), 16 on AVX2 (6-column
 // panels), 8 on the baseline; each family's register count in simd_<isa>.hpp.
