@@ -37,7 +37,7 @@ void tile_panel(const InputStretch& inputs, float alpha, const float* in, const 
     const std::size_t k = *input;
     prefetch.next_line();
     // One address per k step and constant offsets from it: from the index alone, GCC 12
-    // computed each vector's address anew (4 instructions a vector).
+    // computed each vector's address anew (3 instructions a vector).
     const float* lanes = in + k * kTileRows;
     const float* weights = panel + k * Width;
     Vec x[Vectors];
