@@ -89,6 +89,17 @@ void bench_family(const KernelTable& kernels, int repeats) {
     line(("tile_gemm 784x50, 32 rows" + suffix).c_str(),
          best_ns([&] { kernels.tile_gemm(in, active, hidden, 1.0f, tile_in.data(), p1.data(), width,
                                          out.data(), kTileRows, prefetch); }, 200, repeats), 32);
+    // As Network runs layer 1: the tile's zero scan, then tile_gemm told that zeros may be
+    // skipped, which scans each lane group again where a tile is several (AVX2, baseline).
+    line(("tile_gemm 784x50, 32 rows + zero scans" + suffix).c_str(),
+         best_ns([&] {
+           const ActiveInputs scanned{scratch.data(), kernels.tile_nonzero_inputs(
+                                                          tile_in.data(), in, kTileRows,
+                                                          scratch.data()),
+                                      true};
+           kernels.tile_gemm(in, scanned, hidden, 1.0f, tile_in.data(), p1.data(), width,
+                             out.data(), kTileRows, prefetch);
+         }, 200, repeats), 32);
   }
   const std::vector<float> tile = random_floats(in * kTileRows, rng, 0.0);
   const ActiveInputs all_in{all.data(), in};

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "family_api.hpp"
+#include "nonzero_lanes.hpp"
 
 namespace mlpinfer::kernels::MLPINFER_FAMILY {
 
@@ -88,20 +89,26 @@ std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda, st
 }
 #endif
 
-// A feature's lanes are whole vectors: one any_nonzero per vector.
-std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
-                                std::uint32_t* active) {
+namespace {
+
+// A feature's lanes are whole vectors: `Vectors` of them per feature.
+template <std::size_t Vectors>
+std::size_t nonzero_features(const float* tile, std::size_t inputs, std::uint32_t* active) {
   std::size_t count = 0;
   for (std::size_t k = 0; k < inputs; ++k) {
-    const float* feature = tile + k * kTileRows;
-    bool nonzero = false;
-    for (std::size_t lane = 0; lane < lanes; lane += kLanes) {
-      nonzero |= any_nonzero(load(feature + lane));
-    }
     active[count] = static_cast<std::uint32_t>(k);
-    count += nonzero;
+    count += any_nonzero_lane<Vectors>(tile + k * kTileRows);
   }
   return count;
+}
+
+}  // namespace
+
+std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
+                                std::uint32_t* active) {
+  static_assert((kTileRows / 2) % kLanes == 0, "a half tile must be whole vectors");
+  return lanes == kTileRows ? nonzero_features<kTileRows / kLanes>(tile, inputs, active)
+                            : nonzero_features<kTileRows / 2 / kLanes>(tile, inputs, active);
 }
 
 }  // namespace mlpinfer::kernels::MLPINFER_FAMILY
