@@ -83,6 +83,23 @@ def test_binary_classes_of_any_kind(labels):
     assert network.score(x, y) == pytest.approx(model.score(x, y), abs=1e-12)
 
 
+def test_an_output_exactly_on_the_threshold_is_class_0_as_in_scikit_learn():
+    # MLPClassifier.predict is LabelBinarizer.inverse_transform of the probabilities, which
+    # answers the positive class only above 0.5. sigmoid(0) is exactly 0.5, and an identity
+    # output of exactly 0 is the same logit.
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    params = {"W1": [[1.0], [0.0]], "b1": [0.0]}
+    network = mlpinfer.Network.from_params(params, output="sigmoid", classes=["no", "yes"])
+    probabilities = network.predict_proba(x)[:, 1:]
+    assert probabilities[0, 0] == 0.5
+    binarizer = preprocessing.LabelBinarizer().fit(["no", "yes"])
+    np.testing.assert_array_equal(network.classify(x), binarizer.inverse_transform(probabilities))
+    np.testing.assert_array_equal(network.classify(x), ["no", "yes", "no"])
+    logits = mlpinfer.Network.from_params(params, output="identity", classes=["no", "yes"])
+    np.testing.assert_array_equal(logits.classify(x), ["no", "yes", "no"])
+
+
 def test_sklearn_metrics_and_scorers_on_a_loaded_network():
     metrics = pytest.importorskip("sklearn.metrics")
     from mlpinfer.estimator import NetworkClassifier

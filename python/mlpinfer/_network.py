@@ -414,8 +414,9 @@ class Network:
 
         The labels are `classes_` when the network records its classes (as a network
         imported from a scikit-learn classifier does), else indices (int64). A
-        single-output network answers index 0 or 1: 1 where a sigmoid output is >= 0.5
-        (or any other output >= 0). A row whose output is NaN gets the index -1; a
+        single-output network answers index 0 or 1: 1 where a sigmoid output is above 0.5
+        (or any other output above 0), as scikit-learn's ``predict`` and Keras's
+        ``predict(x) > 0.5``. A row whose output is NaN gets the index -1; a
         network with classes refuses it (no class stands for "no answer").
         """
         outputs = self.predict(x, batch_size=batch_size, threads=threads)
@@ -633,7 +634,7 @@ class Network:
     def _labels_of(self, outputs: np.ndarray) -> np.ndarray:
         if self.n_outputs == 1:
             threshold = 0.5 if self._output_kind() in ("sigmoid", "hard_sigmoid") else 0.0
-            indices = (outputs[:, 0] >= threshold).astype(np.int64)
+            indices = (outputs[:, 0] > threshold).astype(np.int64)
         else:
             indices = np.argmax(outputs, axis=1)
         return indices if self._classes is None else self._classes[indices]
