@@ -264,6 +264,59 @@ def test_bundle_fields_of_the_wrong_kind(tmp_path, fields, options, match):
         mlpinfer.load(path, **options)
 
 
+def test_batch_norm_statistics_and_its_integer_counter_load_what_they_say(tmp_path):
+    """A Linear-BatchNorm1d-ReLU-Linear state_dict as torch.save writes it, with the
+    int64 num_batches_tracked that BatchNorm1d keeps; the fold computed here in float64."""
+    rng = np.random.default_rng(3)
+    weights = arrays()
+    stats = {f"1.{name}": rng.uniform(0.5, 2.0, 5).astype(np.float32)
+             for name in ("weight", "bias", "running_mean", "running_var")}
+    state = {}
+    storages = {}
+    for index, (key, array) in enumerate({**weights, **stats}.items()):
+        storages[str(index)] = array.tobytes()
+        state[key] = tensor(str(index), array.size, array.shape)
+    storages["counter"] = np.array([7], "<i8").tobytes()
+    state["1.num_batches_tracked"] = tensor("counter", 1, (), storage="LongStorage")
+    architecture = ["Linear", "BatchNorm1d(eps=0.01)", "ReLU", "Linear", "Softmax(dim=-1)"]
+    weights = {key.replace("2.", "3."): value for key, value in weights.items()}
+    state = {key.replace("2.", "3."): value for key, value in state.items()}
+    network = mlpinfer.load(write(tmp_path, bundle_with(state, storages,
+                                                        architecture=architecture)))
+    x = rng.standard_normal((7, 7))
+    h = x @ weights["0.weight"].T.astype(np.float64) + weights["0.bias"]
+    h = (h - stats["1.running_mean"]) / np.sqrt(stats["1.running_var"] + 0.01)
+    h = np.maximum(h * stats["1.weight"] + stats["1.bias"], 0) @ weights["3.weight"].T + weights["3.bias"]
+    expected = np.exp(h - h.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(network.predict(x), expected / expected.sum(axis=1, keepdims=True),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "match"),
+    [
+        (["Linear", "LeakyReLU(negative_slope=" + "9" * 100_000 + ")"],
+         r"unsupported layer 'LeakyReLU\(negative_slope=9999.*' at entry 1; expected one of"),
+        (["Linear", "LeakyReLU(negative_slope=1e999)"], "expected a number"),
+        (["Linear", "LeakyReLU(negative_slope=nan)"], "option value 'nan'"),
+        (["Linear", "LeakyReLU(negative_slope=True)"], "'True'; expected a number"),
+        (["Linear", "ELU(alpha=0.5, alpha=0.7)"], "alpha given twice"),
+        (["Linear", "GELU(approximate='erf')"], "approximate='erf'; expected 'none' or 'tanh'"),
+        (["Linear", "GELU(approximate=__import__('os'))"], r"option value"),
+        (["Linear", "Softmax(dim=0)"], "dim=0; only the last"),
+        (["Linear", "Linear(bias=False)"], r"expected key=value of its options \(none\)"),
+        (["Linear", "ReLU((("], "unsupported layer"),
+        (["Linear", 7], "'architecture' must be a list of layer names"),
+    ],
+)
+def test_architecture_entries_that_say_something_else(tmp_path, architecture, match):
+    state = {"0.weight": tensor("0", 4, (2, 2)), "0.bias": tensor("1", 2, (2,))}
+    path = write(tmp_path, bundle_with(state, {"0": bytes(16), "1": bytes(8)},
+                                       architecture=architecture))
+    with pytest.raises(WeightsError, match=match):
+        mlpinfer.load(path)
+
+
 def test_the_legacy_format_is_named_not_read(tmp_path):
     magic = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save before 1.6
     path = write(tmp_path, magic + pickle_program({"0.weight": tensor("0", 4, (2, 2))}))

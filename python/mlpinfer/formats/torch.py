@@ -91,6 +91,7 @@ _MIN_SOFTPLUS_THRESHOLD = 20.0
 # Entries of an architecture: "Name" or "Name(key=value, ...)", values plain literals.
 _ENTRY = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)\s*(?:\((.*)\))?\s*\Z", re.DOTALL)
 _ENTRY_OPTION = re.compile(r"\s*([a-z_]+)\s*=\s*(\S+?)\s*\Z")
+_MAX_ENTRY = 200  # "Softplus(beta=1.0, threshold=20.0)" is 34 characters
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 
 # The file that write_torch writes: a state_dict of an nn.Sequential plus what it cannot say.
@@ -394,7 +395,7 @@ def network_from_state_dict(
 
 def parse_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
     """An architecture entry -> its module kind and options (PyTorch's defaults filled in)."""
-    match = _ENTRY.match(entry) if isinstance(entry, str) else None
+    match = _ENTRY.match(entry) if isinstance(entry, str) and len(entry) <= _MAX_ENTRY else None
     if match is None or match.group(1) not in MODULE_OPTIONS:
         raise UnsupportedModelError(
             f"unsupported layer {str(entry)[:60]!r} at {where}; expected one of "
@@ -403,6 +404,7 @@ def parse_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
     kind, text = match.groups()
     options = dict(MODULE_OPTIONS[kind])
     given = [] if text is None or not text.strip() else text.split(",")
+    given_keys: set[str] = set()
     for argument in given:
         parts = _ENTRY_OPTION.match(argument)
         if parts is None or parts.group(1) not in options:
@@ -411,6 +413,9 @@ def parse_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
                 f"{where} ({entry[:60]!r}): expected key=value of its options ({known}), got "
                 f"{argument.strip()[:40]!r}"
             )
+        if parts.group(1) in given_keys:
+            raise UnsupportedModelError(f"{where} ({entry[:60]!r}): {parts.group(1)} given twice")
+        given_keys.add(parts.group(1))
         options[parts.group(1)] = _literal(parts.group(2), f"{where} ({entry[:60]!r})")
     return kind, options
 
