@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,16 +32,29 @@ void without_gil(Work&& work) {
   PyEval_RestoreThread(state);
 }
 
-mlpinfer::Network make_network(const std::vector<std::tuple<FloatArray, FloatArray, std::string>>& specs) {
+std::vector<float> to_vector(const FloatArray& values) {
+  return std::vector<float>(values.data(), values.data() + values.size());
+}
+
+// A LayerNorm as (gamma, beta, epsilon, after_activation), or None.
+using NormSpec = std::optional<std::tuple<FloatArray, FloatArray, float, bool>>;
+// A layer as (W, b, activation name, alpha, beta, norm): see mlpinfer::ActivationSpec.
+using LayerSpec = std::tuple<FloatArray, FloatArray, std::string, float, float, NormSpec>;
+
+mlpinfer::Network make_network(const std::vector<LayerSpec>& specs) {
   std::vector<mlpinfer::DenseLayer> layers;
-  for (const auto& [weights, bias, activation] : specs) {
+  for (const auto& [weights, bias, activation, alpha, beta, norm] : specs) {
     if (weights.ndim() != 2 || bias.ndim() != 1) throw py::value_error("W must be 2-D and b 1-D");
     mlpinfer::DenseLayer layer;
     layer.inputs = static_cast<std::size_t>(weights.shape(0));
     layer.outputs = static_cast<std::size_t>(weights.shape(1));
-    layer.weights.assign(weights.data(), weights.data() + weights.size());
-    layer.bias.assign(bias.data(), bias.data() + bias.size());
-    layer.activation = mlpinfer::parse_activation(activation);
+    layer.weights = to_vector(weights);
+    layer.bias = to_vector(bias);
+    layer.activation = {mlpinfer::parse_activation(activation), alpha, beta};
+    if (norm) {
+      const auto& [gamma, shift, epsilon, after_activation] = *norm;
+      layer.norm = {to_vector(gamma), to_vector(shift), epsilon, after_activation};
+    }
     layers.push_back(std::move(layer));
   }
   return mlpinfer::Network(std::move(layers));

@@ -108,8 +108,8 @@ void bench_family(const KernelTable& kernels, int repeats) {
                2000, repeats), 32);
   std::vector<float> act(hidden * kTileRows, 0.5f);
   line("tile_bias_activation sigmoid 50, 32 rows",
-       best_ns([&] { kernels.tile_bias_activation(act.data(), hidden, kTileRows, b1.data(),
-                                                  mlpinfer::Activation::sigmoid); }, 5000, repeats), 32);
+       best_ns([&] { kernels.tile_bias_activation(act.data(), hidden, kTileRows,
+                                                  {b1.data(), {mlpinfer::Activation::sigmoid}}); }, 5000, repeats), 32);
   // Rows: the row kernel on padded W.
   const std::size_t ldb = mlpinfer::kernels::padded_columns(hidden);
   const std::vector<float> padded = mlpinfer::kernels::pad_columns(w1, in, hidden);
@@ -143,11 +143,11 @@ void bench_family(const KernelTable& kernels, int repeats) {
                                                ldb3, out.data(), every); }, 5000, repeats), 1);
   std::vector<float> row_out(100, 0.5f);
   line("bias_activation sigmoid 100, 1 row",
-       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 100, b1.data(),
-                                             mlpinfer::Activation::sigmoid); }, 5000, repeats), 1);
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 100,
+                                             {b1.data(), {mlpinfer::Activation::sigmoid}}); }, 5000, repeats), 1);
   line("bias_activation softmax 10, 1 row",
-       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 10, b1.data(),
-                                             mlpinfer::Activation::softmax); }, 5000, repeats), 1);
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 10,
+                                             {b1.data(), {mlpinfer::Activation::softmax}}); }, 5000, repeats), 1);
   const std::vector<float> pixels_f = random_floats(in * kTileRows, rng, 0.0);
   std::vector<unsigned char> pixels_u8(in * kTileRows);
   for (std::size_t i = 0; i < pixels_u8.size(); ++i) pixels_u8[i] = static_cast<unsigned char>(i * 37);

@@ -23,6 +23,15 @@ constexpr std::size_t padded_columns(std::size_t n) {
 std::vector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
                                std::size_t outputs);
 
+// What follows a layer's product, on each row: + bias, then the activation, with the
+// LayerNorm (if any) before it or after it as the layer says. Every path runs the same
+// arithmetic on a row (kernels/epilogues.cpp), whatever the batch or its lane.
+struct Epilogue {
+  const float* bias;
+  ActivationSpec activation;
+  const LayerNormSpec* norm = nullptr;  // nullptr or !present(): none
+};
+
 // --- Zero inputs --------------------------------------------------------------------
 // The products below visit only the inputs k (rows of W) that are nonzero in some row
 // they compute. Skipping x = 0 changes no bit of any result: it would add x * w = +-0

@@ -119,15 +119,67 @@ void configure_process() {
   std::atexit(wait_for_forwards_at_exit);
 }
 
+constexpr Activation kActivations[] = {
+    Activation::identity,   Activation::sigmoid, Activation::relu,      Activation::tanh,
+    Activation::softmax,    Activation::log_softmax, Activation::leaky_relu, Activation::elu,
+    Activation::selu,       Activation::gelu,    Activation::gelu_tanh, Activation::silu,
+    Activation::softplus,   Activation::hard_sigmoid};
+
+bool is_row_activation(Activation activation) {
+  return activation == Activation::softmax || activation == Activation::log_softmax;
+}
+
+bool all_finite(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+}
+
+// The activation's parameters and the LayerNorm of layer `i` of `count`.
+void check_epilogue(const DenseLayer& layer, std::size_t i, std::size_t count) {
+  const ActivationSpec& activation = layer.activation;
+  const char* name = activation_name(activation.kind);
+  if (!std::isfinite(activation.alpha) || !std::isfinite(activation.beta)) {
+    throw std::invalid_argument(layer_error(i, std::string(name) + ": parameters must be finite"));
+  }
+  if (is_row_activation(activation.kind) && i + 1 != count) {
+    throw std::invalid_argument(layer_error(i, std::string(name) + " is only supported on the last layer"));
+  }
+  const LayerNormSpec& norm = layer.norm;
+  if (!norm.present()) {
+    if (!norm.beta.empty()) throw std::invalid_argument(layer_error(i, "LayerNorm beta without gamma"));
+    return;
+  }
+  if (norm.gamma.size() != layer.outputs || norm.beta.size() != layer.outputs) {
+    throw std::invalid_argument(layer_error(
+        i, "LayerNorm gamma and beta must have " + std::to_string(layer.outputs) +
+               " values (the layer's outputs), got " + std::to_string(norm.gamma.size()) +
+               " and " + std::to_string(norm.beta.size())));
+  }
+  if (!all_finite(norm.gamma) || !all_finite(norm.beta)) {
+    throw std::invalid_argument(layer_error(i, "LayerNorm gamma and beta must be finite"));
+  }
+  if (!(norm.epsilon > 0.0f) || !std::isfinite(norm.epsilon)) {
+    throw std::invalid_argument(layer_error(
+        i, "LayerNorm epsilon must be positive and finite, got " + std::to_string(norm.epsilon)));
+  }
+  if (norm.after_activation && is_row_activation(activation.kind)) {
+    throw std::invalid_argument(
+        layer_error(i, std::string("a LayerNorm after ") + name + " is not supported"));
+  }
+}
+
+kernels::Epilogue epilogue_of(const DenseLayer& layer) {
+  return {layer.bias.data(), layer.activation, &layer.norm};
+}
+
 }  // namespace
 
 Activation parse_activation(const std::string& name) {
-  for (Activation a : {Activation::identity, Activation::sigmoid, Activation::relu,
-                       Activation::tanh, Activation::softmax}) {
+  std::string known;
+  for (Activation a : kActivations) {
     if (name == activation_name(a)) return a;
+    known += known.empty() ? activation_name(a) : std::string(", ") + activation_name(a);
   }
-  throw std::invalid_argument("unknown activation '" + name +
-                              "'; expected one of identity, sigmoid, relu, tanh, softmax");
+  throw std::invalid_argument("unknown activation '" + name + "'; expected one of " + known);
 }
 
 const char* activation_name(Activation activation) {
@@ -137,6 +189,15 @@ const char* activation_name(Activation activation) {
     case Activation::relu: return "relu";
     case Activation::tanh: return "tanh";
     case Activation::softmax: return "softmax";
+    case Activation::log_softmax: return "log_softmax";
+    case Activation::leaky_relu: return "leaky_relu";
+    case Activation::elu: return "elu";
+    case Activation::selu: return "selu";
+    case Activation::gelu: return "gelu";
+    case Activation::gelu_tanh: return "gelu_tanh";
+    case Activation::silu: return "silu";
+    case Activation::softplus: return "softplus";
+    case Activation::hard_sigmoid: return "hard_sigmoid";
   }
   return "unknown";
 }
@@ -170,9 +231,7 @@ Network::Network(std::vector<DenseLayer> layers)
           i, "W has " + std::to_string(layer.inputs) + " rows, previous layer has " +
                  std::to_string(layers_[i - 1].outputs) + " outputs"));
     }
-    if (layer.activation == Activation::softmax && i + 1 != layers_.size()) {
-      throw std::invalid_argument(layer_error(i, "softmax is only supported on the last layer"));
-    }
+    check_epilogue(layer, i, layers_.size());
     if (i + 1 != layers_.size()) widest_hidden_ = std::max(widest_hidden_, layer.outputs);
     widest_input_ = std::max(widest_input_, layer.inputs);
     skip_zero_inputs_.push_back(std::all_of(layer.weights.begin(), layer.weights.end(),
@@ -183,7 +242,7 @@ Network::Network(std::vector<DenseLayer> layers)
   for (const DenseLayer& layer : layers_) {
     padded_weights_.push_back(kernels::pad_columns(layer.weights, layer.inputs, layer.outputs));
   }
-  double_output_ = layers_.back().activation == Activation::identity;
+  double_output_ = layers_.back().activation.kind == Activation::identity;
   tiled_ = std::all_of(layers_.begin(), layers_.end(), [](const DenseLayer& layer) {
     return layer.inputs <= kMaxTileWidth && layer.outputs <= kMaxTileWidth;
   });
@@ -278,8 +337,7 @@ class Network::Pass {
         kernels.tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
                           net_.tile_panels_[i].data(), net_.panel_width_, result, lanes, prefetch);
       }
-      kernels.tile_bias_activation(result, layer.outputs, lanes, layer.bias.data(),
-                                   layer.activation);
+      kernels.tile_bias_activation(result, layer.outputs, lanes, epilogue_of(layer));
       activations = result;
     }
     kernels::store_tile(activations, out_width_, count, output_ + first * out_width_);
@@ -328,8 +386,7 @@ class Network::Pass {
       } else {
         multiply_rows(i, count, activations, lda, result, scratch);
       }
-      net_.kernels_->bias_activation(result, count, layer.outputs, layer.bias.data(),
-                                     layer.activation);
+      net_.kernels_->bias_activation(result, count, layer.outputs, epilogue_of(layer));
       activations = result;
       lda = layer.outputs;
     }

@@ -69,7 +69,7 @@ inline mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
       layer.weights.push_back(scale * rng.symmetric());
     }
     for (std::size_t k = 0; k < layer.outputs; ++k) layer.bias.push_back(rng.symmetric());
-    layer.activation = activations[l];
+    layer.activation = {activations[l]};
     layers.push_back(std::move(layer));
   }
   return mlpinfer::Network(layers);

@@ -1,5 +1,6 @@
 // The core on its own, without Python: every fast path against a naive double-precision
 // forward pass at awkward sizes (STYLE.md: kernels tested against a naive reference).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -26,15 +27,48 @@ void check(bool condition, const std::string& what) {
 
 using mlpinfer::Activation;
 
-double activate(Activation activation, double x) {
-  switch (activation) {
+double activate(const mlpinfer::ActivationSpec& activation, double x) {
+  const double alpha = activation.alpha;
+  switch (activation.kind) {
     case Activation::identity: return x;
     case Activation::sigmoid: return 1.0 / (1.0 + std::exp(-x));
     case Activation::relu: return x < 0.0 ? 0.0 : x;
     case Activation::tanh: return std::tanh(x);
-    case Activation::softmax: return x;  // applied per row below
+    case Activation::softmax: return x;      // applied per row below
+    case Activation::log_softmax: return x;  // applied per row below
+    case Activation::leaky_relu: return x < 0.0 ? alpha * x : x;
+    case Activation::elu: return x >= 0.0 ? x : alpha * std::expm1(x);
+    case Activation::selu:
+      return 1.0507009873554804934 * (x >= 0.0 ? x : 1.6732632423543772848 * std::expm1(x));
+    case Activation::gelu: return x * 0.5 * std::erfc(-x / std::sqrt(2.0));
+    case Activation::gelu_tanh:
+      return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case Activation::silu: return x / (1.0 + std::exp(-x));
+    case Activation::softplus: return x > 0.0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+    case Activation::hard_sigmoid: return std::min(1.0, std::max(0.0, alpha * x + activation.beta));
   }
   return x;
+}
+
+// Softmax or log_softmax of one row, in place.
+void activate_row(Activation activation, double* z, std::size_t width) {
+  double top = -INFINITY;
+  for (std::size_t j = 0; j < width; ++j) top = std::fmax(top, z[j]);
+  double total = 0.0;
+  for (std::size_t j = 0; j < width; ++j) total += std::exp(z[j] - top);
+  for (std::size_t j = 0; j < width; ++j) {
+    z[j] = activation == Activation::softmax ? std::exp(z[j] - top) / total
+                                             : z[j] - top - std::log(total);
+  }
+}
+
+void layer_norm(const mlpinfer::LayerNormSpec& norm, double* z, std::size_t width) {
+  double mean = 0.0, variance = 0.0;
+  for (std::size_t j = 0; j < width; ++j) mean += z[j] / static_cast<double>(width);
+  for (std::size_t j = 0; j < width; ++j) variance += (z[j] - mean) * (z[j] - mean) / static_cast<double>(width);
+  for (std::size_t j = 0; j < width; ++j) {
+    z[j] = (z[j] - mean) / std::sqrt(variance + norm.epsilon) * norm.gamma[j] + norm.beta[j];
+  }
 }
 
 std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layers,
@@ -43,23 +77,22 @@ std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layer
   for (double& v : a) v *= scale;
   for (const auto& layer : layers) {
     std::vector<double> z(rows * layer.outputs);
+    const Activation kind = layer.activation.kind;
     for (std::size_t r = 0; r < rows; ++r) {
+      double* row = &z[r * layer.outputs];
       for (std::size_t j = 0; j < layer.outputs; ++j) {
         double sum = layer.bias[j];
         for (std::size_t i = 0; i < layer.inputs; ++i) {
           sum += a[r * layer.inputs + i] * layer.weights[i * layer.outputs + j];
         }
-        z[r * layer.outputs + j] = activate(layer.activation, sum);
+        row[j] = sum;
       }
-      if (layer.activation == Activation::softmax) {
-        double top = -INFINITY;
-        for (std::size_t j = 0; j < layer.outputs; ++j) top = std::fmax(top, z[r * layer.outputs + j]);
-        double total = 0.0;
-        for (std::size_t j = 0; j < layer.outputs; ++j) {
-          total += z[r * layer.outputs + j] = std::exp(z[r * layer.outputs + j] - top);
-        }
-        for (std::size_t j = 0; j < layer.outputs; ++j) z[r * layer.outputs + j] /= total;
+      if (layer.norm.present() && !layer.norm.after_activation) layer_norm(layer.norm, row, layer.outputs);
+      for (std::size_t j = 0; j < layer.outputs; ++j) row[j] = activate(layer.activation, row[j]);
+      if (kind == Activation::softmax || kind == Activation::log_softmax) {
+        activate_row(kind, row, layer.outputs);
       }
+      if (layer.norm.present() && layer.norm.after_activation) layer_norm(layer.norm, row, layer.outputs);
     }
     a = std::move(z);
   }
@@ -77,7 +110,7 @@ std::vector<mlpinfer::DenseLayer> random_layers(const std::vector<std::size_t>& 
     std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(static_cast<float>(widths[l])));
     for (std::size_t k = 0; k < layer.inputs * layer.outputs; ++k) layer.weights.push_back(normal(rng));
     for (std::size_t k = 0; k < layer.outputs; ++k) layer.bias.push_back(normal(rng));
-    layer.activation = l + 2 == widths.size() ? output : hidden;
+    layer.activation = {l + 2 == widths.size() ? output : hidden};
     layers.push_back(std::move(layer));
   }
   return layers;

@@ -430,7 +430,9 @@ def _info(args: argparse.Namespace) -> int:
     digest = hashlib.sha256(source.path.read_bytes()).hexdigest()
     layers: list[dict[str, Any]] = [
         {"inputs": layer.inputs, "outputs": layer.outputs, "activation": layer.activation,
-         "parameters": layer.weights.size + layer.bias.size}
+         "layer_norm": None if layer.norm is None else
+         {"epsilon": layer.norm.epsilon, "after_activation": layer.norm_after_activation},
+         "steps": layer.steps, "parameters": layer.parameters}
         for layer in network.layers
     ]
     report = {
@@ -452,7 +454,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"sha256      {digest}")
     print(f"network     {report['network']}")
     for number, layer in enumerate(layers, start=1):
-        print(f"layer {number:<5} {layer['inputs']} -> {layer['outputs']} {layer['activation']}"
+        print(f"layer {number:<5} {layer['inputs']} -> {layer['outputs']} {layer['steps']}"
               f" ({layer['parameters']:,} parameters)")
     print(f"parameters  {report['parameters']:,} (float32)")
     scale, pixels = network.input_scale, network.pixel_scale

@@ -5,8 +5,15 @@ import numpy.typing as npt
 
 __version__: str
 
+_Array = npt.NDArray[np.float32]
+# (gamma, beta, epsilon, after_activation)
+_NormSpec = tuple[_Array, _Array, float, bool] | None
+# (W, b, activation name, alpha, beta, norm): alpha and beta are the activation's
+# parameters (leaky_relu's slope, elu's alpha, hard_sigmoid's slope and offset).
+_LayerSpec = tuple[_Array, _Array, str, float, float, _NormSpec]
+
 class Network:
-    def __init__(self, layers: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], str]]) -> None: ...
+    def __init__(self, layers: list[_LayerSpec]) -> None: ...
     @property
     def input_width(self) -> int: ...
     @property

@@ -93,6 +93,22 @@ class Layer:
     def outputs(self) -> int:
         return int(self.weights.shape[1])
 
+    @property
+    def parameters(self) -> int:
+        """How many numbers the layer holds: W, b, and the LayerNorm's gamma and beta."""
+        norm = 0 if self.norm is None else self.norm.gamma.size + self.norm.beta.size
+        return int(self.weights.size + self.bias.size + norm)
+
+    @property
+    def steps(self) -> str:
+        """What the layer does after its product, in order: ``"gelu"``,
+        ``"layer_norm(epsilon=1e-05) gelu"`` or ``"relu layer_norm(epsilon=1e-05)"``."""
+        if self.norm is None:
+            return self.activation
+        norm = f"layer_norm(epsilon={self.norm.epsilon!r})"
+        order = (self.activation, norm) if self.norm_after_activation else (norm, self.activation)
+        return " ".join(order)
+
 
 def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
     try:
@@ -116,6 +132,68 @@ def _checked_array(value: Any, name: str, ndim: int) -> np.ndarray:
         )
     converted.flags.writeable = False
     return converted
+
+
+def _checked_layer(layer: Layer, index: int) -> Layer:
+    """``layer`` with read-only float32 copies of its arrays, its activation in canonical
+    spelling, and its LayerNorm checked; WeightsError saying what is wrong otherwise."""
+    weights = _checked_array(layer.weights, f"W{index}", 2)
+    bias = _checked_array(layer.bias, f"b{index}", 1)
+    try:
+        activation = _activations.parse(layer.activation)
+    except ValueError as error:
+        raise WeightsError(f"layer {index}: {error}") from None
+    for value in activation.params:
+        if not is_float32_number(value):
+            raise WeightsError(
+                f"layer {index}: {activation}: parameters must be finite in float32, got {value!r}"
+            )
+    outputs = int(weights.shape[1])
+    if bias.shape != (outputs,):
+        raise WeightsError(f"layer {index}: b has shape {bias.shape}, W has {outputs} columns")
+    if not isinstance(layer.norm_after_activation, (bool, np.bool_)):
+        raise WeightsError(
+            f"layer {index}: norm_after_activation must be True or False, "
+            f"got {layer.norm_after_activation!r}"
+        )
+    norm = None if layer.norm is None else _checked_norm(layer.norm, index, outputs)
+    if norm is not None and layer.norm_after_activation and activation.name in _activations.ROW_ACTIVATIONS:
+        raise WeightsError(
+            f"layer {index}: a LayerNorm after {activation.name} is not supported "
+            "(it would no longer give probabilities)"
+        )
+    return Layer(weights, bias, str(activation), norm, bool(layer.norm_after_activation))
+
+
+def _checked_norm(norm: LayerNorm, index: int, outputs: int) -> LayerNorm:
+    if not isinstance(norm, LayerNorm):
+        raise WeightsError(f"layer {index}: norm must be a LayerNorm, got {type(norm).__name__}")
+    gamma = _checked_array(norm.gamma, f"layer {index} LayerNorm gamma", 1)
+    beta = _checked_array(norm.beta, f"layer {index} LayerNorm beta", 1)
+    for name, array in (("gamma", gamma), ("beta", beta)):
+        if array.shape != (outputs,):
+            raise WeightsError(
+                f"layer {index}: LayerNorm {name} has shape {array.shape}, the layer has "
+                f"{outputs} outputs"
+            )
+    epsilon = norm.epsilon
+    if (isinstance(epsilon, (bool, np.bool_)) or not is_float32_number(epsilon)
+            or not np.float32(epsilon) > 0):
+        raise WeightsError(
+            f"layer {index}: LayerNorm epsilon must be a positive number that float32 holds "
+            f"as positive and finite, got {epsilon!r}"
+        )
+    return LayerNorm(gamma, beta, float(epsilon))
+
+
+def _engine_layer(layer: Layer) -> tuple[Any, ...]:
+    """``layer`` as the engine takes it (`_core.Network`): activation name and its
+    parameters as alpha and beta, and the LayerNorm."""
+    activation = _activations.parse(layer.activation)
+    alpha, beta = (*activation.params, 0.0, 0.0)[:2]
+    norm = None if layer.norm is None else (
+        layer.norm.gamma, layer.norm.beta, layer.norm.epsilon, layer.norm_after_activation)
+    return (layer.weights, layer.bias, activation.name, alpha, beta, norm)
 
 
 class Network:
@@ -146,30 +224,18 @@ class Network:
     ) -> None:
         # Copied once, here: float32, C order, read-only, finite; never aliasing the
         # caller's arrays, whose later changes would not reach the engine.
-        layers = tuple(
-            Layer(_checked_array(layer.weights, f"W{index}", 2),
-                  _checked_array(layer.bias, f"b{index}", 1), layer.activation)
-            for index, layer in enumerate(layers, start=1)
-        )
+        layers = tuple(_checked_layer(layer, index) for index, layer in enumerate(layers, start=1))
         if not layers:
             raise WeightsError("a network needs at least one layer, got 0")
         for index, layer in enumerate(layers, start=1):
-            try:
-                _activations.parse(layer.activation)
-            except ValueError as error:
-                raise WeightsError(f"layer {index}: {error}") from None
-            if layer.norm is not None:  # TODO(engine helper): the engine's LayerNorm
-                raise WeightsError(f"layer {index}: LayerNorm is not in the engine yet")
-            if layer.activation == "softmax" and index != len(layers):
-                raise WeightsError(f"layer {index}: softmax is only supported on the last layer")
-            if layer.activation == "softmax" and layer.outputs == 1:
+            name = _activations.parse(layer.activation).name
+            if name in _activations.ROW_ACTIVATIONS and index != len(layers):
+                raise WeightsError(f"layer {index}: {name} is only supported on the last layer")
+            if name in _activations.ROW_ACTIVATIONS and layer.outputs == 1:
                 raise WeightsError(
-                    f"layer {index}: softmax over a single output is always 1; a one-unit "
+                    f"layer {index}: {name} over a single output is always "
+                    f"{1 if name == 'softmax' else 0}; a one-unit "
                     "output wants sigmoid (e.g. mlpinfer.load(path, output='sigmoid'))"
-                )
-            if layer.bias.shape != (layer.outputs,):
-                raise WeightsError(
-                    f"layer {index}: b has shape {layer.bias.shape}, W has {layer.outputs} columns"
                 )
             if index > 1 and layer.inputs != layers[index - 2].outputs:
                 raise WeightsError(
@@ -196,7 +262,7 @@ class Network:
         if pixel_scale is not None:
             self._direct_scales[np.dtype(np.uint8)] = pixel_scale
         try:
-            self._engine = _core.Network([(l.weights, l.bias, l.activation) for l in layers])
+            self._engine = _core.Network([_engine_layer(layer) for layer in layers])
         except ValueError as error:
             raise WeightsError(str(error)) from None
 
@@ -275,7 +341,7 @@ class Network:
 
     def __repr__(self) -> str:
         parts = [str(self.n_inputs)]
-        parts += [f"{layer.outputs} {layer.activation}" for layer in self._layers]
+        parts += [f"{layer.outputs} {layer.steps}" for layer in self._layers]
         scale = "" if self._input_scale is None else f", input_scale={self._input_scale!r}"
         if self._pixel_scale != (_PIXEL_SCALE if self._input_scale is None else self._input_scale):
             scale += f", pixel_scale={self._pixel_scale!r}"
@@ -284,8 +350,11 @@ class Network:
         return f"Network({' -> '.join(parts)}{scale})"
 
     def __reduce__(self) -> tuple[Any, ...]:
+        norms = [None if layer.norm is None else
+                 (layer.norm.gamma, layer.norm.beta, layer.norm.epsilon, layer.norm_after_activation)
+                 for layer in self._layers]
         return (_rebuild, (self.params(), list(self.activations), self._input_scale,
-                           self._pixel_scale, self._classes))
+                           self._pixel_scale, self._classes, norms))
 
     # ------------------------------------------------------------------ inference
 
@@ -398,15 +467,19 @@ class Network:
         self, x: npt.ArrayLike, *, batch_size: int | None = None, threads: int | None = None
     ) -> np.ndarray:
         """Class probabilities, one column per entry of `classes_` (scikit-learn's
-        ``predict_proba``): the outputs of a softmax or sigmoid network; a single sigmoid
-        output p becomes the two columns 1 - p and p."""
-        last = self._layers[-1].activation
-        if last not in ("softmax", "sigmoid"):
+        ``predict_proba``): the outputs of a softmax or sigmoid network, e to the power
+        of a log_softmax network's outputs (log-probabilities); a single sigmoid output p
+        becomes the two columns 1 - p and p."""
+        last = self._output_kind()
+        if last not in ("softmax", "sigmoid", "log_softmax"):
             raise TypeError(
-                f"predict_proba needs a softmax or sigmoid output; this network's output is "
-                f"{last}, whose values are not probabilities (predict gives them as they are)"
+                f"predict_proba needs a softmax, log_softmax or sigmoid output; this "
+                f"network's output is {self._layers[-1].steps}, whose values are not "
+                "probabilities (predict gives them as they are)"
             )
         outputs = self.predict(x, batch_size=batch_size, threads=threads)
+        if last == "log_softmax":
+            return np.exp(outputs)
         if self.n_outputs == 1:
             return np.concatenate([1 - outputs, outputs], axis=-1)
         return outputs
@@ -435,9 +508,11 @@ class Network:
         The loss is the mean cross-entropy of the true class, in float64: categorical
         for a softmax output, binary for sigmoid outputs (each output against its
         one-hot target), and from logits for an identity output (Keras's
-        ``from_logits=True``: softmax, or sigmoid for one output, applied first).
+        ``from_logits=True``: softmax, or sigmoid for one output, applied first), and
+        the negative log-likelihood for a log_softmax output (PyTorch's ``NLLLoss``).
         Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras clips them. Other output
-        activations have no cross-entropy and are refused.
+        activations, and outputs with a LayerNorm after their activation, have no
+        cross-entropy and are refused.
         """
         outputs = np.atleast_2d(self.predict(x, batch_size=batch_size, threads=threads,
                                              verbose=verbose)).astype(np.float64)
@@ -449,7 +524,7 @@ class Network:
             )
         targets = np.zeros((outputs.shape[0], max(2, self.n_outputs)))
         targets[np.arange(len(truth)), self._class_indices(truth)] = 1.0
-        loss = _cross_entropy(outputs, targets, self._layers[-1].activation)
+        loss = _cross_entropy(outputs, targets, self._output_kind())
         labels = self._labels_of(outputs)
         accuracy = float(np.count_nonzero(labels == truth)) / len(truth)
         return {"loss": loss, "accuracy": accuracy} if return_dict else [loss, accuracy]
@@ -459,13 +534,13 @@ class Network:
         rows = [("Layer (activation)", "Output Shape", "Param #")]
         rows.append(("input", f"(None, {self.n_inputs})", "0"))
         for index, layer in enumerate(self._layers, start=1):
-            rows.append((f"dense_{index} ({layer.activation})", f"(None, {layer.outputs})",
-                         f"{layer.weights.size + layer.bias.size:,}"))
+            rows.append((f"dense_{index} ({layer.steps})", f"(None, {layer.outputs})",
+                         f"{layer.parameters:,}"))
         widths = [max(len(row[i]) for row in rows) + 3 for i in range(3)]
         lines = ["".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                  .rstrip() for row in rows]
         rule = "-" * sum(widths)
-        total = sum(layer.weights.size + layer.bias.size for layer in self._layers)
+        total = sum(layer.parameters for layer in self._layers)
         pixels = ("refused (pixel scale not recorded; see with_pixel_scale)"
                   if self._pixel_scale is None else f"multiplied by {self._pixel_scale:.6g}")
         floats = "as given" if self._input_scale is None else f"multiplied by {self._input_scale:.6g}"
@@ -519,6 +594,14 @@ class Network:
 
     # ------------------------------------------------------------------ helpers
 
+    def _output_kind(self) -> str:
+        """What the outputs are: the last activation's name, or "layer_norm" when a
+        LayerNorm follows it (the values are then neither probabilities nor logits)."""
+        last = self._layers[-1]
+        if last.norm is not None and last.norm_after_activation:
+            return "layer_norm"
+        return _activations.parse(last.activation).name
+
     def _scale_for(self, dtype: np.dtype) -> float:
         if dtype == np.uint8 and self._pixel_scale is None:
             raise ValueError(
@@ -547,7 +630,7 @@ class Network:
 
     def _labels_of(self, outputs: np.ndarray) -> np.ndarray:
         if self.n_outputs == 1:
-            threshold = 0.5 if self._layers[-1].activation == "sigmoid" else 0.0
+            threshold = 0.5 if self._output_kind() in ("sigmoid", "hard_sigmoid") else 0.0
             indices = (outputs[:, 0] >= threshold).astype(np.int64)
         else:
             indices = np.argmax(outputs, axis=1)
@@ -628,6 +711,8 @@ def _cross_entropy(outputs: np.ndarray, targets: np.ndarray, activation: str) ->
         shifted = outputs - outputs.max(axis=1, keepdims=True)
         log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-np.mean(np.sum(targets * log_softmax, axis=1)))
+    if activation == "log_softmax":  # log-probabilities, as PyTorch's NLLLoss takes them
+        return float(-np.mean(np.sum(targets * outputs, axis=1)))
     if activation not in ("softmax", "sigmoid"):
         raise ValueError(
             f"evaluate: a {activation} output has no cross-entropy (it is neither "
@@ -695,7 +780,17 @@ def _checked_classes(classes: npt.ArrayLike | None, outputs: int) -> np.ndarray 
 def _rebuild(
     params: dict[str, np.ndarray], activations: list[str], input_scale: float | None,
     pixel_scale: float | str | None = "auto", classes: np.ndarray | None = None,
+    norms: list[tuple[np.ndarray, np.ndarray, float, bool] | None] | None = None,
 ) -> Network:
-    return Network.from_params(params, activations=activations, input_scale=input_scale,
-                               pixel_scale=pixel_scale, classes=classes)
+    """A pickled Network; ``norms`` (one per layer, ``(gamma, beta, epsilon,
+    after_activation)`` or None) is absent from pickles made before LayerNorm."""
+    layers = [Layer(w, b, activation) for (w, b), activation
+              in zip(ordered_layers(params), activations, strict=True)]
+    if norms is not None:
+        layers = [layer if norm is None else
+                  Layer(layer.weights, layer.bias, layer.activation,
+                        LayerNorm(norm[0], norm[1], norm[2]), norm[3])
+                  for layer, norm in zip(layers, norms, strict=True)]
+    return Network(layers, input_scale=input_scale, pixel_scale=pixel_scale, classes=classes)
+
 

@@ -32,15 +32,15 @@ NATIVE_HEADERS = {
     "not UTF-8": (b"\xff\xfe\x00", "corrupt mlpinfer header"),
     "100k nested arrays": (b"[" * DEPTH + b"]" * DEPTH, "header"),
     "wrong format name": (b'{"format": "onnx", "version": 1}', "not an mlpinfer network header"),
-    "future version": (b'{"format": "mlpinfer", "version": 2, "activations": []}', "version 2"),
+    "future version": (b'{"format": "mlpinfer", "version": 3, "activations": []}', "version 3"),
     "activations not a list": (
         b'{"format": "mlpinfer", "version": 1, "activations": "relu"}', "list of names"),
     "too few activations": (
         b'{"format": "mlpinfer", "version": 1, "activations": ["relu"], "input_scale": null}',
         "got 1 activations for a network of 2 layers"),
     "unknown activation": (
-        (b'{"format": "mlpinfer", "version": 1, "activations": ["gelu", "softmax"], '
-        b'"input_scale": null}'), "unknown activation 'gelu'"),
+        (b'{"format": "mlpinfer", "version": 1, "activations": ["swish", "softmax"], '
+        b'"input_scale": null}'), "unknown activation 'swish'"),
     "softmax in a hidden layer": (
         (b'{"format": "mlpinfer", "version": 1, "activations": ["softmax", "softmax"], '
         b'"input_scale": null}'), "softmax is only supported on the last layer"),
@@ -121,3 +121,95 @@ def test_options_the_file_records_are_refused(tmp_path):
     path = write(tmp_path / "net.npz", native_bytes())
     with pytest.raises(WeightsError, match=r"records its activations and input scale; do not pass hidden, input_scale"):
         mlpinfer.load(path, hidden="relu", input_scale=2.0)
+
+
+# --------------------------------------------------------------------------- LayerNorm
+# A native file of a 4-3-2 network whose first layer has a LayerNorm: members W1, b1,
+# W2, b2, gamma1, beta1 and a version 2 header; each case replaces the header's
+# "norms" (or the whole header) or the LayerNorm members.
+_GOOD_NORMS = [{"epsilon": 1e-5, "after_activation": False}, None]
+
+
+def _norm_file(norms=_GOOD_NORMS, *, version=2, activations=("relu", "softmax"), **members):
+    arrays = dict(random_params(dtype=np.float64))
+    arrays.update(gamma1=np.ones(3), beta1=np.zeros(3))
+    arrays.update(members)
+    arrays = {key: value for key, value in arrays.items() if value is not None}
+    header = {"format": "mlpinfer", "version": version, "activations": list(activations),
+              "input_scale": None, "norms": norms}
+    arrays[_npz.HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    return npz_bytes(arrays)
+
+
+NORM_CASES = {
+    "norms not a list": (dict(norms="yes"), "'norms' must be a list"),
+    "norm entry with other keys": (
+        dict(norms=[{"epsilon": 1e-5}, None]), "'norms' entry 1 must be null or"),
+    "epsilon 0": (dict(norms=[{"epsilon": 0, "after_activation": False}, None]),
+                  "epsilon must be a positive number"),
+    "epsilon negative": (dict(norms=[{"epsilon": -1e-5, "after_activation": False}, None]),
+                         "epsilon must be a positive number"),
+    "epsilon a string": (dict(norms=[{"epsilon": "1e-5", "after_activation": False}, None]),
+                         "epsilon must be a positive number"),
+    "epsilon beyond float32": (dict(norms=[{"epsilon": 1e300, "after_activation": False}, None]),
+                               "epsilon must be a positive number"),
+    "epsilon that float32 rounds to 0": (
+        dict(norms=[{"epsilon": 1e-50, "after_activation": False}, None]),
+        "epsilon must be a positive number that float32 holds"),
+    "after_activation not a bool": (dict(norms=[{"epsilon": 1e-5, "after_activation": 1}, None]),
+                                    "after_activation true or false"),
+    "too few norms": (dict(norms=[None]), "'norms' has 1 entries for a network of 2 layers"),
+    "gamma missing": (dict(gamma1=None), r"missing \['gamma1'\]"),
+    "a LayerNorm's members without a header entry": (
+        dict(norms=[None, None]), r"unexpected \['beta1', 'gamma1'\]"),
+    "LayerNorm members in a version 1 file": (
+        dict(version=1), r"unexpected \['beta1', 'gamma1'\]"),
+    "gamma of the wrong length": (dict(gamma1=np.ones(4)), "gamma has shape \\(4,\\), the layer has 3"),
+    "beta 2-D": (dict(beta1=np.zeros((3, 3))), "beta must be 1-D"),
+    "gamma NaN": (dict(gamma1=np.array([1.0, np.nan, 1.0])), "gamma has a non-finite value"),
+    "gamma of strings": (dict(gamma1=np.array(["a", "b", "c"])), "expected an array of numbers"),
+    "gamma of a million rows": (dict(gamma1=np.ones(10**6)), "gamma has shape"),
+    "a LayerNorm after softmax": (
+        dict(norms=[None, {"epsilon": 1e-5, "after_activation": True}], gamma1=None, beta1=None,
+             gamma2=np.ones(2), beta2=np.zeros(2)), "LayerNorm after softmax is not supported"),
+}
+
+
+@pytest.mark.parametrize("case", list(NORM_CASES))
+def test_native_layer_norm_corruptions(sandbox, case):
+    options, match = NORM_CASES[case]
+    assert_refused(sandbox, _norm_file(**options), match, name="net.npz")
+
+
+def test_a_native_file_with_layer_norms_round_trips(tmp_path):
+    rng = np.random.default_rng(4)
+    before = mlpinfer.Layer(rng.normal(size=(6, 5)), rng.normal(size=5), "gelu",
+                            mlpinfer.LayerNorm(rng.normal(size=5), rng.normal(size=5), 1e-3))
+    after = mlpinfer.Layer(rng.normal(size=(5, 4)), rng.normal(size=4), "hard_sigmoid(slope=0.2)",
+                           mlpinfer.LayerNorm(rng.normal(size=4), rng.normal(size=4), 1e-5), True)
+    last = mlpinfer.Layer(rng.normal(size=(4, 3)), rng.normal(size=3), "log_softmax")
+    network = mlpinfer.Network([before, after, last], input_scale=0.5)
+    path = tmp_path / "net.npz"
+    mlpinfer.save(network, path)
+    loaded = mlpinfer.load(path)
+    assert repr(loaded) == repr(network)
+    for got, want in zip(loaded.layers, network.layers, strict=True):
+        assert got.activation == want.activation
+        assert got.norm_after_activation == want.norm_after_activation
+        if want.norm is not None:
+            np.testing.assert_array_equal(got.norm.gamma, want.norm.gamma)
+            np.testing.assert_array_equal(got.norm.beta, want.norm.beta)
+            assert got.norm.epsilon == want.norm.epsilon
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), network.predict(x))
+    with np.load(path, allow_pickle=False) as archive:
+        assert json.loads(archive[_npz.HEADER_KEY].tobytes())["version"] == 2
+
+
+def test_a_native_file_without_layer_norm_stays_version_1(tmp_path):
+    path = tmp_path / "net.npz"
+    mlpinfer.save(random_network(activations=["elu(alpha=0.5)", "softmax"]), path)
+    with np.load(path, allow_pickle=False) as archive:
+        header = json.loads(archive[_npz.HEADER_KEY].tobytes())
+    assert header["version"] == 1 and "norms" not in header
+    assert header["activations"] == ["elu(alpha=0.5)", "softmax"]

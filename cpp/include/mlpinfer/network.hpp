@@ -12,18 +12,45 @@ namespace kernels {
 struct KernelTable;
 }
 
-enum class Activation { identity, sigmoid, relu, tanh, softmax };
+enum class Activation {
+  identity, sigmoid, relu, tanh, softmax, log_softmax, leaky_relu, elu, selu, gelu,
+  gelu_tanh, silu, softplus, hard_sigmoid
+};
 
-// Parses "identity", "sigmoid", "relu", "tanh", "softmax"; throws std::invalid_argument otherwise.
+// Parses an activation's name ("relu", "leaky_relu", ...; the parameters travel apart,
+// in ActivationSpec); throws std::invalid_argument otherwise.
 Activation parse_activation(const std::string& name);
 const char* activation_name(Activation activation);
+
+// An activation with its parameters: leaky_relu(x) = x < 0 ? alpha * x : x;
+// elu(x) = x >= 0 ? x : alpha * (e^x - 1); hard_sigmoid(x) = max(0, min(1, alpha * x +
+// beta)). The others ignore alpha and beta. gelu is the erf form x * Phi(x), gelu_tanh
+// PyTorch's and Keras's tanh approximation; softmax and log_softmax (over each row)
+// only on the last layer.
+struct ActivationSpec {
+  Activation kind = Activation::identity;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+};
+
+// LayerNorm over a layer's outputs y (after the bias): (y - mean(y)) / sqrt(var(y) +
+// epsilon) * gamma + beta, with the biased variance, as every framework computes it.
+// Empty gamma: the layer has none.
+struct LayerNormSpec {
+  std::vector<float> gamma;  // outputs values, or none
+  std::vector<float> beta;   // outputs values
+  float epsilon = 0.0f;      // > 0
+  bool after_activation = false;
+  bool present() const { return !gamma.empty(); }
+};
 
 struct DenseLayer {
   std::size_t inputs = 0;
   std::size_t outputs = 0;
   std::vector<float> weights;  // row-major, inputs x outputs: y = x W + b
   std::vector<float> bias;     // outputs
-  Activation activation = Activation::identity;
+  ActivationSpec activation;
+  LayerNormSpec norm;
 };
 
 enum class ElementType { float32, float64, uint8 };

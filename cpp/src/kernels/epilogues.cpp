@@ -1,6 +1,8 @@
-// Epilogues: bias and activation applied to a product's output while it is still in
-// cache, for row-major results (bias_activation) and tiles (tile_bias_activation). A row
-// gets the same arithmetic in both, so its result does not depend on the path it took.
+// Epilogues: bias, LayerNorm and activation applied to a product's output while it is
+// still in cache, for row-major results (bias_activation) and tiles (tile_bias_activation).
+// A row gets the same arithmetic in both, so its result does not depend on the path it
+// took. The activation is chosen once per call (per layer), never per element.
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -9,6 +11,11 @@
 
 namespace mlpinfer::kernels::MLPINFER_FAMILY {
 namespace {
+
+constexpr float kInfinity = std::numeric_limits<float>::infinity();
+
+// x * g(x), where g(-inf) = 0: -inf * 0 is taken as the limit, -0.0, not NaN.
+inline Vec gated(Vec x, Vec g) { return x == -kInfinity ? splat(-0.0f) : x * g; }
 
 struct Identity {
   Vec operator()(Vec v) const { return v; }
@@ -27,10 +34,97 @@ struct Tanh {
   Vec operator()(Vec v) const { return tanh_vec(v); }
 };
 
-struct ShiftedExp {
-  float shift;
-  Vec operator()(Vec v) const { return exp_vec(v - shift); }
+struct LeakyRelu {
+  float slope;
+  Vec operator()(Vec v) const { return v < 0.0f ? v * slope : v; }
 };
+
+// v >= 0 keeps -0.0 as it is; NaN takes expm1: NaN.
+struct Elu {
+  float alpha;
+  Vec operator()(Vec v) const { return v >= 0.0f ? v : alpha * expm1_nonpositive(v); }
+};
+
+struct Selu {
+  // PyTorch's and Keras's constants (Klambauer et al. 2017); kScaleAlpha is their
+  // product rounded once.
+  static constexpr float kScale = 1.0507009873554804934f;
+  static constexpr float kScaleAlpha = 1.7580993408473766f;
+  Vec operator()(Vec v) const {
+    return v >= 0.0f ? kScale * v : kScaleAlpha * expm1_nonpositive(v);
+  }
+};
+
+// x * Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2: for x < 0 from the tail of erfc, which
+// keeps its relative accuracy where 1 + erf(x / sqrt 2) would cancel.
+struct Gelu {
+  Vec operator()(Vec x) const {
+    const Vec half_tail = 0.5f * erfc_nonnegative(abs_vec(x) * 0.70710678118654752f);
+    return gated(x, x >= 0.0f ? 1.0f - half_tail : half_tail);
+  }
+};
+
+// 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), written as x * sigmoid(2u):
+// the same function without the cancellation of 1 + tanh(u) for x < 0.
+struct GeluTanh {
+  Vec operator()(Vec x) const {
+    const Vec twice_u = x * mul_add(x * x, splat(0.07135481627260025f), splat(1.5957691216057308f));
+    return gated(x, sigmoid_vec(twice_u));
+  }
+};
+
+struct Silu {
+  Vec operator()(Vec x) const { return gated(x, sigmoid_vec(x)); }
+};
+
+// log(1 + e^x) = max(x, 0) + log1p(e^-|x|): nothing overflows; NaN stays NaN.
+struct Softplus {
+  Vec operator()(Vec x) const {
+    const Vec positive = x > 0.0f ? x : splat(0.0f);
+    return positive + log1p_nonnegative(exp_nonpositive(-abs_vec(x)));
+  }
+};
+
+// max(0, min(1, slope * x + offset)); NaN fails both tests and passes through.
+struct HardSigmoid {
+  float slope;
+  float offset;
+  Vec operator()(Vec x) const {
+    Vec v = mul_add(x, splat(slope), splat(offset));
+    v = v < 0.0f ? splat(0.0f) : v;
+    return v > 1.0f ? splat(1.0f) : v;
+  }
+};
+
+// Calls apply(f) with the function object of an element-wise activation (identity for
+// softmax and log_softmax, which work on whole rows and are applied apart).
+template <typename Apply>
+void with_activation(const ActivationSpec& activation, Apply&& apply) {
+  switch (activation.kind) {
+    case Activation::identity:
+    case Activation::softmax:
+    case Activation::log_softmax: apply(Identity{}); break;
+    case Activation::relu: apply(Relu{}); break;
+    case Activation::sigmoid: apply(Sigmoid{}); break;
+    case Activation::tanh: apply(Tanh{}); break;
+    case Activation::leaky_relu: apply(LeakyRelu{activation.alpha}); break;
+    case Activation::elu: apply(Elu{activation.alpha}); break;
+    case Activation::selu: apply(Selu{}); break;
+    case Activation::gelu: apply(Gelu{}); break;
+    case Activation::gelu_tanh: apply(GeluTanh{}); break;
+    case Activation::silu: apply(Silu{}); break;
+    case Activation::softplus: apply(Softplus{}); break;
+    case Activation::hard_sigmoid: apply(HardSigmoid{activation.alpha, activation.beta}); break;
+  }
+}
+
+bool is_row_activation(const ActivationSpec& activation) {
+  return activation.kind == Activation::softmax || activation.kind == Activation::log_softmax;
+}
+
+bool has_norm(const Epilogue& epilogue) {
+  return epilogue.norm != nullptr && epilogue.norm->present();
+}
 
 // row[c] = f(row[c]), kLanes at a time; the tail goes through a padded copy.
 template <typename F>
@@ -52,32 +146,57 @@ void add_bias_rows(float* tile, std::size_t rows, std::size_t width, const float
   }
 }
 
-void softmax_row(float* row, std::size_t width, const float* bias) {
-  float row_max = -std::numeric_limits<float>::infinity();
+float row_max(const float* row, std::size_t width) {
+  float top = -kInfinity;
   for (std::size_t c = 0; c < width; ++c) {
-    row[c] += bias[c];
-    row_max = row[c] > row_max ? row[c] : row_max;  // skips NaN; the sum below carries it
+    top = row[c] > top ? row[c] : top;  // skips NaN; the sum after carries it
   }
-  map_row(row, width, ShiftedExp{row_max});
+  return top;
+}
+
+Vec lane_max(const float* tile, std::size_t width, std::size_t lane) {
+  Vec top = splat(-kInfinity);
+  for (std::size_t f = 0; f < width; ++f) {
+    const Vec v = load(tile + f * kTileRows + lane);
+    top = v > top ? v : top;  // skips NaN; the sum after carries it
+  }
+  return top;
+}
+
+void softmax_row(float* row, std::size_t width) {
+  const float shift = row_max(row, width);
+  map_row(row, width, [&](Vec v) { return exp_vec(v - shift); });
   float sum = 0.0f;
   for (std::size_t c = 0; c < width; ++c) sum += row[c];
   const float inverse = 1.0f / sum;
   for (std::size_t c = 0; c < width; ++c) row[c] *= inverse;
 }
 
+// x - max - log(sum e^(x - max)): the log of the softmax without its rounding.
+void log_softmax_row(float* row, std::size_t width) {
+  const float shift = row_max(row, width);
+  float sum = 0.0f;
+  for (std::size_t c = 0; c < width; c += kLanes) {
+    const std::size_t part = width - c < kLanes ? width - c : kLanes;
+    float exps[kLanes] = {};
+    std::memcpy(exps, row + c, part * sizeof(float));
+    store(exps, exp_vec(load(exps) - shift));
+    for (std::size_t j = 0; j < part; ++j) sum += exps[j];
+  }
+  float log_sum[kLanes];
+  store(log_sum, log_vec(splat(sum)));
+  map_row(row, width, [&](Vec v) { return (v - shift) - log_sum[0]; });
+}
+
 // Softmax across the features of each lane, in the same order of operations as
 // softmax_row.
 void softmax_lanes(float* tile, std::size_t width, std::size_t lanes) {
   for (std::size_t lane = 0; lane < lanes; lane += kLanes) {
-    Vec lane_max = splat(-std::numeric_limits<float>::infinity());
-    for (std::size_t f = 0; f < width; ++f) {
-      const Vec v = load(tile + f * kTileRows + lane);
-      lane_max = v > lane_max ? v : lane_max;  // skips NaN; the sum below carries it
-    }
+    const Vec shift = lane_max(tile, width, lane);
     Vec sum = splat(0.0f);
     for (std::size_t f = 0; f < width; ++f) {
       float* at = tile + f * kTileRows + lane;
-      const Vec e = exp_vec(load(at) - lane_max);
+      const Vec e = exp_vec(load(at) - shift);
       store(at, e);
       sum += e;
     }
@@ -85,6 +204,79 @@ void softmax_lanes(float* tile, std::size_t width, std::size_t lanes) {
     for (std::size_t f = 0; f < width; ++f) {
       float* at = tile + f * kTileRows + lane;
       store(at, load(at) * inverse);
+    }
+  }
+}
+
+// log_softmax_row on each lane.
+void log_softmax_lanes(float* tile, std::size_t width, std::size_t lanes) {
+  for (std::size_t lane = 0; lane < lanes; lane += kLanes) {
+    const Vec shift = lane_max(tile, width, lane);
+    Vec sum = splat(0.0f);
+    for (std::size_t f = 0; f < width; ++f) sum += exp_vec(load(tile + f * kTileRows + lane) - shift);
+    const Vec log_sum = log_vec(sum);
+    for (std::size_t f = 0; f < width; ++f) {
+      float* at = tile + f * kTileRows + lane;
+      store(at, (load(at) - shift) - log_sum);
+    }
+  }
+}
+
+// LayerNorm's arithmetic on one value, shared by the row and the tile path so that both
+// give the same bits: mean and variance in double (summed in feature order), each
+// output rounded to float once. The double sums make the result exact to the float's
+// rounding for any width, and depend on nothing but the row.
+inline double inverse_deviation(double squares, std::size_t width, float epsilon) {
+  return 1.0 / std::sqrt(squares / static_cast<double>(width) + static_cast<double>(epsilon));
+}
+
+inline float normalized(float y, double mean, double inverse, float gamma, float beta) {
+  return static_cast<float>((static_cast<double>(y) - mean) * inverse * static_cast<double>(gamma) +
+                            static_cast<double>(beta));
+}
+
+void normalize_row(float* row, std::size_t width, const LayerNormSpec& norm) {
+  double sum = 0.0;
+  for (std::size_t c = 0; c < width; ++c) sum += static_cast<double>(row[c]);
+  const double mean = sum / static_cast<double>(width);
+  double squares = 0.0;
+  for (std::size_t c = 0; c < width; ++c) {
+    const double deviation = static_cast<double>(row[c]) - mean;
+    squares += deviation * deviation;
+  }
+  const double inverse = inverse_deviation(squares, width, norm.epsilon);
+  for (std::size_t c = 0; c < width; ++c) {
+    row[c] = normalized(row[c], mean, inverse, norm.gamma[c], norm.beta[c]);
+  }
+}
+
+// normalize_row on each lane of a tile: the loops run over lanes innermost, which the
+// compiler vectorises (each lane's sums stay in feature order).
+void normalize_lanes(float* tile, std::size_t width, std::size_t lanes,
+                     const LayerNormSpec& norm) {
+  double mean[kTileRows] = {};
+  for (std::size_t f = 0; f < width; ++f) {
+    const float* values = tile + f * kTileRows;
+    for (std::size_t lane = 0; lane < lanes; ++lane) mean[lane] += static_cast<double>(values[lane]);
+  }
+  for (std::size_t lane = 0; lane < lanes; ++lane) mean[lane] /= static_cast<double>(width);
+  double inverse[kTileRows] = {};
+  for (std::size_t f = 0; f < width; ++f) {
+    const float* values = tile + f * kTileRows;
+    for (std::size_t lane = 0; lane < lanes; ++lane) {
+      const double deviation = static_cast<double>(values[lane]) - mean[lane];
+      inverse[lane] += deviation * deviation;
+    }
+  }
+  for (std::size_t lane = 0; lane < lanes; ++lane) {
+    inverse[lane] = inverse_deviation(inverse[lane], width, norm.epsilon);
+  }
+  for (std::size_t f = 0; f < width; ++f) {
+    float* values = tile + f * kTileRows;
+    const float gamma = norm.gamma[f];
+    const float beta = norm.beta[f];
+    for (std::size_t lane = 0; lane < lanes; ++lane) {
+      values[lane] = normalized(values[lane], mean[lane], inverse[lane], gamma, beta);
     }
   }
 }
@@ -101,38 +293,67 @@ void map_tile(float* tile, std::size_t width, std::size_t lanes, const float* bi
   }
 }
 
-}  // namespace
-
-// The element-wise activations run over the whole output as one flat array: no per-row
-// tail.
-void bias_activation(float* tile, std::size_t rows, std::size_t width, const float* bias,
-                     Activation activation) {
-  if (activation == Activation::softmax) {
-    for (std::size_t r = 0; r < rows; ++r) softmax_row(tile + r * width, width, bias);
-    return;
-  }
-  add_bias_rows(tile, rows, width, bias);
-  switch (activation) {
-    case Activation::identity: break;
-    case Activation::relu: map_row(tile, rows * width, Relu{}); break;
-    case Activation::sigmoid: map_row(tile, rows * width, Sigmoid{}); break;
-    case Activation::tanh: map_row(tile, rows * width, Tanh{}); break;
-    case Activation::softmax: break;
+// tile[f][lane] = f(tile[f][lane]).
+template <typename F>
+void map_lanes(float* tile, std::size_t width, std::size_t lanes, F f) {
+  for (std::size_t feature = 0; feature < width; ++feature) {
+    for (std::size_t lane = 0; lane < lanes; lane += kLanes) {
+      float* at = tile + feature * kTileRows + lane;
+      store(at, f(load(at)));
+    }
   }
 }
 
-void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes, const float* bias,
-                          Activation activation) {
-  switch (activation) {
-    case Activation::identity: map_tile(tile, width, lanes, bias, Identity{}); break;
-    case Activation::relu: map_tile(tile, width, lanes, bias, Relu{}); break;
-    case Activation::sigmoid: map_tile(tile, width, lanes, bias, Sigmoid{}); break;
-    case Activation::tanh: map_tile(tile, width, lanes, bias, Tanh{}); break;
-    case Activation::softmax:
-      map_tile(tile, width, lanes, bias, Identity{});
-      softmax_lanes(tile, width, lanes);
-      break;
+void activate_rows(float* tile, std::size_t rows, std::size_t width,
+                   const ActivationSpec& activation) {
+  if (activation.kind == Activation::softmax) {
+    for (std::size_t r = 0; r < rows; ++r) softmax_row(tile + r * width, width);
+  } else if (activation.kind == Activation::log_softmax) {
+    for (std::size_t r = 0; r < rows; ++r) log_softmax_row(tile + r * width, width);
+  } else if (activation.kind != Activation::identity) {
+    // Element-wise: over the whole output as one flat array, no per-row tail.
+    with_activation(activation, [&](auto f) { map_row(tile, rows * width, f); });
   }
+}
+
+void activate_lanes(float* tile, std::size_t width, std::size_t lanes,
+                    const ActivationSpec& activation) {
+  if (activation.kind == Activation::softmax) {
+    softmax_lanes(tile, width, lanes);
+  } else if (activation.kind == Activation::log_softmax) {
+    log_softmax_lanes(tile, width, lanes);
+  } else if (activation.kind != Activation::identity) {
+    with_activation(activation, [&](auto f) { map_lanes(tile, width, lanes, f); });
+  }
+}
+
+}  // namespace
+
+void bias_activation(float* tile, std::size_t rows, std::size_t width, const Epilogue& epilogue) {
+  add_bias_rows(tile, rows, width, epilogue.bias);
+  const bool norm = has_norm(epilogue);
+  if (norm && !epilogue.norm->after_activation) {
+    for (std::size_t r = 0; r < rows; ++r) normalize_row(tile + r * width, width, *epilogue.norm);
+  }
+  activate_rows(tile, rows, width, epilogue.activation);
+  if (norm && epilogue.norm->after_activation) {
+    for (std::size_t r = 0; r < rows; ++r) normalize_row(tile + r * width, width, *epilogue.norm);
+  }
+}
+
+void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes,
+                          const Epilogue& epilogue) {
+  const ActivationSpec& activation = epilogue.activation;
+  if (!has_norm(epilogue) && !is_row_activation(activation)) {
+    // The common case in one pass over the tile: bias and activation together.
+    with_activation(activation, [&](auto f) { map_tile(tile, width, lanes, epilogue.bias, f); });
+    return;
+  }
+  map_tile(tile, width, lanes, epilogue.bias, Identity{});
+  const bool norm = has_norm(epilogue);
+  if (norm && !epilogue.norm->after_activation) normalize_lanes(tile, width, lanes, *epilogue.norm);
+  activate_lanes(tile, width, lanes, activation);
+  if (norm && epilogue.norm->after_activation) normalize_lanes(tile, width, lanes, *epilogue.norm);
 }
 
 }  // namespace mlpinfer::kernels::MLPINFER_FAMILY

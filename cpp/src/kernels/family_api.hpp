@@ -13,10 +13,9 @@
 
 namespace mlpinfer::kernels::MLPINFER_FAMILY {
 
-void bias_activation(float* tile, std::size_t rows, std::size_t width, const float* bias,
-                     Activation activation);
-void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes, const float* bias,
-                          Activation activation);
+void bias_activation(float* tile, std::size_t rows, std::size_t width, const Epilogue& epilogue);
+void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes,
+                          const Epilogue& epilogue);
 void small_gemm(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                 std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc,
                 const InputSelection& inputs);

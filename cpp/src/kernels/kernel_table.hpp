@@ -24,14 +24,16 @@ struct KernelTable {
   // registers: pack_panels and tile_gemm must be given this width.
   std::size_t tile_panel_width;
 
-  // tile[r * width + c] = activation(tile[r * width + c] + bias[c]) for rows x width.
-  // Contract: softmax normalises each row; a NaN anywhere in a row makes that whole
-  // row NaN and touches no other row.
-  void (*bias_activation)(float* tile, std::size_t rows, std::size_t width, const float* bias,
-                          Activation activation);
-  // bias_activation for a tile of `width` features (first `lanes` lanes).
+  // Each row of tile (rows x width, row-major) through the epilogue: + bias, the
+  // activation and the LayerNorm. Contract: softmax, log_softmax and LayerNorm work on
+  // each row; a NaN anywhere in such a row makes that whole row NaN and touches no
+  // other row.
+  void (*bias_activation)(float* tile, std::size_t rows, std::size_t width,
+                          const Epilogue& epilogue);
+  // bias_activation for a tile of `width` features (first `lanes` lanes), giving each
+  // lane the bits bias_activation gives its row.
   void (*tile_bias_activation)(float* tile, std::size_t width, std::size_t lanes,
-                               const float* bias, Activation activation);
+                               const Epilogue& epilogue);
   // C (m x n, ldc) = alpha * A (m x k, lda) * B (k x n, ldb = padded_columns(n)).
   // For the few-row products where a BLAS GEMM spends more time packing B than
   // multiplying. Contract: C does not alias A or B.

@@ -1,6 +1,11 @@
 """``.npz`` weights: the textbook keys as arrays, and the native format, which adds a
-JSON header recording the activations, the input and pixel scales and the classes
-(written by `mlpinfer.save`).
+JSON header recording the activations (with their parameters), the input and pixel
+scales, the classes and the layers' LayerNorms (written by `mlpinfer.save`).
+
+A LayerNorm's arrays are the members ``gamma<i>`` and ``beta<i>`` of layer i, its
+epsilon and place (``after_activation``) the header's ``norms`` entry i. A file with a
+LayerNorm is version 2, so that a reader of version 1, which knows no LayerNorm, refuses
+it rather than computing without one; every other file stays version 1.
 
 Members are read with ``allow_pickle=False`` after `open_zip` has charged their declared
 sizes to the budget; each ``.npy`` header is parsed by NumPy, and anything it raises on
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,8 @@ import numpy as np
 
 from .._errors import MlpinferError
 from .._files import write_atomically
-from .._network import Network
+from .._network import Layer, LayerNorm, Network
+from .._params import is_float32_number, ordered_layers
 from ._budget import Budget, open_zip
 from ._recorded import checked_classes, checked_scale, read_json
 from ._registry import Format, Request
@@ -26,7 +33,8 @@ from ._registry import Format, Request
 __all__ = ["FORMAT_VERSION", "HEADER_KEY", "NATIVE", "NPZ", "header_bytes", "read_npz"]
 
 HEADER_KEY = "mlpinfer_header"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this mlpinfer reads; files without LayerNorm are written as 1
+_NORM_KEY = re.compile(r"(gamma|beta)([1-9][0-9]{0,5})\Z")
 _HEADER_MEMBER = f"{HEADER_KEY}.npy"
 
 
@@ -82,16 +90,21 @@ def header_bytes(
     input_scale: float | None,
     pixel_scale: float | None = None,
     classes: list[Any] | None = None,
+    norms: list[dict[str, Any] | None] | None = None,
 ) -> np.ndarray:
-    text = json.dumps({
+    """The JSON header; ``norms`` has one entry per layer, ``None`` or ``{"epsilon": e,
+    "after_activation": bool}`` (the arrays are members of their own)."""
+    header: dict[str, Any] = {
         "format": "mlpinfer",
-        "version": FORMAT_VERSION,
+        "version": 1,
         "activations": activations,
         "input_scale": input_scale,
         "pixel_scale": pixel_scale,
         "classes": classes,
-    })
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    }
+    if norms is not None and any(norm is not None for norm in norms):
+        header.update(version=2, norms=norms)
+    return np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
 
 def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
@@ -103,7 +116,7 @@ def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != "mlpinfer":
         raise budget.fail("header is not an mlpinfer network header")
     version = meta.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in (1, FORMAT_VERSION):
         raise budget.fail(
             f"format version {str(version)[:40]}; this mlpinfer reads version {FORMAT_VERSION} "
             "(upgrade mlpinfer for newer files)")
@@ -114,11 +127,71 @@ def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
     pixel_scale = meta.get("pixel_scale", "auto")
     return {
         "activations": activations,
+        "norms": _checked_norms(meta.get("norms") if version >= 2 else None, budget),
         "input_scale": checked_scale(meta.get("input_scale"), "header 'input_scale'", budget),
         "pixel_scale": "auto" if pixel_scale == "auto" else checked_scale(
             pixel_scale, "header 'pixel_scale'", budget),
         "classes": checked_classes(meta.get("classes"), "header 'classes'", budget),
     }
+
+
+def _checked_norms(value: Any, budget: Budget) -> list[tuple[float, bool] | None] | None:
+    """The header's ``norms``: per layer, None or (epsilon, after_activation)."""
+    if value is None:
+        return None
+    if type(value) is not list:
+        raise budget.fail("header 'norms' must be a list with one entry per layer")
+    norms: list[tuple[float, bool] | None] = []
+    for index, entry in enumerate(value, start=1):
+        if entry is None:
+            norms.append(None)
+            continue
+        if type(entry) is not dict or set(entry) != {"epsilon", "after_activation"}:
+            raise budget.fail(
+                f"header 'norms' entry {index} must be null or "
+                '{"epsilon": number, "after_activation": true or false}')
+        epsilon, after = entry["epsilon"], entry["after_activation"]
+        if not is_float32_number(epsilon) or not epsilon > 0 or type(after) is not bool:
+            raise budget.fail(
+                f"header 'norms' entry {index}: epsilon must be a positive number within "
+                f"float32's range and after_activation true or false, got "
+                f"{json.dumps(entry)[:80]}")
+        norms.append((float(epsilon), after))
+    return norms
+
+
+def _native_network(arrays: dict[str, np.ndarray], settings: dict[str, Any],
+                    budget: Budget) -> Network:
+    """The network of a native file's arrays (W, b, gamma, beta) and header settings."""
+    norm_arrays = {key: arrays.pop(key) for key in list(arrays) if _NORM_KEY.match(key)}
+    norms = settings.pop("norms")
+    activations = settings.pop("activations")
+    pairs = ordered_layers(arrays)
+    if len(activations) != len(pairs):
+        raise budget.fail(f"got {len(activations)} activations for a network of {len(pairs)} layers")
+    expected = set()
+    if norms is not None:
+        if len(norms) != len(pairs):
+            raise budget.fail(
+                f"header 'norms' has {len(norms)} entries for a network of {len(pairs)} layers")
+        expected = {f"{part}{i}" for i, norm in enumerate(norms, start=1) if norm is not None
+                    for part in ("gamma", "beta")}
+    if set(norm_arrays) != expected:
+        missing = sorted(expected - set(norm_arrays))[:6]
+        extra = sorted(set(norm_arrays) - expected)[:6]
+        raise budget.fail(
+            f"the LayerNorm members must match the header's 'norms': missing {missing}, "
+            f"unexpected {extra}")
+    layers = []
+    for i, ((weights, bias), activation) in enumerate(zip(pairs, activations, strict=True), start=1):
+        norm = None if norms is None else norms[i - 1]
+        if norm is None:
+            layers.append(Layer(weights, bias, activation))
+        else:
+            layers.append(Layer(weights, bias, activation,
+                                LayerNorm(norm_arrays[f"gamma{i}"], norm_arrays[f"beta{i}"], norm[0]),
+                                norm[1]))
+    return Network(layers, **settings)
 
 
 def _read_native(request: Request) -> Network:
@@ -127,7 +200,7 @@ def _read_native(request: Request) -> Network:
     header = arrays.pop(HEADER_KEY, None)
     if header is None:
         raise request.budget.fail(f"expected the member {_HEADER_MEMBER}, found none")
-    return Network.from_params(arrays, **_read_header(header, request.budget))
+    return _native_network(arrays, _read_header(header, request.budget), request.budget)
 
 
 def _read_npz(request: Request) -> Network:
@@ -138,9 +211,17 @@ def _read_npz(request: Request) -> Network:
 def _write_native(network: Network, path: Path) -> None:
     arrays = dict(network.params())
     classes = network.classes
+    norms: list[dict[str, Any] | None] = []
+    for index, layer in enumerate(network.layers, start=1):
+        if layer.norm is None:
+            norms.append(None)
+            continue
+        arrays[f"gamma{index}"] = layer.norm.gamma
+        arrays[f"beta{index}"] = layer.norm.beta
+        norms.append({"epsilon": layer.norm.epsilon, "after_activation": layer.norm_after_activation})
     arrays[HEADER_KEY] = header_bytes(
         list(network.activations), network.input_scale, network.pixel_scale,
-        None if classes is None else classes.tolist())
+        None if classes is None else classes.tolist(), norms)
 
     write_atomically(path, lambda stream: np.savez(stream, **arrays))
 
