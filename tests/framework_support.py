@@ -20,6 +20,11 @@ def mnist_floats(mnist_test: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray,
     return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32), labels
 
 
+def random_inputs(features: int, rows: int = 1000, seed: int = 0) -> np.ndarray:
+    """Standard normal inputs times 2, as float32: beyond what MNIST pixels reach."""
+    return np.random.default_rng(seed).standard_normal((rows, features)).astype(np.float32) * 2
+
+
 def assert_same_answers(ours: np.ndarray, theirs: np.ndarray) -> None:
     """|ours - theirs| <= MAX_ABS_DIFF x max(1, max |theirs|), and the same argmax per row."""
     theirs = np.asarray(theirs, dtype=np.float64).reshape(ours.shape)
@@ -45,13 +50,28 @@ def assert_not_degenerate(outputs: np.ndarray, labels: np.ndarray, minimum: floa
 
 
 def assert_same_network(actual, expected) -> None:
-    """Same activations, same weights bit for bit, and the same float32 input scale."""
+    """Same activations, same weights and LayerNorms bit for bit, and the same float32
+    input scale."""
     assert actual.activations == expected.activations
     assert (actual.input_scale is None) == (expected.input_scale is None)
     assert np.float32(actual.input_scale or 0) == np.float32(expected.input_scale or 0)
     for got, want in zip(actual.layers, expected.layers, strict=True):
         np.testing.assert_array_equal(got.weights, want.weights)
         np.testing.assert_array_equal(got.bias, want.bias)
+        assert (got.norm is None) == (want.norm is None)
+        if got.norm is not None:
+            np.testing.assert_array_equal(got.norm.gamma, want.norm.gamma)
+            np.testing.assert_array_equal(got.norm.beta, want.norm.beta)
+            assert got.norm.epsilon == want.norm.epsilon
+            assert got.norm_after_activation == want.norm_after_activation
+
+
+def assert_same_answers_at_batch_sizes(networks, x: np.ndarray, expected: np.ndarray) -> None:
+    """Each network agrees with the framework's ``expected`` on the first 1, 7 and 1,000
+    rows of ``x`` (the batch sizes of issue 14)."""
+    for batch in (1, 7, 1000):
+        for network in networks:
+            assert_same_answers(network.predict(x[:batch]), expected[:batch])
 
 
 def write_foreign_onnx(network, path) -> None:

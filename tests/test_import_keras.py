@@ -6,7 +6,13 @@ import os
 
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers
+from framework_support import (
+    assert_not_degenerate,
+    assert_same_answers,
+    assert_same_answers_at_batch_sizes,
+    assert_same_network,
+    random_inputs,
+)
 
 from mlpinfer.importers import UnsupportedModelError, from_keras, load_keras, save_keras, to_keras
 
@@ -132,9 +138,6 @@ def test_to_keras_keeps_the_input_scale(mnist_test):
 
 # --------------------------------------------------------------------------- issue 14
 
-BATCHES = (1, 7, 1000)
-
-
 def assert_loads_as_keras_runs(model, x, tmp_path):
     """The model imported and its saved file loaded are the same network, and it agrees
     with Keras at batch sizes 1, 7 and 1,000."""
@@ -142,20 +145,9 @@ def assert_loads_as_keras_runs(model, x, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = load_keras(path)
-    assert loaded.activations == network.activations
-    for ours, theirs in zip(loaded.layers, network.layers, strict=True):
-        np.testing.assert_array_equal(ours.weights, theirs.weights)
-        np.testing.assert_array_equal(ours.bias, theirs.bias)
-        assert (ours.norm is None) == (theirs.norm is None)
-    expected = run(model, x)
-    for batch in BATCHES:
-        assert_same_answers(network.predict(x[:batch]), expected[:batch])
-        assert_same_answers(loaded.predict(x[:batch]), expected[:batch])
+    assert_same_network(loaded, network)
+    assert_same_answers_at_batch_sizes((network, loaded), x, run(model, x))
     return network
-
-
-def random_inputs(features, rows=1000, seed=0):
-    return np.random.default_rng(seed).standard_normal((rows, features)).astype(np.float32) * 2
 
 
 def set_moving_stats(layer, seed):
@@ -191,8 +183,9 @@ HIDDEN_ACTIVATIONS = ["relu", "sigmoid", "tanh", "linear", "leaky_relu", "elu", 
 
 
 @pytest.mark.parametrize("name", HIDDEN_ACTIVATIONS)
-def test_activation_names_match_keras(name, mnist, tmp_path):
-    x = mnist[0][:1000]
+@pytest.mark.parametrize("inputs", ["mnist", "random"])
+def test_activation_names_match_keras(name, inputs, mnist, tmp_path):
+    x = mnist[0][:1000] if inputs == "mnist" else random_inputs(784)
     keras.utils.set_random_seed(10)
     model = sequential(layers.Dense(48, activation=name), layers.Dense(10, activation=name),
                        shape=(784,))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from framework_support import assert_not_degenerate, assert_same_answers
+from framework_support import (
+    assert_not_degenerate,
+    assert_same_answers,
+    assert_same_answers_at_batch_sizes,
+    assert_same_network,
+    random_inputs,
+)
 
 from mlpinfer import WeightsError, reference
 from mlpinfer.importers import (
@@ -136,9 +142,6 @@ def test_to_torch_folds_the_input_scale(mnist_test):
 
 # --------------------------------------------------------------------------- issue 14
 
-BATCHES = (1, 7, 1000)
-
-
 def assert_loads_as_torch_runs(model, architecture, x, tmp_path):
     """The module imported, and its state_dict saved by torch.save and read with the
     architecture a user writes, are the same network; it agrees with PyTorch at batch
@@ -147,19 +150,9 @@ def assert_loads_as_torch_runs(model, architecture, x, tmp_path):
     path = tmp_path / "state.pt"
     torch.save(model.state_dict(), path)
     loaded = load_torch(path, architecture)
-    assert loaded.activations == network.activations
-    for ours, theirs in zip(loaded.layers, network.layers, strict=True):
-        np.testing.assert_array_equal(ours.weights, theirs.weights)
-        np.testing.assert_array_equal(ours.bias, theirs.bias)
-    expected = run(model, x)
-    for batch in BATCHES:
-        assert_same_answers(network.predict(x[:batch]), expected[:batch])
-        assert_same_answers(loaded.predict(x[:batch]), expected[:batch])
+    assert_same_network(loaded, network)
+    assert_same_answers_at_batch_sizes((network, loaded), x, run(model, x))
     return network
-
-
-def random_inputs(features, rows=1000, seed=0):
-    return np.random.default_rng(seed).standard_normal((rows, features)).astype(np.float32) * 2
 
 
 def settle_running_stats(model, x):
