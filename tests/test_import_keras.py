@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -296,7 +297,7 @@ def test_writes_every_activation_and_layer_norm_keras_can_say(tmp_path):
     hidden = ["gelu", "leaky_relu(negative_slope=0.1)", "elu(alpha=0.7)",
               "hard_sigmoid(slope=0.16666666666666666, offset=0.5)", "silu", "softplus"]
     built = []
-    for index, (inputs, outputs) in enumerate(zip(widths, widths[1:], strict=False)):
+    for index, (inputs, outputs) in enumerate(itertools.pairwise(widths)):
         norm = LayerNorm(rng.uniform(0.5, 1.5, outputs), rng.normal(0, 0.3, outputs), 1e-3) \
             if index in (1, 3) else None
         built.append(Layer(rng.normal(0, 0.5, (inputs, outputs)), rng.normal(0, 0.2, outputs),
@@ -353,11 +354,11 @@ def rescaled_late():
         (lambda: sequential(layers.Dense(3), layers.PReLU()),
          r"unsupported layer PReLU at layer 1 'p_re_lu.*' \(PReLU\); supported: .*LeakyReLU"),
         (lambda: sequential(layers.Dense(3, activation="relu"), layers.BatchNormalization()),
-         r"layer 1 'batch_normalization.*' \(BatchNormalization\): a feature scaling after "
-         r"the last activation"),
+         (r"layer 1 'batch_normalization.*' \(BatchNormalization\): a feature scaling after "
+         r"the last activation")),
         (lambda: sequential(layers.Dense(3), rms_scaling_layer_norm()),
-         r"layer 1 'layer_normalization.*' \(LayerNormalization\): rms_scaling=True.*"
-         "supported: LayerNormalization with rms_scaling=False"),
+         (r"layer 1 'layer_normalization.*' \(LayerNormalization\): rms_scaling=True.*"
+         "supported: LayerNormalization with rms_scaling=False")),
         (lambda: sequential(layers.LayerNormalization(), layers.Dense(3)),
          r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input"),
         (lambda: sequential(layers.Normalization(mean=0.0, variance=1.0, invert=True),
