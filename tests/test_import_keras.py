@@ -355,12 +355,12 @@ def rescaled_late():
          r"unsupported layer PReLU at layer 1 'p_re_lu.*' \(PReLU\); supported: .*LeakyReLU"),
         (lambda: sequential(layers.Dense(3, activation="relu"), layers.BatchNormalization()),
          (r"layer 1 'batch_normalization.*' \(BatchNormalization\): a feature scaling after "
-         r"the last activation")),
+         r"the last activation.*folds into the dense layer before it")),
         (lambda: sequential(layers.Dense(3), rms_scaling_layer_norm()),
          (r"layer 1 'layer_normalization.*' \(LayerNormalization\): rms_scaling=True.*"
          "supported: LayerNormalization with rms_scaling=False")),
         (lambda: sequential(layers.LayerNormalization(), layers.Dense(3)),
-         r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input"),
+         r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input.*supported on a dense layer's outputs"),
         (lambda: sequential(layers.Normalization(mean=0.0, variance=1.0, invert=True),
                             layers.Dense(3)),
          r"layer 0 'normalization.*' \(Normalization\): invert=True.*supported: "),
@@ -373,7 +373,7 @@ def rescaled_late():
          "unsupported activation '<lambda>'"),
         (lambda: sequential(layers.Dense(3), layers.Activation("relu"),
                             layers.Activation("relu")), "activation relu applied to relu"),
-        (rescaled_late, "a feature scaling after the last activation"),
+        (rescaled_late, "a feature scaling after the last activation.*folds into the dense layer before it"),
         (lambda: sequential(layers.Rescaling([1.0, 2.0, 3.0]), layers.Dense(3)),
          r"values of shape \(3,\); expected numbers broadcasting over the input \(None, 4\)"),
         (lambda: sequential(layers.Dense(3), shape=(5, 4)), r"input of shape \(None, 5, 4\)"),
