@@ -271,7 +271,8 @@ def test_normalization_with_given_statistics_and_rescaling(tmp_path):
     model = sequential(
         layers.Normalization(mean=[0.5, -1.0, 2.0, 0.0, 1.0, 3.0],
                              variance=[4.0, 0.25, 1.0, 2.0, 9.0, 0.5]),
-        layers.Dense(8, activation="elu"), layers.Rescaling([0.5, 2.0, 1, 1, 1, 1, 1, 3.0], offset=0.25),
+        layers.Dense(8, activation="elu"),
+        layers.Rescaling([0.5, 2.0, 1, 1, 1, 1, 1, 3.0], offset=0.25),
         layers.Dense(5), layers.Rescaling(3.0), shape=(6,))
     assert_loads_as_keras_runs(model, x, tmp_path)
 
@@ -373,7 +374,8 @@ def rescaled_late():
          (r"layer 1 'layer_normalization.*' \(LayerNormalization\): rms_scaling=True.*"
          "supported: LayerNormalization with rms_scaling=False")),
         (lambda: sequential(layers.LayerNormalization(), layers.Dense(3)),
-         r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input.*supported on a dense layer's outputs"),
+         r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input"
+         r".*supported on a dense layer's outputs"),
         (lambda: sequential(layers.Normalization(mean=0.0, variance=1.0, invert=True),
                             layers.Dense(3)),
          r"layer 0 'normalization.*' \(Normalization\): invert=True.*supported: "),
@@ -386,7 +388,8 @@ def rescaled_late():
          "unsupported activation '<lambda>'"),
         (lambda: sequential(layers.Dense(3), layers.Activation("relu"),
                             layers.Activation("relu")), "activation relu applied to relu"),
-        (rescaled_late, "a feature scaling after the last activation.*folds into the dense layer before it"),
+        (rescaled_late,
+         "a feature scaling after the last activation.*folds into the dense layer before it"),
         (lambda: sequential(layers.Rescaling([1.0, 2.0, 3.0]), layers.Dense(3)),
          r"values of shape \(3,\); expected numbers broadcasting over the input \(None, 4\)"),
         (lambda: sequential(layers.Dense(3), shape=(5, 4)), r"input of shape \(None, 5, 4\)"),

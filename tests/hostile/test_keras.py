@@ -106,7 +106,8 @@ def test_a_compressed_chunked_dataset_reads(tmp_path):
 def test_a_huge_dense_layer_is_refused_by_the_budget_before_reading(tmp_path):
     """Dense(30000) on 30,000 inputs, declared in a few hundred bytes of config."""
     path = write(tmp_path, keras_zip(keras_config(30000, dense(30000)), h5_bytes(lambda h5: None)))
-    refused_in_fresh_process(path, match=r"layer 0 'dense' \(Dense\) needs 7200240000 bytes.*budget")
+    refused_in_fresh_process(path,
+                             match=r"layer 0 'dense' \(Dense\) needs 7200240000 bytes.*budget")
 
 
 def test_a_dataset_of_gigabytes_holding_nothing_is_refused(tmp_path):
@@ -213,7 +214,8 @@ def test_normalization_layers_load_what_the_file_says(tmp_path):
     Normalization folded into the Dense after it; computed here in float64."""
     stats = [RNG.uniform(0.5, 2, 4).astype(np.float32) for _ in range(4)]
     gamma, beta = RNG.uniform(0.5, 2, 4).astype(np.float32), RNG.normal(0, 1, 4).astype(np.float32)
-    mean, variance = RNG.normal(0, 1, 6).astype(np.float32), RNG.uniform(0.5, 2, 6).astype(np.float32)
+    mean = RNG.normal(0, 1, 6).astype(np.float32)
+    variance = RNG.uniform(0.5, 2, 6).astype(np.float32)
     config = keras_config(6, keras_layer("Normalization", axis=[-1], invert=False, mean=None,
                                          variance=None),
                           dense(4), keras_layer("BatchNormalization", axis=-1, epsilon=0.01,

@@ -286,7 +286,8 @@ def test_batch_norm_statistics_and_its_integer_counter_load_what_they_say(tmp_pa
     x = rng.standard_normal((7, 7))
     h = x @ weights["0.weight"].T.astype(np.float64) + weights["0.bias"]
     h = (h - stats["1.running_mean"]) / np.sqrt(stats["1.running_var"] + 0.01)
-    h = np.maximum(h * stats["1.weight"] + stats["1.bias"], 0) @ weights["3.weight"].T + weights["3.bias"]
+    h = np.maximum(h * stats["1.weight"] + stats["1.bias"], 0)
+    h = h @ weights["3.weight"].T + weights["3.bias"]
     expected = np.exp(h - h.max(axis=1, keepdims=True))
     np.testing.assert_allclose(network.predict(x), expected / expected.sum(axis=1, keepdims=True),
                                atol=1e-6)

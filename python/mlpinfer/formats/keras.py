@@ -48,7 +48,8 @@ ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": 
                "log_softmax": "log_softmax", "linear": "identity",
                "leaky_relu": str(Activation("leaky_relu", (0.2,))), "elu": "elu",
                "selu": "selu", "gelu": "gelu", "silu": "silu", "swish": "silu",
-               "softplus": "softplus", "hard_sigmoid": str(Activation("hard_sigmoid", (1 / 6, 0.5)))}
+               "softplus": "softplus",
+               "hard_sigmoid": str(Activation("hard_sigmoid", (1 / 6, 0.5)))}
 # How the README's table shows a Keras activation name whose meaning needs a word.
 _ACTIVATION_NOTES = {"gelu": " (approximate=False)", "leaky_relu": " (negative_slope 0.2)",
                      "hard_sigmoid": " (relu6(x + 3) / 6)"}
