@@ -374,8 +374,8 @@ def rescaled_late():
          (r"layer 1 'layer_normalization.*' \(LayerNormalization\): rms_scaling=True.*"
          "supported: LayerNormalization with rms_scaling=False")),
         (lambda: sequential(layers.LayerNormalization(), layers.Dense(3)),
-         r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input"
-         r".*supported on a dense layer's outputs"),
+         (r"layer 0 'layer_normalization.*' \(LayerNormalization\): a LayerNorm on the input"
+         r".*supported on a dense layer's outputs")),
         (lambda: sequential(layers.Normalization(mean=0.0, variance=1.0, invert=True),
                             layers.Dense(3)),
          r"layer 0 'normalization.*' \(Normalization\): invert=True.*supported: "),

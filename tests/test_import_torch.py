@@ -291,8 +291,8 @@ class Custom(nn.Sequential):
         (lambda: nn.Sequential(nn.Linear(4, 3), nn.PReLU()),
          r"unsupported layer PReLU at module 1 \(PReLU\); supported: .*LeakyReLU"),
         (lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.BatchNorm1d(3)),
-         r"module 2 \(BatchNorm1d\): a feature scaling after the last activation"
-         r".*folds into the dense layer before it"),
+         (r"module 2 \(BatchNorm1d\): a feature scaling after the last activation"
+         r".*folds into the dense layer before it")),
         (lambda: nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False)),
          r"module 1 \(BatchNorm1d\): no running statistics \(track_running_stats=False\)"),
         (lambda: nn.Sequential(nn.LayerNorm(4), nn.Linear(4, 3)),
