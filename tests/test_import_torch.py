@@ -12,6 +12,7 @@ from framework_support import (
     random_inputs,
 )
 
+import mlpinfer
 from mlpinfer import WeightsError, reference
 from mlpinfer.importers import (
     UnsupportedModelError,
@@ -263,6 +264,21 @@ def test_save_torch_writes_every_activation_and_layer_norm(mnist, tmp_path):
     assert_same_answers(back.predict(x), theirs)
     assert_same_answers(network.predict(x), run(rebuild(torch.load(path, weights_only=True)), x))
     assert_same_answers(network.predict(x), run(to_torch(network), x))
+
+
+def test_convert_takes_entries_with_options(mnist, tmp_path):
+    """`mlpinfer convert --architecture` splits entries at the commas outside their
+    parentheses."""
+    from mlpinfer._cli import main
+
+    torch.manual_seed(25)
+    model = nn.Sequential(nn.Linear(784, 16), nn.Softplus(beta=1, threshold=30),
+                          nn.Linear(16, 10), nn.LeakyReLU(0.1))
+    source, written = tmp_path / "state.pt", tmp_path / "converted.npz"
+    torch.save(model.state_dict(), source)
+    assert main(["convert", str(source), str(written), "--architecture",
+                 "Linear,Softplus(beta=1, threshold=30),Linear,LeakyReLU(negative_slope=0.1)"]) == 0
+    assert_same_answers(mlpinfer.load(written).predict(mnist[0]), run(model, mnist[0]))
 
 
 def test_a_hard_sigmoid_pytorch_has_no_module_for_is_refused_when_writing(tmp_path):

@@ -534,7 +534,8 @@ SUPPORTED = _supported()
 def module_for(activation: str) -> tuple[str, dict[str, Any]]:
     """The PyTorch activation module (kind, options) computing ``activation``;
     `WeightsError` when PyTorch has none."""
-    name, params = _activations.parse(activation).name, _activations.parse(activation).params
+    parsed = _activations.parse(activation)
+    name, params = parsed.name, parsed.params
     if name == "hard_sigmoid" and params != (1 / 6, 0.5):
         raise WeightsError(f"{activation} has no PyTorch module (Hardsigmoid has slope 1/6 "
                            "and offset 0.5)")
