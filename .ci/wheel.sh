@@ -22,9 +22,10 @@ python -m pip install -q --upgrade pip
 pip install -q torch==2.13.0  # the CPU build this machine keeps on disk (README: Set-up)
 pip install -q "$wheel[test-frameworks]"
 
-# The tests, their pytest settings and the fuzzers' regression inputs they replay; no code.
+# The tests, their pytest settings, the README (its supported-layers table is tested) and
+# the fuzzers' regression inputs they replay; no code.
 mkdir -p "$work/project/fuzz"
-cp -r tests pyproject.toml "$work/project/"
+cp -r tests pyproject.toml README.md "$work/project/"
 cp -r fuzz/regressions "$work/project/fuzz/"
 ln -s "$shared" "$work/shared"
 cd "$work/project"

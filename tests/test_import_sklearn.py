@@ -103,3 +103,194 @@ def test_refuses_the_poisson_exp_output():
     assert model.out_activation_ == "exp"
     with pytest.raises(UnsupportedModelError, match="layer 2: unsupported activation 'exp'"):
         from_sklearn(model)
+
+
+# ---------------------------------------------------------------- pipelines
+
+pipeline = pytest.importorskip("sklearn.pipeline")
+preprocessing = pytest.importorskip("sklearn.preprocessing")
+datasets = pytest.importorskip("sklearn.datasets")
+
+SCALINGS = {
+    "standard": lambda: [preprocessing.StandardScaler()],
+    "standard without mean": lambda: [preprocessing.StandardScaler(with_mean=False)],
+    "standard without std": lambda: [preprocessing.StandardScaler(with_std=False)],
+    "standard doing nothing": lambda: [preprocessing.StandardScaler(with_mean=False,
+                                                                    with_std=False)],
+    "min-max": lambda: [preprocessing.MinMaxScaler()],
+    "min-max to (-1, 2)": lambda: [preprocessing.MinMaxScaler(feature_range=(-1, 2))],
+    "max-abs": lambda: [preprocessing.MaxAbsScaler()],
+    "three, passthrough and None": lambda: [
+        preprocessing.MinMaxScaler(), "passthrough", preprocessing.StandardScaler(), None,
+        preprocessing.MaxAbsScaler()],
+    "nested pipeline": lambda: [pipeline.make_pipeline(preprocessing.MaxAbsScaler(),
+                                                       preprocessing.StandardScaler())],
+    "none": list,
+}
+
+
+def piped(scalers: list, model) -> object:
+    return pipeline.Pipeline([(f"step{i}", step) for i, step in enumerate([*scalers, model])])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's own 8x8 digits (1,797 images, values 0..16), shipped with it."""
+    x, y = datasets.load_digits(return_X_y=True)
+    return x, y
+
+
+@pytest.mark.parametrize("scaling", sorted(SCALINGS))
+def test_classifier_pipeline_matches_on_digits(digits, scaling):
+    x, y = digits
+    labels = y * 7 + 3  # integer labels that are not 0..9
+    model = fit(piped(SCALINGS[scaling](), neural_network.MLPClassifier(
+        (40,), max_iter=40, random_state=0)), x[:1000], labels[:1000])
+    network = from_sklearn(model)
+    np.testing.assert_array_equal(network.classes_, np.arange(10) * 7 + 3)
+    for rows in (slice(0, 1), slice(10, 17), slice(797, 1797)):
+        assert_same_answers(network.predict(x[rows]), model.predict_proba(x[rows]))
+        np.testing.assert_array_equal(network.classify(x[rows]), model.predict(x[rows]))
+    assert_not_degenerate(network.predict(x[1000:]), y[1000:], 0.8)
+
+
+@pytest.mark.parametrize("scaling", sorted(SCALINGS))
+def test_regressor_pipeline_matches_on_digits(digits, scaling):
+    x, y = digits
+    targets = np.stack([y * 100.0, np.sin(y)], axis=1)
+    model = fit(piped(SCALINGS[scaling](), neural_network.MLPRegressor(
+        hidden_layer_sizes=(40, 20), max_iter=40, random_state=0)), x[:1000], targets[:1000])
+    network = from_sklearn(model)
+    assert network.activations == ("relu", "relu", "identity")
+    for rows in (slice(0, 1), slice(10, 17), slice(797, 1797)):
+        assert_same_answers(network.predict(x[rows]), model.predict(x[rows]))
+
+
+def features_far_from_their_scale(rows: int, rng) -> np.ndarray:
+    """What scalers are for: features with offsets and spreads of every size."""
+    spreads = rng.choice([0.01, 1.0, 30.0, 400.0], 9)
+    # Up to 20 spreads from 0: beyond a few hundred, float32 cannot run the fold (refused,
+    # see test_features_far_from_zero_are_refused).
+    return (rng.normal(0, 1, (rows, 9)) + rng.choice([0.0, -3.0, 5.0, 20.0], 9)) * spreads
+
+
+@pytest.mark.parametrize("scaling", ["standard", "min-max to (-1, 2)", "max-abs",
+                                     "three, passthrough and None"])
+def test_binary_string_labels_through_make_pipeline(scaling):
+    rng = np.random.default_rng(5)
+    x = features_far_from_their_scale(1000, rng)
+    names = np.where((x[:, 0] - x[:, 0].mean()) * (x[:, 3] - x[:, 3].mean()) > 0, "yes", "no")
+    model = fit(pipeline.make_pipeline(*SCALINGS[scaling](), neural_network.MLPClassifier(
+        (16, 8), activation="tanh", max_iter=60, random_state=0)), x, names)
+    network = from_sklearn(model)
+    assert network.n_outputs == 1
+    np.testing.assert_array_equal(network.classes_, ["no", "yes"])
+    for rows in (1, 7, 1000):
+        assert_same_answers(network.predict(x[:rows])[:, 0], model.predict_proba(x[:rows])[:, 1])
+        np.testing.assert_array_equal(network.classify(x[:rows]), model.predict(x[:rows]))
+    assert 0.2 < np.mean(network.classify(x) == "yes") < 0.8
+
+
+def test_multilabel_pipeline():
+    rng = np.random.default_rng(6)
+    x = features_far_from_their_scale(1000, rng)
+    centred = (x - x.mean(axis=0)) / x.std(axis=0)
+    targets = np.stack([centred[:, 0] > 0, centred[:, 1] + centred[:, 2] > 0.5,
+                        centred[:, 4] < -0.3], axis=1).astype(int)
+    model = fit(piped([preprocessing.StandardScaler()], neural_network.MLPClassifier(
+        (24,), activation="logistic", max_iter=80, random_state=0)), x, targets)
+    network = from_sklearn(model)
+    assert network.activations == ("sigmoid", "sigmoid")
+    for rows in (1, 7, 1000):
+        ours = network.predict(x[:rows])
+        assert_same_answers(ours, model.predict_proba(x[:rows]))
+        np.testing.assert_array_equal(ours > 0.5, model.predict(x[:rows]).astype(bool))
+
+
+def test_pipeline_uint8_pixels_with_the_stated_scale(mnist_test, mnist):
+    x, labels = mnist
+    model = fit(pipeline.make_pipeline(preprocessing.StandardScaler(), neural_network.MLPClassifier(
+        (32,), max_iter=5, random_state=0)), x[:TRAIN], labels[:TRAIN])
+    network = from_sklearn(model, pixel_scale=1 / 255)
+    assert_same_answers(network.predict(mnist_test[0]), model.predict_proba(x))
+    assert_not_degenerate(network.predict(x), labels, 0.8)
+
+
+SMALL = np.arange(12.0).reshape(4, 3)
+
+
+def _mlp():
+    return fit(neural_network.MLPClassifier((3,), max_iter=2, random_state=0), SMALL, [0, 1, 0, 1])
+
+
+def _subclass_of_standard_scaler():
+    return type("MyScaler", (preprocessing.StandardScaler,), {})().fit(SMALL)
+
+
+REFUSED = {
+    "PCA": (lambda: [preprocessing.StandardScaler().fit(SMALL),
+                     pytest.importorskip("sklearn.decomposition").PCA(3).fit(SMALL), _mlp()],
+            (r"pipeline\[1\] \('step1'\) \(PCA\): not supported before the MLP; supported: a "
+            r"Pipeline of StandardScaler, MinMaxScaler, MaxAbsScaler \(clip=False\) or "
+            r"'passthrough' steps, ending in an MLPClassifier or MLPRegressor")),
+    "FunctionTransformer": (
+        lambda: [preprocessing.FunctionTransformer(np.log1p).fit(SMALL), _mlp()],
+        r"pipeline\[0\] \('step0'\) \(FunctionTransformer\): not supported"),
+    "ColumnTransformer": (
+        lambda: [pytest.importorskip("sklearn.compose").ColumnTransformer(
+            [("s", preprocessing.StandardScaler(), [0, 1, 2])]).fit(SMALL), _mlp()],
+        r"pipeline\[0\] \('step0'\) \(ColumnTransformer\): not supported"),
+    "clip": (lambda: [preprocessing.MinMaxScaler(clip=True).fit(SMALL), _mlp()],
+             r"pipeline\[0\] \('step0'\) \(MinMaxScaler\): clip=True clips to feature_range"),
+    "scaler after the MLP": (
+        lambda: [_mlp(), preprocessing.StandardScaler().fit(SMALL)],
+        (r"pipeline\[1\] \('step1'\) \(StandardScaler\) after the MLP at pipeline\[0\] "
+        r"\('step0'\): the last step must be the MLP")),
+    "passthrough last": (lambda: [preprocessing.StandardScaler().fit(SMALL), "passthrough"],
+                         r"pipeline\[1\] \('step1'\) \('passthrough'\): the last step must"),
+    "two MLPs": (lambda: [_mlp(), _mlp()],
+                 r"pipeline\[0\] \('step0'\) \(MLPClassifier\): not supported"),
+    "a subclass": (lambda: [_subclass_of_standard_scaler(), _mlp()],
+                   r"pipeline\[0\] \('step0'\) \(MyScaler\): not supported"),
+    "nested Normalizer": (
+        lambda: [pipeline.make_pipeline(preprocessing.MaxAbsScaler(),
+                                        preprocessing.Normalizer()).fit(SMALL), _mlp()],
+        r"pipeline\[0\]\[1\] \('normalizer'\) \(Normalizer\): not supported"),
+    "MLP not fitted": (lambda: [preprocessing.StandardScaler().fit(SMALL),
+                                neural_network.MLPClassifier()],
+                       "the MLPClassifier is not fitted"),
+    "scaler not fitted": (lambda: [preprocessing.StandardScaler(), _mlp()],
+                          r"pipeline\[0\] \('step0'\) \(StandardScaler\): not fitted"),
+    "features differ": (
+        lambda: [preprocessing.StandardScaler().fit(np.arange(20.0).reshape(4, 5)), _mlp()],
+        (r"pipeline\[0\] \('step0'\) \(StandardScaler\): 5 features, but the dense layer "
+        r"it folds into \(pipeline\[1\] \('step1'\) MLPClassifier layer 1\) has 3 inputs")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_pipeline_refusals_name_the_step(case):
+    steps, message = REFUSED[case]
+    made = steps()
+    with pytest.raises(UnsupportedModelError, match=message):
+        from_sklearn(piped(made[:-1], made[-1]))
+
+
+def test_pipeline_of_scalers_only_is_refused():
+    model = pipeline.make_pipeline(preprocessing.StandardScaler().fit(np.ones((3, 2))))
+    with pytest.raises(UnsupportedModelError, match=r"pipeline\[0\] \('standardscaler'\) "
+                       r"\(StandardScaler\): the last step must be the MLP; supported"):
+        from_sklearn(model)
+
+
+def test_features_far_from_zero_are_refused():
+    """A feature at 1000 +- 0.01: folded into float32 weights, the standardisation cancels
+    (about 1e-4 at the output); the pipeline subtracts the mean first, in float64."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (300, 9)) * 0.01 + 1000.0
+    model = fit(pipeline.make_pipeline(preprocessing.StandardScaler(), neural_network.MLPClassifier(
+        (16,), max_iter=20, random_state=0)), x, x[:, 0] > 1000.0)
+    with pytest.raises(UnsupportedModelError, match=r"pipeline\[0\] \('standardscaler'\) "
+                       r"\(StandardScaler\): folded into pipeline\[1\] \('mlpclassifier'\) "
+                       r"MLPClassifier layer 1, this scaling's shift"):
+        from_sklearn(model)
