@@ -34,8 +34,7 @@ def reference_outputs(network, x, scale: float = 1.0) -> np.ndarray:
     sample a row; images are flattened), multiplied by ``scale`` first."""
     from mlpinfer import reference
 
-    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
-    return reference.forward(layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
+    return reference.forward(network.layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
 
 
 def assert_close_to_reference(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-4,

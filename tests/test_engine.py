@@ -16,8 +16,7 @@ HIDDEN = ["identity", "sigmoid", "relu", "tanh"]
 
 
 def expected_outputs(network, x, scale=1.0):
-    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
-    return reference.forward(layers, x, scale)
+    return reference.forward(network.layers, x, scale)
 
 
 @pytest.mark.parametrize("output", ACTIVATIONS)

@@ -4,7 +4,8 @@ Each family is chosen by MLPINFER_MAX_ISA in a subprocess (the choice is made on
 process, at import), which runs this file as a script and saves its outputs. Every FMA
 family (avx512, avx2, and neon on ARM) must give the same bits; the baseline (no FMA)
 must be within the reference tolerance. The inputs: the textbook network on the 10,000
-MNIST test images, and random networks at widths 1, 50, 513 and batches 0, 1, 7, 10,000.
+MNIST test images, and random networks at widths 1, 50, 513 and batches 0, 1, 7, 10,000,
+with every activation and LayerNorm before and after the activation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ WIDTHS = [1, 50, 513]
 BATCHES = [0, 1, 7, 10_000]
 HIDDEN = ["identity", "sigmoid", "relu", "tanh"]
 OUTPUTS = ["identity", "sigmoid", "relu", "tanh", "softmax"]
+# (hidden, output, LayerNorm on the hidden layers: before or after the activation, or none)
+NEWER = [
+    ("gelu", "log_softmax", "before"),
+    ("silu", "identity", "after"),
+    ("elu(alpha=0.5)", "softplus", "before"),
+    ("leaky_relu(negative_slope=0.01)", "gelu_tanh", "after"),
+    ("selu", "hard_sigmoid(slope=0.2)", None),
+]
 
 
 def random_cases():
@@ -47,6 +56,21 @@ def random_cases():
             x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
             x[rng.random(x.shape) < 1 / 3] = 0.0
             yield f"width {width}, {HIDDEN[i % len(HIDDEN)]} -> {output}", network, x
+        for i, (hidden, output, norm) in enumerate(NEWER):
+            rng = np.random.default_rng([width, len(OUTPUTS) + i])
+            widths = [width, 37, width, 3]
+            layers = []
+            for j, (n_in, n_out) in enumerate(itertools.pairwise(widths), start=1):
+                last = j == len(widths) - 1
+                layer_norm = None if norm is None or last else mlpinfer.LayerNorm(
+                    1 + 0.5 * rng.standard_normal(n_out), 0.5 * rng.standard_normal(n_out), 1e-5)
+                layers.append(mlpinfer.Layer(
+                    rng.standard_normal((n_in, n_out)) / np.sqrt(n_in),
+                    rng.standard_normal(n_out) * 0.5, output if last else hidden,
+                    layer_norm, norm == "after"))
+            x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
+            x[rng.random(x.shape) < 1 / 3] = 0.0
+            yield f"width {width}, {hidden} ({norm} LayerNorm) -> {output}", mlpinfer.Network(layers), x
 
 
 def mnist_case():
@@ -152,12 +176,10 @@ def test_fma_families_give_identical_bits(outputs):
 
 def test_every_family_is_within_the_reference_tolerance(outputs):
     network, pixels = mnist_case()
-    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
-    mnist_expected = reference.forward(layers, pixels.astype(np.float32) / np.float32(255))
+    mnist_expected = reference.forward(network.layers, pixels.astype(np.float32) / np.float32(255))
     expected = {"mnist uint8, 1 threads": mnist_expected}
     for name, net, x in random_cases():
-        layers = [(layer.weights, layer.bias, layer.activation) for layer in net.layers]
-        expected[f"{name}, batch {max(BATCHES)}"] = reference.forward(layers, x)
+        expected[f"{name}, batch {max(BATCHES)}"] = reference.forward(net.layers, x)
     for family, results in outputs.items():
         for case, values in expected.items():
             try:

@@ -5,7 +5,8 @@
 // qemu: scripts/cross_aarch64.sh compares x86-64's FMA families with aarch64's NEON.
 // Inputs and weights come from SplitMix64, not <random>'s distributions, whose results
 // the C++ standard leaves to each library. The cases cover every input loader (uint8,
-// float64, strided float32), every activation, the double-accumulator output layer,
+// float64, strided float32), every activation (with parameters), LayerNorm before and
+// after an activation and on the double-accumulator output layer,
 // every batch-size path from 1 row to several tiles, and two threads.
 #pragma once
 
@@ -56,9 +57,9 @@ class Digest {
   std::uint64_t hash_ = 0xcbf29ce484222325u;
 };
 
-inline mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
-                                         const std::vector<Activation>& activations,
-                                         SplitMix64& rng) {
+inline std::vector<mlpinfer::DenseLayer> random_layers(const std::vector<std::size_t>& widths,
+                                                       const std::vector<Activation>& activations,
+                                                       SplitMix64& rng) {
   std::vector<mlpinfer::DenseLayer> layers;
   for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
     mlpinfer::DenseLayer layer;
@@ -72,7 +73,42 @@ inline mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
     layer.activation = {activations[l]};
     layers.push_back(std::move(layer));
   }
-  return mlpinfer::Network(layers);
+  return layers;
+}
+
+inline mlpinfer::Network random_network(const std::vector<std::size_t>& widths,
+                                         const std::vector<Activation>& activations,
+                                         SplitMix64& rng) {
+  return mlpinfer::Network(random_layers(widths, activations, rng));
+}
+
+// A LayerNorm for `layer`: gamma in [0.5, 1.5), beta in [-0.5, 0.5).
+inline void add_layer_norm(mlpinfer::DenseLayer& layer, float epsilon, bool after_activation,
+                           SplitMix64& rng) {
+  layer.norm.gamma.clear();
+  layer.norm.beta.clear();
+  for (std::size_t k = 0; k < layer.outputs; ++k) {
+    layer.norm.gamma.push_back(1.0f + 0.5f * rng.symmetric());
+    layer.norm.beta.push_back(0.5f * rng.symmetric());
+  }
+  layer.norm.epsilon = epsilon;
+  layer.norm.after_activation = after_activation;
+}
+
+// Every activation with parameters, and LayerNorms before and after the activation.
+inline std::vector<mlpinfer::DenseLayer> modern_layers(SplitMix64& rng) {
+  auto layers = random_layers({60, 48, 40, 33, 24, 20, 17, 16, 9, 8, 6},
+                              {Activation::leaky_relu, Activation::elu, Activation::selu,
+                               Activation::gelu, Activation::gelu_tanh, Activation::silu,
+                               Activation::softplus, Activation::hard_sigmoid, Activation::relu,
+                               Activation::log_softmax},
+                              rng);
+  layers[0].activation.alpha = 0.01f;  // leaky_relu's negative slope
+  layers[1].activation.alpha = 0.5f;   // elu's alpha
+  layers[7].activation = {Activation::hard_sigmoid, 1.0f / 6, 0.5f};
+  for (std::size_t l = 0; l < layers.size(); l += 2) add_layer_norm(layers[l], 1e-5f, false, rng);
+  for (std::size_t l = 1; l + 1 < layers.size(); l += 3) add_layer_norm(layers[l], 1e-3f, true, rng);
+  return layers;
 }
 
 // Runs one case, adds its outputs to `total`, prints its own digest.
@@ -131,6 +167,24 @@ inline std::string output_digest() {
   for (auto& v : one) v = 8.0f * rng.symmetric();
   run_case("1-16-3 float32, 33 rows", single, {one.data(), ElementType::float32, 33, 1, 4, 4},
            1.0f, 1, total);
+
+  // Every activation with parameters and LayerNorm, on every path a batch takes; an
+  // identity output layer (double accumulators) with a LayerNorm after it.
+  const mlpinfer::Network modern(modern_layers(rng));
+  auto normed_output = random_layers({50, 30, 7}, {Activation::gelu, Activation::identity}, rng);
+  add_layer_norm(normed_output[0], 1e-5f, false, rng);
+  add_layer_norm(normed_output[1], 1e-5f, false, rng);
+  const mlpinfer::Network normed(normed_output);
+  for (const std::size_t rows : {1, 7, 15, 40, 300}) {
+    std::vector<float> x(rows * 60);
+    for (auto& v : x) v = 3.0f * rng.symmetric();
+    std::string name = "60-...-6 every activation, " + std::to_string(rows) + " rows";
+    run_case(name.c_str(), modern, {x.data(), ElementType::float32, rows, 60, 60 * 4, 4}, 1.0f, 2,
+             total);
+    name = "50-30-7 LayerNorm on identity, " + std::to_string(rows) + " rows";
+    run_case(name.c_str(), normed, {x.data(), ElementType::float32, rows, 50, 60 * 4, 4}, 1.0f, 1,
+             total);
+  }
 
   char digest[17];
   std::snprintf(digest, sizeof digest, "%016" PRIx64, total.value());

@@ -157,6 +157,34 @@ void test_against_naive_reference() {
   }
 }
 
+// The activations with parameters and LayerNorm, on every batch path, against the naive
+// double-precision pass (the same networks as the output digest's "every activation").
+void test_modern_layers_against_naive_reference() {
+  mlpinfer::testing::SplitMix64 rng(21);
+  for (int variant = 0; variant < 2; ++variant) {
+    auto layers = mlpinfer::testing::modern_layers(rng);
+    if (variant == 1) {  // an identity output layer (double accumulators) with a LayerNorm
+      layers.back().activation = {Activation::identity};
+      mlpinfer::testing::add_layer_norm(layers.back(), 1e-5f, false, rng);
+    }
+    const mlpinfer::Network network(layers);
+    for (std::size_t rows : {1, 7, 15, 24, 40, 50, 300}) {
+      std::vector<float> x(rows * 60);
+      for (float& v : x) v = 3.0f * rng.symmetric();
+      std::vector<float> y(rows * 6);
+      network.forward({x.data(), mlpinfer::ElementType::float32, rows, 60, 240, 4}, 1.0f, y.data(), 2);
+      const auto expected = naive_forward(layers, x, rows, 1.0);
+      double worst = 0.0;
+      for (std::size_t k = 0; k < y.size(); ++k) {
+        const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
+        worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
+      }
+      check(worst <= 1e-5, "modern layers, variant " + std::to_string(variant) + ", rows " +
+                               std::to_string(rows) + ": max error " + std::to_string(worst));
+    }
+  }
+}
+
 void test_uint8_rows_read_in_place() {
   std::mt19937 rng(3);
   auto layers = random_layers({784, 50, 100, 10}, Activation::sigmoid, Activation::softmax, rng);
@@ -237,6 +265,31 @@ void test_contract_errors() {
     thrown = true;
   }
   check(thrown, "a wrong input width is refused");
+
+  auto refused = [&](std::vector<mlpinfer::DenseLayer> bad_layers, const std::string& message) {
+    std::string what;
+    try {
+      mlpinfer::Network{std::move(bad_layers)};
+    } catch (const std::invalid_argument& error) {
+      what = error.what();
+    }
+    check(what == message, "expected '" + message + "', got '" + what + "'");
+  };
+  auto hidden_log_softmax = layers;
+  hidden_log_softmax[0].activation = {Activation::log_softmax};
+  refused(hidden_log_softmax, "layer 1: log_softmax is only supported on the last layer");
+  auto no_epsilon = layers;
+  no_epsilon[0].norm = {{1, 1, 1}, {0, 0, 0}, 0.0f, false};
+  refused(no_epsilon, "layer 1: LayerNorm epsilon must be positive and finite, got 0.000000");
+  auto short_gamma = layers;
+  short_gamma[0].norm = {{1, 1}, {0, 0, 0}, 1e-5f, false};
+  refused(short_gamma, "layer 1: LayerNorm gamma and beta must have 3 values (the layer's outputs), got 2 and 3");
+  auto after_softmax = layers;
+  after_softmax[1].norm = {{1, 1}, {0, 0}, 1e-5f, true};
+  refused(after_softmax, "layer 2: a LayerNorm after softmax is not supported");
+  auto infinite_slope = layers;
+  infinite_slope[0].activation = {Activation::leaky_relu, INFINITY, 0.0f};
+  refused(infinite_slope, "layer 1: leaky_relu: parameters must be finite");
 }
 
 }  // namespace
@@ -254,6 +307,7 @@ int main(int argc, char** argv) {
   std::printf("kernels in use: %s\n", cpu.isa.c_str());
   std::printf("output digest: %s\n", mlpinfer::testing::output_digest().c_str());
   test_against_naive_reference();
+  test_modern_layers_against_naive_reference();
   test_uint8_rows_read_in_place();
   test_contract_errors();
   test_zero_input_times_infinite_weight_is_nan();
