@@ -224,10 +224,11 @@ def test_activation_layers_match_keras(layer, activation, tmp_path):
 
 
 @pytest.mark.parametrize("options", [{}, {"center": False}, {"scale": False, "epsilon": 0.1}])
-def test_batch_normalization_folds_wherever_it_stands(options, mnist, tmp_path):
+@pytest.mark.parametrize("inputs", ["mnist", "random"])
+def test_batch_normalization_folds_wherever_it_stands(options, inputs, mnist, tmp_path):
     """Dense-BN-relu (into the Dense before), Dense(relu)-BN-Dense (into the Dense after)
     and BN on the input (into the first Dense), with trained-looking moving statistics."""
-    x = mnist[0][:1000]
+    x = mnist[0][:1000] if inputs == "mnist" else random_inputs(784)
     keras.utils.set_random_seed(13)
     norms = [layers.BatchNormalization(**options) for _ in range(3)]
     model = sequential(norms[0], layers.Dense(64), norms[1], layers.Activation("relu"),
@@ -240,8 +241,9 @@ def test_batch_normalization_folds_wherever_it_stands(options, mnist, tmp_path):
 
 
 @pytest.mark.parametrize("options", [{}, {"center": False, "epsilon": 1e-5}, {"scale": False}])
-def test_layer_normalization_before_and_after_the_activation(options, mnist, tmp_path):
-    x = mnist[0][:1000]
+@pytest.mark.parametrize("inputs", ["mnist", "random"])
+def test_layer_normalization_before_and_after_the_activation(options, inputs, mnist, tmp_path):
+    x = mnist[0][:1000] if inputs == "mnist" else random_inputs(784)
     keras.utils.set_random_seed(14)
     before, after = layers.LayerNormalization(**options), layers.LayerNormalization(**options)
     model = sequential(layers.Dense(64), before, layers.Activation("silu"),
@@ -252,6 +254,19 @@ def test_layer_normalization_before_and_after_the_activation(options, mnist, tmp
         norm.set_weights([rng.normal(1.0, 0.3, w.shape).astype(np.float32) for w in norm.weights])
     network = assert_loads_as_keras_runs(model, x, tmp_path)
     assert [layer.norm_after_activation for layer in network.layers if layer.norm] == [False, True]
+
+
+def test_functional_chain_of_normalization_layers(tmp_path):
+    x = random_inputs(20)
+    keras.utils.set_random_seed(20)
+    inputs = keras.Input((20,))
+    norm = layers.BatchNormalization()
+    h = layers.Activation("elu")(norm(layers.Dense(16)(inputs)))
+    outputs = layers.LayerNormalization()(layers.Dense(8, activation="selu")(h))
+    model = keras.Model(inputs, layers.Dense(3, activation="log_softmax")(outputs))
+    set_moving_stats(norm, 6)
+    network = assert_loads_as_keras_runs(model, x, tmp_path)
+    assert network.activations == ("elu(alpha=1.0)", "selu", "log_softmax")
 
 
 def test_normalization_adapted_on_mnist(mnist_test, tmp_path):

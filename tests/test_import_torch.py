@@ -206,10 +206,11 @@ def test_row_activation_modules_match_pytorch(module, entry, activation, mnist, 
 
 
 @pytest.mark.parametrize("affine", [True, False])
-def test_batch_norm_folds_wherever_it_stands(affine, mnist, tmp_path):
+@pytest.mark.parametrize("inputs", ["mnist", "random"])
+def test_batch_norm_folds_wherever_it_stands(affine, inputs, mnist, tmp_path):
     """The issue's Linear-BatchNorm1d-GELU-Dropout-Linear, with a BatchNorm1d on the input
     (folded into the first Linear) and one after an activation (into the next)."""
-    x = mnist[0][:1000]
+    x = mnist[0][:1000] if inputs == "mnist" else random_inputs(784)
     torch.manual_seed(22)
     model = nn.Sequential(nn.BatchNorm1d(784, affine=affine), nn.Linear(784, 64),
                           nn.BatchNorm1d(64, affine=affine, eps=1e-3), nn.GELU(),
@@ -229,8 +230,9 @@ def test_batch_norm_folds_wherever_it_stands(affine, mnist, tmp_path):
 
 @pytest.mark.parametrize("options", [{}, {"elementwise_affine": False}, {"bias": False},
                                      {"eps": 1e-3}])
-def test_layer_norm_before_and_after_the_activation(options, mnist, tmp_path):
-    x = mnist[0][:1000]
+@pytest.mark.parametrize("inputs", ["mnist", "random"])
+def test_layer_norm_before_and_after_the_activation(options, inputs, mnist, tmp_path):
+    x = mnist[0][:1000] if inputs == "mnist" else random_inputs(784)
     torch.manual_seed(23)
     model = nn.Sequential(nn.Linear(784, 64), nn.LayerNorm(64, **options), nn.ReLU(),
                           nn.Linear(64, 32), nn.SiLU(), nn.LayerNorm(32, **options),
