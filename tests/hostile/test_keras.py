@@ -266,6 +266,16 @@ def test_normalization_layers_refused_naming_what_is_wrong(tmp_path, layers, wei
     refused(tmp_path, keras_zip(config, norm_weights(("dense", [KERNEL, BIAS]), *weights)), match)
 
 
+def test_per_feature_scaling_of_a_huge_input_is_refused_by_the_budget_first(tmp_path):
+    """A Rescaling per column of an input of 10^10 features would be 80 GB once
+    broadcast: the budget refuses the Dense it flows into before anything is broadcast."""
+    scale = [1.0] * 99_999 + [2.0]
+    config = keras_config((100_000, 100_000), keras_layer("Rescaling", scale=scale),
+                          keras_layer("Flatten", data_format="channels_last"), dense(4))
+    path = write(tmp_path, keras_zip(config, dense_weights((KERNEL, BIAS))))
+    refused_in_fresh_process(path, match=r"layer 2 'dense' \(Dense\) needs \d{12} bytes.*budget")
+
+
 # --------------------------------------------------------------------------- HDF5
 
 

@@ -491,7 +491,7 @@ def plan_layer(kind: str, options: dict[str, Any], shape: list[int], path: str, 
         if factor.ndim == 0 and offset.ndim == 0:
             plan.steps.append(("scale", (float(factor), float(offset)), label))
         else:
-            plan.steps.append(("affine", (factor, offset), label))
+            plan.steps.append(("affine", (factor, offset, shape), label))
     elif kind == "Flatten":
         if options.get("data_format", "channels_last") != "channels_last" and len(shape) > 1:
             raise UnsupportedModelError(
@@ -541,8 +541,9 @@ def _plan_normalization(options: dict[str, Any], shape: list[int], path: str, pl
         variables = Variables(path, (("mean", stats), ("variance", stats)), label)
         plan.steps.append(("normalization", (variables, shape), label))
         return
-    plan.steps.append(("affine", _standardize(_numbers(mean, shape, label),
-                                              _numbers(variance, shape, label), label), label))
+    plan.steps.append(("affine", (*_standardize(_numbers(mean, shape, label),
+                                                _numbers(variance, shape, label), label), shape),
+                       label))
 
 
 def _standardize(mean: np.ndarray, variance: np.ndarray,
@@ -555,8 +556,9 @@ def _standardize(mean: np.ndarray, variance: np.ndarray,
 
 
 def _numbers(value: Any, shape: list[int], label: str) -> np.ndarray:
-    """A config's number or list of numbers, broadcast over ``shape`` and flattened (a
-    0-d array when it is one number)."""
+    """A config's number or list of numbers that broadcasts over ``shape`` (a 0-d array
+    when it is one number). It is broadcast (`_flat`) only when the plan runs, after the
+    budget has counted the Dense layer the features flow into."""
     def bad(what: str) -> UnsupportedModelError:
         return UnsupportedModelError(f"{label}: {what}; expected numbers broadcasting over "
                                      f"the input (None, {', '.join(map(str, shape))})")
@@ -569,9 +571,17 @@ def _numbers(value: Any, shape: list[int], label: str) -> np.ndarray:
     if array.size == 1:
         return array.reshape(())
     try:
-        return np.broadcast_to(array, tuple(shape)).reshape(-1)
+        fits = np.broadcast_shapes(array.shape, tuple(shape)) == tuple(shape)
     except ValueError:
-        raise bad(f"values of shape {array.shape}") from None
+        fits = False
+    if not fits:
+        raise bad(f"values of shape {array.shape}")
+    return array
+
+
+def _flat(array: np.ndarray, shape: list[int]) -> np.ndarray:
+    """``array`` (from `_numbers`) per flattened feature, or the one number it is."""
+    return array if array.ndim == 0 else np.broadcast_to(array, tuple(shape)).reshape(-1)
 
 
 def _number(value: Any, label: str) -> float:
@@ -594,7 +604,8 @@ def run_plan(plan: Plan, fetch: Callable[[Variables, int, tuple[int, ...]], np.n
         elif kind == "scale":
             chain.scale(*value, label)
         elif kind == "affine":
-            chain.affine(*value, label)
+            scale, shift, shape = value
+            chain.affine(_flat(scale, shape), _flat(shift, shape), label)
         elif kind == "skip":
             chain.skip(value, label)
         else:
@@ -607,14 +618,15 @@ def run_plan(plan: Plan, fetch: Callable[[Variables, int, tuple[int, ...]], np.n
                 chain.layer_norm(arrays.get("gamma"), arrays.get("beta"), value[1], label)
             elif kind == "batch_norm":
                 _, epsilon, shape = value
-                flat = {name: _numbers(array, shape, label) for name, array in arrays.items()}
+                flat = {name: _flat(_numbers(array, shape, label), shape)
+                        for name, array in arrays.items()}
                 chain.batch_norm(flat["moving_mean"], flat["moving_variance"],
                                  flat.get("gamma"), flat.get("beta"), epsilon, label)
             else:  # an adapted Normalization
                 shape = value[1]
-                chain.affine(*_standardize(_numbers(arrays["mean"], shape, label),
-                                           _numbers(arrays["variance"], shape, label), label),
-                             label)
+                scale, shift = _standardize(_numbers(arrays["mean"], shape, label),
+                                            _numbers(arrays["variance"], shape, label), label)
+                chain.affine(_flat(scale, shape), _flat(shift, shape), label)
     return chain.network()
 
 
