@@ -266,6 +266,49 @@ def test_normalization_layers_refused_naming_what_is_wrong(tmp_path, layers, wei
     refused(tmp_path, keras_zip(config, norm_weights(("dense", [KERNEL, BIAS]), *weights)), match)
 
 
+ODD_VALUES = [None, "x", [], {}, [1, 2], [[1], [2, 3]], True, -1, 0, 1e308, {"a": [1]}]
+OPTION_LAYERS = [
+    ("BatchNormalization", {"axis": -1, "epsilon": 0.001, "center": True, "scale": True,
+                            "renorm": False, "synchronized": False}),
+    ("LayerNormalization", {"axis": [-1], "epsilon": 0.001, "center": True, "scale": True,
+                            "rms_scaling": False}),
+    ("Normalization", {"axis": [-1], "invert": False, "mean": [0.5] * 4,
+                       "variance": [2.0] * 4}),
+    ("Rescaling", {"scale": 0.5, "offset": 0.25}),
+    ("LeakyReLU", {"negative_slope": 0.1}),
+    ("ELU", {"alpha": 0.5}),
+    ("ReLU", {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}),
+    ("Softmax", {"axis": -1}),
+    ("Activation", {"activation": "gelu"}),
+]
+
+
+# A scale of 1e308 folded into a Dense overflows in the Chain (formats/_chain.py warns),
+# and Network then refuses the infinite weights.
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")
+@pytest.mark.parametrize(("kind", "options"), OPTION_LAYERS,
+                         ids=[kind for kind, _ in OPTION_LAYERS])
+def test_every_option_of_every_new_layer_reads_or_is_refused(tmp_path, kind, options):
+    """Each option of the new layers set to values of every JSON type: the file loads, or
+    is refused with a WeightsError; nothing else escapes."""
+    rng = np.random.default_rng(1)
+    stats = [rng.uniform(0.5, 2.0, 4).astype(np.float32) for _ in range(4)]
+    group = {"BatchNormalization": [("batch_normalization", stats)],
+             "LayerNormalization": [("layer_normalization", stats[:2])]}.get(kind, [])
+    for key in options:
+        for value in ODD_VALUES:
+            layer = keras_layer(kind, **{**options, key: value})
+            config = keras_config(6, dense(4), layer, dense(3, name="dense_1"))
+            weights = norm_weights(("dense", [KERNEL, BIAS]), *group,
+                                   ("dense_1", [np.ones((4, 3), np.float32), BIAS[:3]]))
+            path = write(tmp_path, keras_zip(config, weights))
+            try:
+                network = mlpinfer.load(path)
+            except WeightsError:
+                continue
+            assert network.predict(np.ones((2, 6))).shape == (2, 3), (kind, key, value)
+
+
 def test_per_feature_scaling_of_a_huge_input_is_refused_by_the_budget_first(tmp_path):
     """A Rescaling per column of an input of 10^10 features would be 80 GB once
     broadcast: the budget refuses the Dense it flows into before anything is broadcast."""
