@@ -28,6 +28,7 @@ from support import assert_refused, refused_in_fresh_process
 
 import mlpinfer
 from mlpinfer import WeightsError
+from mlpinfer.formats.torch import MODULE_OPTIONS
 
 LINEAR = ["Linear", "Sigmoid", "Linear", "Softmax"]
 
@@ -316,6 +317,32 @@ def test_architecture_entries_that_say_something_else(tmp_path, architecture, ma
                                        architecture=architecture))
     with pytest.raises(WeightsError, match=match):
         mlpinfer.load(path)
+
+
+ODD_VALUES = ["None", "True", "'x'", "-1", "0", "1e308", "1e-400", "7"]
+
+
+@pytest.mark.parametrize("kind", [kind for kind, options in MODULE_OPTIONS.items() if options])
+def test_every_option_of_every_entry_reads_or_is_refused(tmp_path, kind):
+    """Each option of an architecture entry set to values of every kind: the file loads
+    (and runs), or is refused with a WeightsError; nothing else escapes."""
+    rng = np.random.default_rng(2)
+    tensors = {"0.weight": rng.standard_normal((4, 6)), "0.bias": rng.standard_normal(4),
+               "2.weight": rng.standard_normal((3, 4)), "2.bias": rng.standard_normal(3)}
+    if kind in ("BatchNorm1d", "LayerNorm"):
+        tensors.update({"1.weight": rng.uniform(0.5, 2, 4), "1.bias": rng.standard_normal(4)})
+    if kind == "BatchNorm1d":
+        tensors.update({"1.running_mean": rng.standard_normal(4),
+                        "1.running_var": rng.uniform(0.5, 2, 4)})
+    for key in MODULE_OPTIONS[kind]:
+        for value in ODD_VALUES:
+            architecture = ["Linear", f"{kind}({key}={value})", "Linear"]
+            path = write(tmp_path, state_dict_file(tensors, architecture))
+            try:
+                network = mlpinfer.load(path)
+            except WeightsError:
+                continue
+            assert network.predict(np.ones((2, 6))).shape == (2, 3), architecture
 
 
 def test_the_legacy_format_is_named_not_read(tmp_path):

@@ -459,9 +459,10 @@ def add_module(chain: Chain, kind: str, options: Mapping[str, Any],
                 "computing each row alone cannot do"
             )
         chain.batch_norm(arrays["running_mean"], arrays["running_var"], arrays.get("weight"),
-                         arrays.get("bias"), options["eps"], where)
+                         arrays.get("bias"), _number(options["eps"], where), where)
     elif kind == "LayerNorm":
-        chain.layer_norm(arrays.get("weight"), arrays.get("bias"), options["eps"], where)
+        chain.layer_norm(arrays.get("weight"), arrays.get("bias"), _number(options["eps"], where),
+                         where)
     elif kind == "Flatten":
         if options["start_dim"] != 1 or options["end_dim"] != -1:
             raise UnsupportedModelError(
