@@ -11,6 +11,11 @@ dataset, no filter but deflate and shuffle), of the shape the config declares, a
 its bytes rather than a fill value. What a filter inflates is bounded by the shape, which
 the budget has counted; chunks are bounded so that a chunk buffer cannot be larger.
 
+Every layer is planned by `plan_layer` from its config; the live importer
+(`mlpinfer.importers.from_keras`) plans from each layer's ``get_config()`` through the same
+function and reads the same variables from the layer, so that a model and its saved file
+load the same network.
+
 Writing (`write_keras`) needs Keras itself; `to_keras` builds the model it saves.
 """
 
