@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 from framework_support import assert_same_answers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpinfer.formats._chain import Chain
 from mlpinfer.importers import UnsupportedModelError
@@ -48,10 +50,10 @@ def layer_norm(value: np.ndarray, gamma, beta, epsilon: float) -> np.ndarray:
 def unfolded(steps: list[tuple], x: np.ndarray) -> np.ndarray:
     """The model as the framework runs it: every step on its own, in float64."""
     value = np.asarray(x, dtype=np.float64)
-    for kind, *given in steps:
+    for kind, *stated in steps:
         # float64 throughout: float32 parameters would round the reference (NEP 50).
         args = [a if a is None or isinstance(a, str) else np.asarray(a, np.float64)
-                for a in given]
+                for a in stated]
         if kind == "dense":
             weights, bias = args
             value = value @ weights + (0.0 if bias is None else bias)
@@ -275,6 +277,8 @@ def test_activations_with_parameters_are_canonical(spec, canonical):
     ([bn(7), dense(INPUTS, OUTPUTS)],
      (r"layer 0 \(bn\): 7 features, but the dense layer it folds into \(layer 1 \(dense\)\) "
      "has 13 inputs")),
+    ([dense(INPUTS, HIDDEN), ("act", "relu"), dense(7, OUTPUTS)],
+     r"layer 2 \(dense\): weights for 7 inputs, but the value before it has 50 features"),
     ([dense(INPUTS, HIDDEN), bn(7)], (r"layer 1 \(bn\): 7 features, but the value it scales "
      "has 50 \\(the outputs of the dense layer before it\\)")),
     ([dense(INPUTS, HIDDEN), ("act", "relu"), bn(HIDDEN), ("act", "relu")],
@@ -332,10 +336,61 @@ def test_a_shift_that_would_cancel_in_float32_is_refused():
     with pytest.raises(UnsupportedModelError, match=(
             r"layer 0 \(affine\): folded into layer 1 \(dense\), this scaling's shift \(up "
             r"to -?[0-9.e+]+ at feature \d+, in the units the dense layer sees\) cancels in "
-            r"float32 against the product: an error of up to [0-9.e-]+ in its outputs, more "
-            r"than the 1e-05 mlpinfer keeps to")):
+            r"float32 against the product: an error of up to [0-9.e-]+ in output \d+, whose "
+            r"scale is [0-9.]+, more than the 5e-06 of it that mlpinfer keeps to")):
         built(standardised(0.0)).network()
     # Centred, the same model folds and matches: the refusal is about the offset alone.
     x = x - x.mean(axis=0)
     steps = standardised(0.0)
     assert_same_answers(built(steps).network().predict(x), unfolded(steps, x))
+
+
+def random_steps(seed: int, length: int) -> list[tuple]:
+    """Steps of every kind in any order; widths usually chained, sometimes not."""
+    rng = np.random.default_rng(seed)
+    width, steps = INPUTS, []
+    for _ in range(length):
+        kind = rng.choice(["dense", "dense", "bn", "affine", "scale", "ln", "act", "skip", "bias"])
+        if width == INPUTS and rng.random() < 0.5:  # most models start with a dense layer
+            kind = "dense"
+        features = width if rng.random() < 0.9 else width + 1
+        if kind == "dense":
+            outputs = int(rng.choice([1, 3, 5]))
+            steps.append(dense(features, outputs, bias=bool(rng.random() < 0.8)))
+            width = outputs
+        elif kind == "bn":
+            steps.append(bn(features, affine=bool(rng.random() < 0.7)))
+        elif kind == "affine":
+            scale = (rng.uniform(-2, 2, features) if rng.random() < 0.5
+                     else float(rng.uniform(-2, 2)))
+            steps.append(("affine", scale, rng.normal(0, 1, features)))
+        elif kind == "scale":
+            steps.append(("scale", float(rng.uniform(0.1, 2)), float(rng.normal())))
+        elif kind == "ln":
+            steps.append(ln(features))
+        elif kind == "act":
+            steps.append(("act", str(rng.choice(["relu", "tanh", "gelu", "elu", "softmax"]))))
+        elif kind == "bias":
+            steps.append(("bias", rng.normal(0, 1, features)))
+        else:
+            steps.append(("skip", "Dropout"))
+    return steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8))
+def test_property_any_steps_fold_exactly_or_are_refused_by_name(seed, length):
+    steps = random_steps(seed, length)
+    try:
+        layers = built(steps).layers()
+    except UnsupportedModelError as error:
+        refusal = str(error)
+    else:
+        refusal = None
+    if refusal is not None:  # named by the step's place, as every refusal must be
+        assert refusal.startswith(("layer ", "the model has no dense layer")), refusal
+        return
+    x = np.random.default_rng(seed).normal(0, 2, (5, layers[0].weights.shape[0]))
+    expected = unfolded(steps, x)
+    np.testing.assert_allclose(layers_in_float64(layers, x * _input_scale(steps)), expected,
+                               rtol=1e-9, atol=1e-9 * max(1.0, np.abs(expected).max()))
