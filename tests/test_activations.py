@@ -74,7 +74,9 @@ def test_activation_matches_reference(activation, batch, width):
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["norm before", "norm after"])
-@pytest.mark.parametrize("activation", ["identity", "relu", "sigmoid", "tanh", *ELEMENT_WISE])
+# LayerNorm is the same code before any activation: a few of each kind suffice.
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "elu", "gelu", "softplus",
+                                        "hard_sigmoid(slope=0.2)"])
 @pytest.mark.parametrize("batch", [0, 1, 7, 10_000])
 @pytest.mark.parametrize("width", [1, 50, 513])
 def test_layer_norm_matches_reference(activation, after, batch, width):
@@ -242,7 +244,8 @@ def test_layer_norm_arrays_are_copied_once():
     gamma[:] = 7.0
     assert_same_bits(network.predict(x), before)
     stored = network.layers[0].norm
-    assert stored.gamma.dtype == np.float32 and not stored.gamma.flags.writeable
+    assert stored.gamma.dtype == np.float32
+    assert not stored.gamma.flags.writeable
 
 
 def small_network(output="log_softmax"):
@@ -330,3 +333,23 @@ def test_reference_forward_takes_tuples_and_layers_alike():
     plain = Network([dense(rng, 6, 3, "silu")])
     triples = [(layer.weights, layer.bias, layer.activation) for layer in plain.layers]
     np.testing.assert_array_equal(reference.forward(triples, x), reference.forward(plain.layers, x))
+
+
+def test_a_textbook_pickle_refuses_a_layer_norm(tmp_path):
+    """A .pkl records only W and b: a LayerNorm would be lost, so it is refused."""
+    rng = np.random.default_rng(7)
+    network = Network([dense(rng, 4, 3, "sigmoid", layer_norm(rng, 3)), dense(rng, 3, 2, "softmax")])
+    with pytest.raises(WeightsError, match="layer_norm.*write .npz"):
+        mlpinfer.save(network, tmp_path / "net.pkl")
+    assert not (tmp_path / "net.pkl").exists()
+
+
+def test_dask_keys_tell_layer_norms_apart():
+    pytest.importorskip("dask")
+    from mlpinfer.dask import _network_key
+
+    rng = np.random.default_rng(8)
+    plain = Network([dense(rng, 4, 3, "relu")])
+    layer = plain.layers[0]
+    normed = Network([Layer(layer.weights, layer.bias, "relu", LayerNorm(np.ones(3), np.zeros(3), 1e-5))])
+    assert _network_key(plain).key != _network_key(normed).key

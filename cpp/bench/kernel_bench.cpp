@@ -110,6 +110,21 @@ void bench_family(const KernelTable& kernels, int repeats) {
   line("tile_bias_activation sigmoid 50, 32 rows",
        best_ns([&] { kernels.tile_bias_activation(act.data(), hidden, kTileRows,
                                                   {b1.data(), {mlpinfer::Activation::sigmoid}}); }, 5000, repeats), 32);
+  // Newer activations and LayerNorm, in place on the same tile (b1 > 0 keeps every value
+  // positive and normal, call after call).
+  const mlpinfer::LayerNormSpec norm{std::vector<float>(100, 1.0f), std::vector<float>(100, 0.0f),
+                                     1e-5f, false};
+  for (const auto activation : {mlpinfer::Activation::gelu, mlpinfer::Activation::silu,
+                                mlpinfer::Activation::softplus}) {
+    line(("tile_bias_activation " + std::string(mlpinfer::activation_name(activation)) +
+          " 50, 32 rows").c_str(),
+         best_ns([&] { kernels.tile_bias_activation(act.data(), hidden, kTileRows,
+                                                    {b1.data(), {activation}}); }, 5000, repeats), 32);
+  }
+  line("tile_bias_activation relu + LayerNorm 50, 32 rows",
+       best_ns([&] { kernels.tile_bias_activation(act.data(), hidden, kTileRows,
+                                                  {b1.data(), {mlpinfer::Activation::relu}, &norm}); },
+               5000, repeats), 32);
   // Rows: the row kernel on padded W.
   const std::size_t ldb = mlpinfer::kernels::padded_columns(hidden);
   const std::vector<float> padded = mlpinfer::kernels::pad_columns(w1, in, hidden);
@@ -148,6 +163,10 @@ void bench_family(const KernelTable& kernels, int repeats) {
   line("bias_activation softmax 10, 1 row",
        best_ns([&] { kernels.bias_activation(row_out.data(), 1, 10,
                                              {b1.data(), {mlpinfer::Activation::softmax}}); }, 5000, repeats), 1);
+  line("bias_activation relu + LayerNorm 100, 1 row",
+       best_ns([&] { kernels.bias_activation(row_out.data(), 1, 100,
+                                             {b1.data(), {mlpinfer::Activation::relu}, &norm}); },
+               5000, repeats), 1);
   const std::vector<float> pixels_f = random_floats(in * kTileRows, rng, 0.0);
   std::vector<unsigned char> pixels_u8(in * kTileRows);
   for (std::size_t i = 0; i < pixels_u8.size(); ++i) pixels_u8[i] = static_cast<unsigned char>(i * 37);

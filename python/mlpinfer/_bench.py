@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _core, _shipped, datasets, reference
 from ._cpu import ISA_VARIABLE, cpu_info, describe_kernels
-from ._network import Network
+from ._network import Layer, Network
 from ._progress import Progress, stderr_is_terminal
 from .formats import load, save
 
@@ -89,8 +89,8 @@ class Measurement:
 
 # --------------------------------------------------------------------------- engines
 
-def _reference_layers(network: Network) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    return [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+def _reference_layers(network: Network) -> list[Layer]:
+    return list(network.layers)  # LayerNorms included
 
 
 def _float_scale(network: Network) -> float:

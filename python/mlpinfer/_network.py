@@ -157,12 +157,14 @@ def _checked_layer(layer: Layer, index: int) -> Layer:
             f"got {layer.norm_after_activation!r}"
         )
     norm = None if layer.norm is None else _checked_norm(layer.norm, index, outputs)
-    if norm is not None and layer.norm_after_activation and activation.name in _activations.ROW_ACTIVATIONS:
+    row_activation = activation.name in _activations.ROW_ACTIVATIONS
+    if norm is not None and layer.norm_after_activation and row_activation:
         raise WeightsError(
             f"layer {index}: a LayerNorm after {activation.name} is not supported "
             "(it would no longer give probabilities)"
         )
-    return Layer(weights, bias, str(activation), norm, bool(layer.norm_after_activation))
+    return Layer(weights, bias, str(activation), norm,
+                 norm is not None and bool(layer.norm_after_activation))
 
 
 def _checked_norm(norm: LayerNorm, index: int, outputs: int) -> LayerNorm:
@@ -350,8 +352,8 @@ class Network:
         return f"Network({' -> '.join(parts)}{scale})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        norms = [None if layer.norm is None else
-                 (layer.norm.gamma, layer.norm.beta, layer.norm.epsilon, layer.norm_after_activation)
+        norms = [None if layer.norm is None else (layer.norm.gamma, layer.norm.beta,
+                                                  layer.norm.epsilon, layer.norm_after_activation)
                  for layer in self._layers]
         return (_rebuild, (self.params(), list(self.activations), self._input_scale,
                            self._pixel_scale, self._classes, norms))

@@ -206,7 +206,10 @@ def _map_samples(
 def _network_key(network: Network) -> Delayed:
     # Named by content, so that tokenising does not pickle the network, and two calls with
     # the same weights share one key in a combined graph.
-    token = tokenize(network.params(), network.activations, network.input_scale,
+    norms = [None if layer.norm is None else (layer.norm.gamma, layer.norm.beta, layer.norm.epsilon,
+                                               layer.norm_after_activation)
+             for layer in network.layers]
+    token = tokenize(network.params(), network.activations, norms, network.input_scale,
                      network.pixel_scale, network.classes_)
     return dask.delayed(network, name=f"mlpinfer-network-{token}", pure=True)
 

@@ -147,7 +147,8 @@ def _layer_parts(layer: Any) -> tuple[Any, Any, str, Any, bool]:
         return layer.weights, layer.bias, layer.activation, layer.norm, layer.norm_after_activation
     weights, bias, activation, *rest = layer
     if len(rest) > 2:
-        raise ValueError(f"a layer is (W, b, activation[, norm[, after]]), got {3 + len(rest)} items")
+        raise ValueError(
+            f"a layer is (W, b, activation[, norm[, after]]), got {3 + len(rest)} items")
     norm = rest[0] if rest else None
     return weights, bias, activation, norm, bool(rest[1]) if len(rest) > 1 else False
 

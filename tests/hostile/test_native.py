@@ -142,36 +142,36 @@ def _norm_file(norms=_GOOD_NORMS, *, version=2, activations=("relu", "softmax"),
 
 
 NORM_CASES = {
-    "norms not a list": (dict(norms="yes"), "'norms' must be a list"),
+    "norms not a list": ({"norms": "yes"}, "'norms' must be a list"),
     "norm entry with other keys": (
-        dict(norms=[{"epsilon": 1e-5}, None]), "'norms' entry 1 must be null or"),
-    "epsilon 0": (dict(norms=[{"epsilon": 0, "after_activation": False}, None]),
+        {"norms": [{"epsilon": 1e-5}, None]}, "'norms' entry 1 must be null or"),
+    "epsilon 0": ({"norms": [{"epsilon": 0, "after_activation": False}, None]},
                   "epsilon must be a positive number"),
-    "epsilon negative": (dict(norms=[{"epsilon": -1e-5, "after_activation": False}, None]),
+    "epsilon negative": ({"norms": [{"epsilon": -1e-5, "after_activation": False}, None]},
                          "epsilon must be a positive number"),
-    "epsilon a string": (dict(norms=[{"epsilon": "1e-5", "after_activation": False}, None]),
+    "epsilon a string": ({"norms": [{"epsilon": "1e-5", "after_activation": False}, None]},
                          "epsilon must be a positive number"),
-    "epsilon beyond float32": (dict(norms=[{"epsilon": 1e300, "after_activation": False}, None]),
+    "epsilon beyond float32": ({"norms": [{"epsilon": 1e300, "after_activation": False}, None]},
                                "epsilon must be a positive number"),
     "epsilon that float32 rounds to 0": (
-        dict(norms=[{"epsilon": 1e-50, "after_activation": False}, None]),
+        {"norms": [{"epsilon": 1e-50, "after_activation": False}, None]},
         "epsilon must be a positive number that float32 holds"),
-    "after_activation not a bool": (dict(norms=[{"epsilon": 1e-5, "after_activation": 1}, None]),
+    "after_activation not a bool": ({"norms": [{"epsilon": 1e-5, "after_activation": 1}, None]},
                                     "after_activation true or false"),
-    "too few norms": (dict(norms=[None]), "'norms' has 1 entries for a network of 2 layers"),
-    "gamma missing": (dict(gamma1=None), r"missing \['gamma1'\]"),
+    "too few norms": ({"norms": [None]}, "'norms' has 1 entries for a network of 2 layers"),
+    "gamma missing": ({"gamma1": None}, r"missing \['gamma1'\]"),
     "a LayerNorm's members without a header entry": (
-        dict(norms=[None, None]), r"unexpected \['beta1', 'gamma1'\]"),
+        {"norms": [None, None]}, r"unexpected \['beta1', 'gamma1'\]"),
     "LayerNorm members in a version 1 file": (
-        dict(version=1), r"unexpected \['beta1', 'gamma1'\]"),
-    "gamma of the wrong length": (dict(gamma1=np.ones(4)), "gamma has shape \\(4,\\), the layer has 3"),
-    "beta 2-D": (dict(beta1=np.zeros((3, 3))), "beta must be 1-D"),
-    "gamma NaN": (dict(gamma1=np.array([1.0, np.nan, 1.0])), "gamma has a non-finite value"),
-    "gamma of strings": (dict(gamma1=np.array(["a", "b", "c"])), "expected an array of numbers"),
-    "gamma of a million rows": (dict(gamma1=np.ones(10**6)), "gamma has shape"),
+        {"version": 1}, r"unexpected \['beta1', 'gamma1'\]"),
+    "gamma of the wrong length": ({"gamma1": np.ones(4)}, "gamma has shape \\(4,\\), the layer has 3"),
+    "beta 2-D": ({"beta1": np.zeros((3, 3))}, "beta must be 1-D"),
+    "gamma NaN": ({"gamma1": np.array([1.0, np.nan, 1.0])}, "gamma has a non-finite value"),
+    "gamma of strings": ({"gamma1": np.array(["a", "b", "c"])}, "expected an array of numbers"),
+    "gamma of a million rows": ({"gamma1": np.ones(10**6)}, "gamma has shape"),
     "a LayerNorm after softmax": (
-        dict(norms=[None, {"epsilon": 1e-5, "after_activation": True}], gamma1=None, beta1=None,
-             gamma2=np.ones(2), beta2=np.zeros(2)), "LayerNorm after softmax is not supported"),
+        {"norms": [None, {"epsilon": 1e-5, "after_activation": True}], "gamma1": None, "beta1": None,
+             "gamma2": np.ones(2), "beta2": np.zeros(2)}, "LayerNorm after softmax is not supported"),
 }
 
 
@@ -211,5 +211,6 @@ def test_a_native_file_without_layer_norm_stays_version_1(tmp_path):
     mlpinfer.save(random_network(activations=["elu(alpha=0.5)", "softmax"]), path)
     with np.load(path, allow_pickle=False) as archive:
         header = json.loads(archive[_npz.HEADER_KEY].tobytes())
-    assert header["version"] == 1 and "norms" not in header
+    assert header["version"] == 1
+    assert "norms" not in header
     assert header["activations"] == ["elu(alpha=0.5)", "softmax"]

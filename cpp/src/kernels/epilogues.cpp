@@ -2,6 +2,11 @@
 // still in cache, for row-major results (bias_activation) and tiles (tile_bias_activation).
 // A row gets the same arithmetic in both, so its result does not depend on the path it
 // took. The activation is chosen once per call (per layer), never per element.
+// Generated code (GCC 12.2, objdump and stack-traffic on each activation's loop alone):
+// on avx2 and avx512 every element-wise activation keeps its vectors in registers, no
+// spill; softplus reads the two integer masks of log_vec from the stack, where they were
+// hoisted out of its loop. normalize_lanes's lane loops run on ymm (avx2) and zmm
+// (avx512) vectors of doubles.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -172,19 +177,23 @@ void softmax_row(float* row, std::size_t width) {
   for (std::size_t c = 0; c < width; ++c) row[c] *= inverse;
 }
 
-// x - max - log(sum e^(x - max)): the log of the softmax without its rounding.
+// x - max - log(sum e^(x - max)): the log of the softmax without its rounding. The sum
+// is accumulated in double (its float rounding would be the output's absolute error:
+// 1e-6 at 513 outputs when it was summed in float; 1.2e-7 x max(1, |y|) at 2 to 2,000
+// outputs now, against float64 on random rows, Sapphire Rapids Xeon, avx512) and
+// rounded to float once.
 void log_softmax_row(float* row, std::size_t width) {
   const float shift = row_max(row, width);
-  float sum = 0.0f;
+  double sum = 0.0;
   for (std::size_t c = 0; c < width; c += kLanes) {
     const std::size_t part = width - c < kLanes ? width - c : kLanes;
     float exps[kLanes] = {};
     std::memcpy(exps, row + c, part * sizeof(float));
     store(exps, exp_vec(load(exps) - shift));
-    for (std::size_t j = 0; j < part; ++j) sum += exps[j];
+    for (std::size_t j = 0; j < part; ++j) sum += static_cast<double>(exps[j]);
   }
   float log_sum[kLanes];
-  store(log_sum, log_vec(splat(sum)));
+  store(log_sum, log_vec(splat(static_cast<float>(sum))));
   map_row(row, width, [&](Vec v) { return (v - shift) - log_sum[0]; });
 }
 
@@ -208,13 +217,21 @@ void softmax_lanes(float* tile, std::size_t width, std::size_t lanes) {
   }
 }
 
-// log_softmax_row on each lane.
+// log_softmax_row on each lane: each lane's sum in double, in feature order.
 void log_softmax_lanes(float* tile, std::size_t width, std::size_t lanes) {
   for (std::size_t lane = 0; lane < lanes; lane += kLanes) {
     const Vec shift = lane_max(tile, width, lane);
-    Vec sum = splat(0.0f);
-    for (std::size_t f = 0; f < width; ++f) sum += exp_vec(load(tile + f * kTileRows + lane) - shift);
-    const Vec log_sum = log_vec(sum);
+    DoubleVec low = splat_double(0.0);
+    DoubleVec high = splat_double(0.0);
+    for (std::size_t f = 0; f < width; ++f) {
+      const Vec e = exp_vec(load(tile + f * kTileRows + lane) - shift);
+      low += widen_low(e);
+      high += widen_high(e);
+    }
+    float sums[kLanes];
+    store_narrowed(sums, low);
+    store_narrowed(sums + kLanes / 2, high);
+    const Vec log_sum = log_vec(load(sums));
     for (std::size_t f = 0; f < width; ++f) {
       float* at = tile + f * kTileRows + lane;
       store(at, (load(at) - shift) - log_sum);
@@ -235,6 +252,9 @@ inline float normalized(float y, double mean, double inverse, float gamma, float
                             static_cast<double>(beta));
 }
 
+// A lone row's sums are one chain of dependent double adds each (the tile's lanes make
+// them independent): kernel_bench, Sapphire Rapids Xeon under load, relu + LayerNorm over
+// 100 features, 160-220 ns for one row against 27-36 ns a row in a tile.
 void normalize_row(float* row, std::size_t width, const LayerNormSpec& norm) {
   double sum = 0.0;
   for (std::size_t c = 0; c < width; ++c) sum += static_cast<double>(row[c]);

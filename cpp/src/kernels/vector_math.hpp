@@ -130,7 +130,7 @@ inline Vec expm1_nonpositive(Vec x) {
 inline Vec log_vec(Vec x) {
   const IntVec bits = to_bits(x);
   IntVec exponent = (bits >> 23) - 126;  // x = m * 2^exponent, m in [0.5, 1)
-  Vec m = from_bits((bits & 0x807fffff) | 0x3f000000);
+  Vec m = from_bits((bits & ~0x7f800000) | 0x3f000000);  // exponent of 0.5
   const IntVec below = m < 0.707106781186547524f;
   exponent += below;  // -1 where m is doubled below
   m = (below ? m + m : m) - 1.0f;

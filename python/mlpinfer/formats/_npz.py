@@ -168,7 +168,8 @@ def _native_network(arrays: dict[str, np.ndarray], settings: dict[str, Any],
     activations = settings.pop("activations")
     pairs = ordered_layers(arrays)
     if len(activations) != len(pairs):
-        raise budget.fail(f"got {len(activations)} activations for a network of {len(pairs)} layers")
+        raise budget.fail(
+            f"got {len(activations)} activations for a network of {len(pairs)} layers")
     expected = set()
     if norms is not None:
         if len(norms) != len(pairs):
@@ -183,14 +184,13 @@ def _native_network(arrays: dict[str, np.ndarray], settings: dict[str, Any],
             f"the LayerNorm members must match the header's 'norms': missing {missing}, "
             f"unexpected {extra}")
     layers = []
-    for i, ((weights, bias), activation) in enumerate(zip(pairs, activations, strict=True), start=1):
+    for i, ((weights, bias), activation) in enumerate(zip(pairs, activations, strict=True), 1):
         norm = None if norms is None else norms[i - 1]
         if norm is None:
             layers.append(Layer(weights, bias, activation))
         else:
-            layers.append(Layer(weights, bias, activation,
-                                LayerNorm(norm_arrays[f"gamma{i}"], norm_arrays[f"beta{i}"], norm[0]),
-                                norm[1]))
+            gamma, beta = norm_arrays[f"gamma{i}"], norm_arrays[f"beta{i}"]
+            layers.append(Layer(weights, bias, activation, LayerNorm(gamma, beta, norm[0]), norm[1]))
     return Network(layers, **settings)
 
 
@@ -218,7 +218,8 @@ def _write_native(network: Network, path: Path) -> None:
             continue
         arrays[f"gamma{index}"] = layer.norm.gamma
         arrays[f"beta{index}"] = layer.norm.beta
-        norms.append({"epsilon": layer.norm.epsilon, "after_activation": layer.norm_after_activation})
+        norms.append({"epsilon": layer.norm.epsilon,
+                      "after_activation": layer.norm_after_activation})
     arrays[HEADER_KEY] = header_bytes(
         list(network.activations), network.input_scale, network.pixel_scale,
         None if classes is None else classes.tolist(), norms)

@@ -209,7 +209,8 @@ def _write(network: Network, path: Any) -> None:
     # mlpinfer.load assumes for a .pkl), so a network that differs is refused.
     textbook = ("sigmoid",) * (len(network.layers) - 1) + ("softmax",)
     if (network.activations != textbook or network.input_scale is not None
-            or network.pixel_scale != 1 / 255 or network.classes is not None):
+            or network.pixel_scale != 1 / 255 or network.classes is not None
+            or any(layer.norm is not None for layer in network.layers)):
         raise WeightsError(
             f"a .pkl records only weights and reads back as sigmoid hidden layers, a softmax "
             f"output, float input as given, uint8 pixels / 255 and index labels; this "
