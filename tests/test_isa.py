@@ -219,6 +219,14 @@ def test_bench_times_every_family_beside_the_other_engines(capsys, supported):
         (e, i) for e in engines for i in ("dense", "images")}
     assert all(r["fraction_of_sgemm"] > 0 for r in report["efficiency"])
     assert report["kernels"] == mlpinfer.cpu_info()
+    # Each family is also measured against OpenBLAS's kernel of its own instruction set,
+    # when the build's BLAS is OpenBLAS (it names the kernel that ran).
+    if "(kernel " in mlpinfer._core.blas_info():
+        same_isa = {"avx512": "SkylakeX", "avx2": "Haswell", "baseline": "Nehalem"}
+        for row in report["efficiency"]:
+            family = row["engine"][len("mlpinfer["):-1]
+            assert row["isa_sgemm_kernel"] == same_isa.get(family, row["isa_sgemm_kernel"])
+            assert row["fraction_of_isa_sgemm"] > 0
 
 
 def test_bench_refuses_a_family_this_cpu_does_not_run(capsys, supported):

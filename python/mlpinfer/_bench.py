@@ -11,7 +11,10 @@ BLAS's 2048^3 sgemm, on these images and on inputs without zeros: the engine ski
 inputs that are zero in every row it computes at once, which a digit's background is.
 With ``--isa all``, mlpinfer runs once per kernel family this CPU runs, each in a
 subprocess with MLPINFER_MAX_ISA set (the family is chosen once per process), started
-between the other engines' measurements at the same thread count.
+between the other engines' measurements at the same thread count. That subprocess's
+OpenBLAS is told to use its kernel of the same instruction set (OPENBLAS_CORETYPE), whose
+2048^3 sgemm is a second ceiling: what the family would be measured against on a CPU that
+has nothing better (an AVX2-only CPU's OpenBLAS runs its Haswell kernel).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ _OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_TH
 _REEXEC_MARK = "MLPINFER_BENCH_REEXEC"
 _WORKER_MARK = "MLPINFER_BENCH_WORKER"  # a subprocess timing one kernel family (--isa)
 _SGEMM_SIZE = 2048
+# OpenBLAS's kernel of each family's instruction set (a DYNAMIC_ARCH build's core names);
+# baseline is SSE2, and Nehalem is OpenBLAS's last x86 kernel without AVX.
+_SAME_ISA_BLAS_CORE = {"avx512": "SkylakeX", "avx2": "Haswell", "baseline": "Nehalem"}
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -307,7 +313,9 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     _add_ratios(results)
     efficiency += _flop_rates(network, results, floats.shape, max(batch_sizes), args)
-    if worker:  # the parent adds the ceiling and the contention runs
+    if worker:  # the parent adds its own ceiling and the contention runs
+        for threads in thread_counts:
+            _add_same_isa_ceiling(efficiency, threads)
         print(json.dumps({"results": [asdict(m) for m in results], "efficiency": efficiency}))
         return 0
     ceiling = {t: 2 * _SGEMM_SIZE**3 / _core.time_blas_sgemm(_SGEMM_SIZE, t, 3)
@@ -356,6 +364,8 @@ def _time_in_worker(args: argparse.Namespace, engine: str, family: str,
         if value is not None:
             command += [option, str(value)]
     env = {**os.environ, ISA_VARIABLE: family, _WORKER_MARK: "1"}
+    if family in _SAME_ISA_BLAS_CORE:
+        env["OPENBLAS_CORETYPE"] = _SAME_ISA_BLAS_CORE[family]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"timing mlpinfer with the {family} kernels failed:\n{done.stderr}")
@@ -368,6 +378,22 @@ def _time_in_worker(args: argparse.Namespace, engine: str, family: str,
     for row in report["efficiency"]:
         row["engine"] = f"{row['engine']}[{family}]"
     return measured, report["efficiency"]
+
+
+def _add_same_isa_ceiling(efficiency: list[dict[str, Any]], threads: int) -> None:
+    """Adds to this worker's rows at ``threads`` the sgemm rate of this process's BLAS
+    kernel, and which kernel that was (OpenBLAS ignores an OPENBLAS_CORETYPE it cannot
+    run, so the name is read back, not assumed)."""
+    rows = [row for row in efficiency if row["threads"] == threads]
+    if not rows:
+        return
+    rate = 2 * _SGEMM_SIZE**3 / _core.time_blas_sgemm(_SGEMM_SIZE, threads, 3)
+    described = _core.blas_info()
+    kernel = described.rsplit("(kernel ", 1)[1].rstrip(")") if "(kernel " in described else None
+    for row in rows:
+        row["isa_sgemm_gflops"] = rate / 1e9
+        row["isa_sgemm_kernel"] = kernel
+        row["fraction_of_isa_sgemm"] = row["gflops"] * 1e9 / rate
 
 
 def _flop_rates(network: Network, results: list[Measurement], shape: tuple[int, ...],
@@ -482,10 +508,14 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
     described = {"dense": "input without zeros",
                  "images": "these images, zeros skipped, counted as dense"}
     for row in report["efficiency"]:
+        same_isa = ""
+        if row.get("isa_sgemm_kernel"):
+            same_isa = (f", {row['fraction_of_isa_sgemm']:.0%} of the "
+                        f"{row['isa_sgemm_gflops']:.0f} of its {row['isa_sgemm_kernel']} kernel")
         print(f"efficiency  {row['engine']}, {row['threads']} threads, batch {row['batch_size']}, "
               f"{described[row['input']]}: {row['gflops']:.0f} GFLOP/s = "
               f"{row['fraction_of_sgemm']:.0%} of the {row['sgemm_gflops']:.0f} GFLOP/s that "
-              f"the same BLAS reaches on a {_SGEMM_SIZE}^3 sgemm")
+              f"the same BLAS reaches on a {_SGEMM_SIZE}^3 sgemm{same_isa}")
 
 
 def _chart(path: Path, results: list[Measurement]) -> None:
