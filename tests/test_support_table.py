@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def test_the_entry_point_rewrites_only_the_section(tmp_path):
     with pytest.raises(ValueError, match="no section between"):
         _support._main([str(path)])
     assert path.read_text(encoding="utf-8") == "no markers\n"
+
+
+@pytest.mark.parametrize("reader", ["keras", "torch", "onnx"])
+def test_each_framework_column_spells_every_kind_of_layer_its_reader_dispatches_on(reader):
+    module = importlib.import_module(f"mlpinfer.formats.{reader}")
+    assert set(module.SUPPORTED) <= set(_support.CONCEPTS)
+    assert {"dense", "batch_norm", "layer_norm", "no_op", "relu", "gelu", "silu", "elu",
+            "leaky_relu", "selu", "softplus", "hard_sigmoid", "log_softmax"} <= set(module.SUPPORTED)
 
 
 @pytest.mark.parametrize("key", sorted(set(_sklearn.SUPPORTED) & set(_support.CONCEPTS)

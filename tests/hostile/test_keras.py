@@ -497,15 +497,3 @@ def test_corruptions_load_the_written_weights_or_nothing(tmp_path):
             continue
         np.testing.assert_array_equal(network.layers[0].weights, KERNEL)
         np.testing.assert_array_equal(network.layers[0].bias, BIAS)
-
-
-def test_supported_names_concepts_of_the_readme_table():
-    """`SUPPORTED` (the README's table) uses the table's concept keys only, and spells
-    something for every layer kind the reader dispatches on."""
-    from mlpinfer import _activations
-    from mlpinfer.formats import keras
-
-    concepts = {"dense", "batch_norm", "layer_norm", "feature_scaling", "no_op"}
-    assert set(keras.SUPPORTED) <= concepts | set(_activations.ACTIVATIONS)
-    assert {"dense", "batch_norm", "layer_norm", "no_op", "relu", "gelu", "silu", "elu",
-            "leaky_relu", "selu", "softplus", "hard_sigmoid", "log_softmax"} <= set(keras.SUPPORTED)
