@@ -12,8 +12,11 @@ _NormSpec = tuple[_Array, _Array, float, bool] | None
 # parameters (leaky_relu's slope, elu's alpha, hard_sigmoid's slope and offset).
 _LayerSpec = tuple[_Array, _Array, str, float, float, _NormSpec]
 
+# (shift, multiplier), float64, one value per input feature: see mlpinfer.InputTransform.
+_TransformSpec = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None
+
 class Network:
-    def __init__(self, layers: list[_LayerSpec]) -> None: ...
+    def __init__(self, layers: list[_LayerSpec], transform: _TransformSpec) -> None: ...
     @property
     def input_width(self) -> int: ...
     @property
