@@ -1,5 +1,7 @@
 """Type stub of the compiled engine (python/bindings.cpp). Use the mlpinfer package."""
 
+from typing import TypeAlias
+
 import numpy as np
 import numpy.typing as npt
 
@@ -13,7 +15,7 @@ _NormSpec = tuple[_Array, _Array, float, bool] | None
 _LayerSpec = tuple[_Array, _Array, str, float, float, _NormSpec]
 
 # (shift, multiplier), float64, one value per input feature: see mlpinfer.InputTransform.
-_TransformSpec = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None
+_TransformSpec: TypeAlias = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None
 
 class Network:
     def __init__(self, layers: list[_LayerSpec], transform: _TransformSpec) -> None: ...

@@ -616,9 +616,10 @@ class Network:
         pixels = ("refused (pixel scale not recorded; see with_pixel_scale)"
                   if self._pixel_scale is None else f"multiplied by {self._pixel_scale:.6g}")
         floats = "as given" if self._input_scale is None else f"multiplied by {self._input_scale:.6g}"
+        kilobytes = (total + 2 * transform) * 4 / 1024
+        float64 = "; the input transform float64" if transform else ""
         text = [rule, lines[0], "=" * len(rule), *lines[1:], "=" * len(rule),
-                f"Total params: {total + transform:,} ({(total + 2 * transform) * 4 / 1024:,.2f} KB, "
-                f"float32{'; the input transform float64' if transform else ''})",
+                f"Total params: {total + transform:,} ({kilobytes:,.2f} KB, float32{float64})",
                 f"Float input: {floats}; uint8 input: {pixels}"]
         if self._classes is not None:
             text.append(f"Classes: {self._classes.tolist()!r:.70}")
