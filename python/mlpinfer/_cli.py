@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -147,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("destination", metavar="OUT")
     convert.add_argument("--architecture",
                          help="for a bare PyTorch state_dict: its nn.Sequential layers, "
-                              "comma-separated (e.g. Flatten,Linear,ReLU,Linear)")
+                              "comma-separated (e.g. Flatten,Linear,ReLU,Linear; options "
+                              "as in \"LeakyReLU(negative_slope=0.1)\")")
     convert.add_argument("--hidden", help="hidden activation of a .pkl/.npz without a header")
     convert.add_argument("--output", help="output activation of a .pkl/.npz without a header")
     convert.add_argument("--input-scale", type=float, help="input scale of such a file")
@@ -479,7 +481,9 @@ def _range(values: np.ndarray) -> str:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    architecture = args.architecture.split(",") if args.architecture else None
+    # Commas inside an entry's parentheses separate its options: "Softplus(beta=1, threshold=30)".
+    architecture = (re.split(r",(?![^()]*\))", args.architecture) if args.architecture
+                    else None)
     network = convert(args.source, args.destination, architecture=architecture,
                       hidden=args.hidden, output=args.output, input_scale=args.input_scale,
                       pixel_scale=args.pixel_scale)

@@ -106,7 +106,8 @@ def test_a_compressed_chunked_dataset_reads(tmp_path):
 def test_a_huge_dense_layer_is_refused_by_the_budget_before_reading(tmp_path):
     """Dense(30000) on 30,000 inputs, declared in a few hundred bytes of config."""
     path = write(tmp_path, keras_zip(keras_config(30000, dense(30000)), h5_bytes(lambda h5: None)))
-    refused_in_fresh_process(path, match=r"layer 'dense' \(Dense\) needs 7200240000 bytes.*budget")
+    refused_in_fresh_process(path,
+                             match=r"layer 0 'dense' \(Dense\) needs 7200240000 bytes.*budget")
 
 
 def test_a_dataset_of_gigabytes_holding_nothing_is_refused(tmp_path):
@@ -178,22 +179,144 @@ FOREIGN = {"module": "my_package.layers", "class_name": "MyDense", "config": {},
                                               "config": "eval", "registered_name": "eval"})),
          r"names 'function' from module 'builtins'"),
         (keras_config(6, keras_layer("Conv2D", filters=2)), r"unsupported layer Conv2D at layer"),
-        (keras_config(6, dense(4, "elu")), r"unsupported activation 'elu'"),
+        (keras_config(6, dense(4, "relu6")), r"unsupported activation 'relu6'; supported: "),
         (keras_config(6, dense(4, "relu", lora_rank=4)), "quantized or LoRA"),
         (keras_config(6, dense(4, "relu", kernel_size=3)), "unsupported option 'kernel_size'"),
         ({**keras_config(6, dense(4)), "class_name": "MyModel"}, "the model is a 'MyModel'"),
     ],
     ids=["lambda", "custom-layer", "registered-name", "initializer-module", "activation-fn",
-         "conv", "elu", "lora", "unknown-option", "custom-model"],
+         "conv", "relu6", "lora", "unknown-option", "custom-model"],
 )
 def test_code_in_the_config_is_refused_never_resolved(tmp_path, config, match):
     refused(tmp_path, keras_zip(config, dense_weights((KERNEL, BIAS))), match)
 
 
 def test_a_file_loads_without_keras_or_torch_and_writes_nothing(tmp_path):
-    path = write(tmp_path, keras_zip(keras_config(6, dense(4, "elu")),
+    path = write(tmp_path, keras_zip(keras_config(6, dense(4, "relu6")),
                                      dense_weights((KERNEL, BIAS))))
-    refused_in_fresh_process(path, match="unsupported activation 'elu'")
+    refused_in_fresh_process(path, match="unsupported activation 'relu6'")
+
+
+def norm_weights(*groups: tuple[str, list[np.ndarray]]) -> bytes:
+    """``model.weights.h5`` with the variables of each named layer group, in order."""
+
+    def build(h5) -> None:
+        for name, arrays in groups:
+            group = h5.create_group(f"layers/{name}/vars")
+            for index, array in enumerate(arrays):
+                group.create_dataset(str(index), data=array)
+
+    return h5_bytes(build)
+
+
+def test_normalization_layers_load_what_the_file_says(tmp_path):
+    """BatchNormalization folded into the Dense before it, LayerNormalization kept on it,
+    Normalization folded into the Dense after it; computed here in float64."""
+    stats = [RNG.uniform(0.5, 2, 4).astype(np.float32) for _ in range(4)]
+    gamma, beta = RNG.uniform(0.5, 2, 4).astype(np.float32), RNG.normal(0, 1, 4).astype(np.float32)
+    mean = RNG.normal(0, 1, 6).astype(np.float32)
+    variance = RNG.uniform(0.5, 2, 6).astype(np.float32)
+    config = keras_config(6, keras_layer("Normalization", axis=[-1], invert=False, mean=None,
+                                         variance=None),
+                          dense(4), keras_layer("BatchNormalization", axis=-1, epsilon=0.01,
+                                                center=True, scale=True),
+                          keras_layer("LayerNormalization", axis=[-1], epsilon=0.001,
+                                      center=True, scale=True, rms_scaling=False),
+                          keras_layer("Activation", activation="relu"))
+    weights = norm_weights(("normalization", [mean, variance, np.array(7, np.int32)]),
+                           ("dense", [KERNEL, BIAS]), ("batch_normalization", stats),
+                           ("layer_normalization", [gamma, beta]))
+    network = mlpinfer.load(write(tmp_path, keras_zip(config, weights)))
+    x = RNG.standard_normal((7, 6))
+    h = (x - mean) / np.sqrt(variance.astype(np.float64)) @ KERNEL + BIAS
+    h = (h - stats[2]) / np.sqrt(stats[3] + 0.01) * stats[0] + stats[1]
+    h = (h - h.mean(axis=1, keepdims=True)) / np.sqrt(h.var(axis=1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(network.predict(x), np.maximum(h * gamma + beta, 0), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("layers", "weights", "match"),
+    [
+        ([dense(4), keras_layer("BatchNormalization", axis=0)], [],
+         r"layer 1 'batchnormalization' \(BatchNormalization\): axis=0; only the last axis"),
+        ([dense(4), keras_layer("BatchNormalization", renorm=True)], [], "renorm"),
+        ([dense(4), keras_layer("LayerNormalization", rms_scaling=True)], [], "rms_scaling=True"),
+        ([keras_layer("Normalization", invert=True, mean=0.0, variance=1.0), dense(4)], [],
+         "invert=True"),
+        ([dense(4), keras_layer("ReLU", threshold=0.5)], [], "threshold=0.5; only ReLU"),
+        ([dense(4), keras_layer("LeakyReLU", negative_slope="x")], [], "'x'|x; expected a number"),
+        ([dense(4), keras_layer("BatchNormalization", epsilon=0.001, momentum=0.9,
+                                center=True, scale=True, secret=1)], [],
+         "unsupported option 'secret'"),
+        ([dense(4), keras_layer("BatchNormalization")],
+         [("batch_normalization", [np.ones(4, np.float32)] * 3 + [np.ones(5, np.float32)])],
+         r"vars/3'.*expected shape \(4,\) from the config, found \(5,\)"),
+        ([dense(4), keras_layer("BatchNormalization")],
+         [("batch_normalization", [np.ones(4, np.float32)] * 3)], r"vars/3'.*not found"),
+        ([keras_layer("Normalization", mean=[1.0, 2.0], variance=[1.0, 1.0]), dense(4)], [],
+         r"values of shape \(2,\); expected numbers broadcasting over the input \(None, 6\)"),
+        ([keras_layer("Normalization", mean=[0.0] * 6, variance=[-1.0] * 6), dense(4)], [],
+         "a negative variance"),
+    ],
+    ids=["bn-axis", "bn-renorm", "rms-scaling", "invert", "relu-threshold", "slope-str",
+         "unknown-option", "bn-shape", "bn-missing", "normalization-shape", "negative-variance"],
+)
+def test_normalization_layers_refused_naming_what_is_wrong(tmp_path, layers, weights, match):
+    config = keras_config(6, *layers)
+    refused(tmp_path, keras_zip(config, norm_weights(("dense", [KERNEL, BIAS]), *weights)), match)
+
+
+ODD_VALUES = [None, "x", [], {}, [1, 2], [[1], [2, 3]], True, -1, 0, 1e308, {"a": [1]}]
+OPTION_LAYERS = [
+    ("BatchNormalization", {"axis": -1, "epsilon": 0.001, "center": True, "scale": True,
+                            "renorm": False, "synchronized": False}),
+    ("LayerNormalization", {"axis": [-1], "epsilon": 0.001, "center": True, "scale": True,
+                            "rms_scaling": False}),
+    ("Normalization", {"axis": [-1], "invert": False, "mean": [0.5] * 4,
+                       "variance": [2.0] * 4}),
+    ("Rescaling", {"scale": 0.5, "offset": 0.25}),
+    ("LeakyReLU", {"negative_slope": 0.1}),
+    ("ELU", {"alpha": 0.5}),
+    ("ReLU", {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}),
+    ("Softmax", {"axis": -1}),
+    ("Activation", {"activation": "gelu"}),
+]
+
+
+# A scale of 1e308 folded into a Dense overflows in the Chain (formats/_chain.py warns),
+# and Network then refuses the infinite weights.
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")
+@pytest.mark.parametrize(("kind", "options"), OPTION_LAYERS,
+                         ids=[kind for kind, _ in OPTION_LAYERS])
+def test_every_option_of_every_new_layer_reads_or_is_refused(tmp_path, kind, options):
+    """Each option of the new layers set to values of every JSON type: the file loads, or
+    is refused with a WeightsError; nothing else escapes."""
+    rng = np.random.default_rng(1)
+    stats = [rng.uniform(0.5, 2.0, 4).astype(np.float32) for _ in range(4)]
+    group = {"BatchNormalization": [("batch_normalization", stats)],
+             "LayerNormalization": [("layer_normalization", stats[:2])]}.get(kind, [])
+    for key in options:
+        for value in ODD_VALUES:
+            layer = keras_layer(kind, **{**options, key: value})
+            config = keras_config(6, dense(4), layer, dense(3, name="dense_1"))
+            weights = norm_weights(("dense", [KERNEL, BIAS]), *group,
+                                   ("dense_1", [np.ones((4, 3), np.float32), BIAS[:3]]))
+            path = write(tmp_path, keras_zip(config, weights))
+            try:
+                network = mlpinfer.load(path)
+            except WeightsError:
+                continue
+            assert network.predict(np.ones((2, 6))).shape == (2, 3), (kind, key, value)
+
+
+def test_per_feature_scaling_of_a_huge_input_is_refused_by_the_budget_first(tmp_path):
+    """A Rescaling per column of an input of 10^10 features would be 80 GB once
+    broadcast: the budget refuses the Dense it flows into before anything is broadcast."""
+    scale = [1.0] * 99_999 + [2.0]
+    config = keras_config((100_000, 100_000), keras_layer("Rescaling", scale=scale),
+                          keras_layer("Flatten", data_format="channels_last"), dense(4))
+    path = write(tmp_path, keras_zip(config, dense_weights((KERNEL, BIAS))))
+    refused_in_fresh_process(path, match=r"layer 2 'dense' \(Dense\) needs \d{12} bytes.*budget")
 
 
 # --------------------------------------------------------------------------- HDF5
@@ -334,11 +457,11 @@ def nested(depth: int) -> bytes:
         (keras_config(6, dense(-3)), "-3 units"),
         (keras_config(6, {**dense(4), "config": []}), "expected 'config' to be an object"),
         (keras_config(6, keras_layer("Rescaling", scale=[1.0, 2.0], offset=0.0), dense(4)),
-         "per-channel scale"),
+         r"values of shape \(2,\); expected numbers broadcasting over the input \(None, 6\)"),
         (keras_config(6, keras_layer("Rescaling", scale="x", offset=0.0), dense(4)),
-         "expected a number"),
-        (keras_config(6, dense(4), keras_layer("Rescaling", scale=2.0, offset=0.0)),
-         "Rescaling after a Dense layer"),
+         "expected numbers"),
+        (keras_config(6, dense(4, "relu"), keras_layer("Rescaling", scale=2.0, offset=0.0)),
+         "a feature scaling after the last activation"),
         (keras_config((2, 3), dense(4)), r"input of shape \(None, 2, 3\)"),
         (keras_config((2, 3), keras_layer("Flatten", data_format="channels_first"), dense(4)),
          "reorders the features"),
@@ -374,3 +497,15 @@ def test_corruptions_load_the_written_weights_or_nothing(tmp_path):
             continue
         np.testing.assert_array_equal(network.layers[0].weights, KERNEL)
         np.testing.assert_array_equal(network.layers[0].bias, BIAS)
+
+
+def test_supported_names_concepts_of_the_readme_table():
+    """`SUPPORTED` (the README's table) uses the table's concept keys only, and spells
+    something for every layer kind the reader dispatches on."""
+    from mlpinfer import _activations
+    from mlpinfer.formats import keras
+
+    concepts = {"dense", "batch_norm", "layer_norm", "feature_scaling", "no_op"}
+    assert set(keras.SUPPORTED) <= concepts | set(_activations.ACTIVATIONS)
+    assert {"dense", "batch_norm", "layer_norm", "no_op", "relu", "gelu", "silu", "elu",
+            "leaky_relu", "selu", "softplus", "hard_sigmoid", "log_softmax"} <= set(keras.SUPPORTED)

@@ -28,6 +28,7 @@ from support import assert_refused, refused_in_fresh_process
 
 import mlpinfer
 from mlpinfer import WeightsError
+from mlpinfer.formats.torch import MODULE_OPTIONS
 
 LINEAR = ["Linear", "Sigmoid", "Linear", "Softmax"]
 
@@ -264,6 +265,86 @@ def test_bundle_fields_of_the_wrong_kind(tmp_path, fields, options, match):
         mlpinfer.load(path, **options)
 
 
+def test_batch_norm_statistics_and_its_integer_counter_load_what_they_say(tmp_path):
+    """A Linear-BatchNorm1d-ReLU-Linear state_dict as torch.save writes it, with the
+    int64 num_batches_tracked that BatchNorm1d keeps; the fold computed here in float64."""
+    rng = np.random.default_rng(3)
+    weights = arrays()
+    stats = {f"1.{name}": rng.uniform(0.5, 2.0, 5).astype(np.float32)
+             for name in ("weight", "bias", "running_mean", "running_var")}
+    state = {}
+    storages = {}
+    for index, (key, array) in enumerate({**weights, **stats}.items()):
+        storages[str(index)] = array.tobytes()
+        state[key] = tensor(str(index), array.size, array.shape)
+    storages["counter"] = np.array([7], "<i8").tobytes()
+    state["1.num_batches_tracked"] = tensor("counter", 1, (), storage="LongStorage")
+    architecture = ["Linear", "BatchNorm1d(eps=0.01)", "ReLU", "Linear", "Softmax(dim=-1)"]
+    weights = {key.replace("2.", "3."): value for key, value in weights.items()}
+    state = {key.replace("2.", "3."): value for key, value in state.items()}
+    network = mlpinfer.load(write(tmp_path, bundle_with(state, storages,
+                                                        architecture=architecture)))
+    x = rng.standard_normal((7, 7))
+    h = x @ weights["0.weight"].T.astype(np.float64) + weights["0.bias"]
+    h = (h - stats["1.running_mean"]) / np.sqrt(stats["1.running_var"] + 0.01)
+    h = np.maximum(h * stats["1.weight"] + stats["1.bias"], 0)
+    h = h @ weights["3.weight"].T + weights["3.bias"]
+    expected = np.exp(h - h.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(network.predict(x), expected / expected.sum(axis=1, keepdims=True),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "match"),
+    [
+        (["Linear", "LeakyReLU(negative_slope=" + "9" * 100_000 + ")"],
+         r"unsupported layer 'LeakyReLU\(negative_slope=9999.*' at entry 1; expected one of"),
+        (["Linear", "LeakyReLU(negative_slope=1e999)"], "expected a number"),
+        (["Linear", "LeakyReLU(negative_slope=nan)"], "option value 'nan'"),
+        (["Linear", "LeakyReLU(negative_slope=True)"], "'True'; expected a number"),
+        (["Linear", "ELU(alpha=0.5, alpha=0.7)"], "alpha given twice"),
+        (["Linear", "GELU(approximate='erf')"], "approximate='erf'; expected 'none' or 'tanh'"),
+        (["Linear", "GELU(approximate=__import__('os'))"], r"option value"),
+        (["Linear", "Softmax(dim=0)"], "dim=0; only the last"),
+        (["Linear", "Linear(bias=False)"], r"expected key=value of its options \(none\)"),
+        (["Linear", "ReLU((("], "unsupported layer"),
+        (["Linear", 7], "'architecture' must be a list of layer names"),
+    ],
+)
+def test_architecture_entries_that_say_something_else(tmp_path, architecture, match):
+    state = {"0.weight": tensor("0", 4, (2, 2)), "0.bias": tensor("1", 2, (2,))}
+    path = write(tmp_path, bundle_with(state, {"0": bytes(16), "1": bytes(8)},
+                                       architecture=architecture))
+    with pytest.raises(WeightsError, match=match):
+        mlpinfer.load(path)
+
+
+ODD_VALUES = ["None", "True", "'x'", "-1", "0", "1e308", "1e-400", "7"]
+
+
+@pytest.mark.parametrize("kind", [kind for kind, options in MODULE_OPTIONS.items() if options])
+def test_every_option_of_every_entry_reads_or_is_refused(tmp_path, kind):
+    """Each option of an architecture entry set to values of every kind: the file loads
+    (and runs), or is refused with a WeightsError; nothing else escapes."""
+    rng = np.random.default_rng(2)
+    tensors = {"0.weight": rng.standard_normal((4, 6)), "0.bias": rng.standard_normal(4),
+               "2.weight": rng.standard_normal((3, 4)), "2.bias": rng.standard_normal(3)}
+    if kind in ("BatchNorm1d", "LayerNorm"):
+        tensors.update({"1.weight": rng.uniform(0.5, 2, 4), "1.bias": rng.standard_normal(4)})
+    if kind == "BatchNorm1d":
+        tensors.update({"1.running_mean": rng.standard_normal(4),
+                        "1.running_var": rng.uniform(0.5, 2, 4)})
+    for key in MODULE_OPTIONS[kind]:
+        for value in ODD_VALUES:
+            architecture = ["Linear", f"{kind}({key}={value})", "Linear"]
+            path = write(tmp_path, state_dict_file(tensors, architecture))
+            try:
+                network = mlpinfer.load(path)
+            except WeightsError:
+                continue
+            assert network.predict(np.ones((2, 6))).shape == (2, 3), architecture
+
+
 def test_the_legacy_format_is_named_not_read(tmp_path):
     magic = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save before 1.6
     path = write(tmp_path, magic + pickle_program({"0.weight": tensor("0", 4, (2, 2))}))
@@ -314,3 +395,15 @@ def test_corruptions_load_the_written_weights_or_nothing(tmp_path):
         np.testing.assert_array_equal(network.layers[0].weights, weights["0.weight"].T)
         np.testing.assert_array_equal(network.layers[1].weights, weights["2.weight"].T)
         np.testing.assert_array_equal(network.layers[1].bias, weights["2.bias"])
+
+
+def test_supported_names_concepts_of_the_readme_table():
+    """`SUPPORTED` (the README's table) uses the table's concept keys only, and spells
+    something for every layer kind the reader dispatches on."""
+    from mlpinfer import _activations
+    from mlpinfer.formats import torch
+
+    concepts = {"dense", "batch_norm", "layer_norm", "feature_scaling", "no_op"}
+    assert set(torch.SUPPORTED) <= concepts | set(_activations.ACTIVATIONS)
+    assert {"dense", "batch_norm", "layer_norm", "no_op", "relu", "gelu", "silu", "elu",
+            "leaky_relu", "selu", "softplus", "hard_sigmoid", "log_softmax"} <= set(torch.SUPPORTED)

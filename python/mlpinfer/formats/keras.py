@@ -11,6 +11,11 @@ dataset, no filter but deflate and shuffle), of the shape the config declares, a
 its bytes rather than a fill value. What a filter inflates is bounded by the shape, which
 the budget has counted; chunks are bounded so that a chunk buffer cannot be larger.
 
+Every layer is planned by `plan_layer` from its config; the live importer
+(`mlpinfer.importers.from_keras`) plans from each layer's ``get_config()`` through the same
+function and reads the same variables from the layer, so that a model and its saved file
+load the same network.
+
 Writing (`write_keras`) needs Keras itself; `to_keras` builds the model it saves.
 """
 
@@ -23,24 +28,36 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import _activations
+from .._activations import Activation
 from .._errors import WeightsError
 from .._network import Network
 from ._budget import Budget, open_zip, read_member
 from ._chain import Chain, UnsupportedModelError, require
 from ._registry import Format, Request
 
-__all__ = ["ACTIVATIONS", "FORMAT", "keras_module", "read_keras", "to_keras", "write_keras"]
+__all__ = ["ACTIVATIONS", "FORMAT", "SUPPORTED", "Plan", "Variables", "keras_module",
+           "plan_layer", "read_keras", "run_plan", "to_keras", "write_keras"]
 
-# Keras's activation names -> ours.
+# Keras's activation names -> ours. Keras 3's defaults are written out: leaky_relu's
+# negative_slope is 0.2 and hard_sigmoid is relu6(x + 3) / 6 (slope 1/6), which
+# tests/test_import_keras.py checks against the installed Keras.
 ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-               "linear": "identity"}
+               "log_softmax": "log_softmax", "linear": "identity",
+               "leaky_relu": str(Activation("leaky_relu", (0.2,))), "elu": "elu",
+               "selu": "selu", "gelu": "gelu", "silu": "silu", "swish": "silu",
+               "softplus": "softplus",
+               "hard_sigmoid": str(Activation("hard_sigmoid", (1 / 6, 0.5)))}
+# How the README's table shows a Keras activation name whose meaning needs a word.
+_ACTIVATION_NOTES = {"gelu": " (approximate=False)", "leaky_relu": " (negative_slope 0.2)",
+                     "hard_sigmoid": " (relu6(x + 3) / 6)"}
 _CONFIG = "config.json"
 _WEIGHTS = "model.weights.h5"
 # Real configs are kilobytes (3.5 KB for a 784-512-10 MLP); this caps what is inflated
@@ -50,6 +67,8 @@ _MAX_CONFIG_BYTES = 16 << 20
 _POLICIES = ("float32", "float64")
 # Options of each layer class; any other is refused as an option we would be ignoring.
 _COMMON_OPTIONS = {"name", "trainable", "dtype"}
+_INITIALIZED = {"beta_initializer", "gamma_initializer", "beta_regularizer",
+                "gamma_regularizer", "beta_constraint", "gamma_constraint"}
 _OPTIONS = {
     "InputLayer": {"batch_shape", "batch_input_shape", "input_shape", "batch_size", "sparse",
                    "ragged", "optional", "name", "dtype"},
@@ -58,16 +77,59 @@ _OPTIONS = {
                                 "activity_regularizer", "kernel_constraint", "bias_constraint",
                                 "quantization_config", "lora_rank", "lora_alpha"},
     "Activation": _COMMON_OPTIONS | {"activation"},
+    "Softmax": _COMMON_OPTIONS | {"axis"},
+    "LeakyReLU": _COMMON_OPTIONS | {"negative_slope"},
+    "ELU": _COMMON_OPTIONS | {"alpha"},
+    "ReLU": _COMMON_OPTIONS | {"max_value", "negative_slope", "threshold"},
+    "BatchNormalization": _COMMON_OPTIONS | _INITIALIZED | {
+        "axis", "momentum", "epsilon", "center", "scale", "moving_mean_initializer",
+        "moving_variance_initializer", "synchronized", "renorm", "renorm_clipping",
+        "renorm_momentum"},
+    "LayerNormalization": _COMMON_OPTIONS | _INITIALIZED | {"axis", "epsilon", "center",
+                                                            "scale", "rms_scaling"},
+    "Normalization": _COMMON_OPTIONS | {"axis", "invert", "mean", "variance"},
+    "Rescaling": _COMMON_OPTIONS | {"scale", "offset"},
     "Flatten": _COMMON_OPTIONS | {"data_format"},
     "Dropout": _COMMON_OPTIONS | {"rate", "seed", "noise_shape"},
-    "Rescaling": _COMMON_OPTIONS | {"scale", "offset"},
+    "Identity": _COMMON_OPTIONS,
+    "GaussianNoise": _COMMON_OPTIONS | {"stddev", "seed"},
+    "GaussianDropout": _COMMON_OPTIONS | {"rate", "seed"},
+    "AlphaDropout": _COMMON_OPTIONS | {"rate", "seed", "noise_shape"},
 }
+# Layer classes -> the concept they are (activation layers: the activation they compute).
+_LAYER_CONCEPTS = {"Dense": "dense", "BatchNormalization": "batch_norm",
+                   "LayerNormalization": "layer_norm", "Normalization": "feature_scaling",
+                   "Rescaling": "feature_scaling", "InputLayer": "no_op", "Flatten": "no_op",
+                   "Dropout": "no_op", "Identity": "no_op", "GaussianNoise": "no_op",
+                   "GaussianDropout": "no_op", "AlphaDropout": "no_op",
+                   "Softmax": "softmax", "LeakyReLU": "leaky_relu", "ELU": "elu", "ReLU": "relu"}
+# The layers that only add noise in training (rate, stddev): the identity at inference.
+_NO_OPS = ("Dropout", "Identity", "GaussianNoise", "GaussianDropout", "AlphaDropout")
+# Normalization divides by max(sqrt(variance), keras.config.epsilon()), whose default this is.
+_NORMALIZATION_EPSILON = 1e-7
 _MODELS = ("Sequential", "Functional", "Model")
 # Objects the config may name (initializers, dtype policies) must be Keras's own.
 _KERAS_MODULE = re.compile(r"keras(\.[a-z_]+)*\Z")
 # Of the HDF5 filters, only these two are built into every libhdf5: any other id makes
 # HDF5 look for a plugin library to load.
 _FILTERS = {1: "deflate", 2: "shuffle"}
+
+
+def _supported() -> dict[str, str]:
+    """Concept -> how Keras spells it, from the tables the reader dispatches on."""
+    table: dict[str, list[str]] = {}
+    for name, ours in ACTIVATIONS.items():
+        table.setdefault(_activations.parse(ours).name, []).append(
+            f"'{name}'{_ACTIVATION_NOTES.get(name, '')}")
+    for kind, concept in _LAYER_CONCEPTS.items():
+        is_activation = concept in _activations.ACTIVATIONS
+        table.setdefault(concept, []).append(f"{kind} layer" if is_activation else kind)
+    return {key: ", ".join(spellings) for key, spellings in table.items()}
+
+
+#: Concept (README supported-layers table) -> how Keras spells it: activation names (of
+#: Dense and Activation layers) in quotes, layer classes bare.
+SUPPORTED = _supported()
 
 
 def keras_module() -> Any:
@@ -83,49 +145,64 @@ def keras_module() -> Any:
 
 
 @dataclass(frozen=True)
-class _Dense:
-    """A ``Dense`` layer from the config: where its variables are and their shapes."""
+class Variables:
+    """A layer's variables: its group in ``model.weights.h5`` (its index among the
+    layers of a live model) and each variable's name and shape, in Keras's order."""
 
     path: str
-    inputs: int
-    units: int
-    use_bias: bool
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]
     where: str
 
+    @property
+    def nbytes(self) -> int:
+        """The float64 copies the chain holds."""
+        return 8 * sum(math.prod(shape) for _, shape in self.shapes)
 
-class _Plan:
-    """What the config asks for, in order, with every weight shape known before reading."""
+
+class Plan:
+    """What a model asks for, in order, with every weight shape known before reading:
+    steps (kind, value, label), a value of kind `Variables` being read by `run_plan`."""
 
     def __init__(self) -> None:
         self.steps: list[tuple[str, Any, str]] = []
+        self.layers = 0  # layers planned so far, nested models' and input layers not counted
 
-    def dense_layers(self) -> Iterator[_Dense]:
-        return (value for kind, value, _ in self.steps if kind == "dense")
+    def variables(self) -> Iterator[Variables]:
+        return (value for _, value, _ in self.steps if isinstance(value, Variables))
 
 
 def read_keras(request: Request) -> Network:
     """A network from a ``.keras`` file (any name).
 
-    Allowed layers: ``InputLayer``, ``Dense`` (relu, sigmoid, tanh, softmax or linear;
-    ``use_bias=False`` means zero bias), ``Activation`` of those, ``Flatten``,
-    ``Dropout`` (the identity at inference) and ``Rescaling`` by scalars before the
-    first ``Dense``, which becomes ``input_scale``; nested Sequential and functional
-    chains. Anything else is refused, naming the layer.
+    Allowed layers (`SUPPORTED`): ``InputLayer``; ``Dense`` (``use_bias=False`` means
+    zero bias) with any activation of `ACTIVATIONS`; ``Activation``, ``Softmax`` (last
+    axis), ``LeakyReLU``, ``ELU`` and ``ReLU`` (default options) layers;
+    ``BatchNormalization`` (moving statistics, folded into the adjacent ``Dense``),
+    ``LayerNormalization`` (last axis) after a ``Dense``, ``Normalization``
+    (``invert=False``) and ``Rescaling`` (a scalar one before the first ``Dense`` becomes
+    ``input_scale``); ``Flatten`` and the layers that are the identity at inference
+    (``Dropout``, ``Identity``, ``GaussianNoise``, ``GaussianDropout``,
+    ``AlphaDropout``); nested Sequential and functional chains. Anything else is
+    refused, naming the layer.
     """
     budget = request.budget
     with request.open() as stream, open_zip(stream, budget, what="a .keras zip") as archive:
         # FORMAT recognises a .keras zip by these two members.
         plan = _plan(_member_json(archive, budget))
-        for dense in plan.dense_layers():
-            budget.charge(_dense_bytes(dense), dense.where)
+        for variables in plan.variables():
+            budget.charge(variables.nbytes, variables.where)
         # open_zip charged the member's declared size, which bounds what this inflates.
         weights = read_member(archive, _WEIGHTS, budget)
-    return _build(plan, weights)
-
-
-def _dense_bytes(dense: _Dense) -> int:
-    """The float64 copies of a Dense layer's kernel and bias that the chain holds."""
-    return 8 * (dense.inputs + 1) * dense.units
+    h5py = require("h5py", "keras")
+    try:
+        h5 = h5py.File(io.BytesIO(weights), "r")
+    except Exception as error:  # noqa: BLE001 - h5py raises OSError and others
+        raise WeightsError(
+            f"{_WEIGHTS} is not a readable HDF5 file (h5py: {str(error)[:200]})"
+        ) from None
+    with h5:
+        return run_plan(plan, lambda variables, index, shape: _variable(
+            h5py, h5, variables, index, shape))
 
 
 def _refuse_constant(text: str) -> None:
@@ -191,21 +268,21 @@ def _refuse_foreign_objects(value: Any, where: str) -> None:
             stack.extend(item.values())
 
 
-def _plan(config: Any) -> _Plan:
+def _plan(config: Any) -> Plan:
     _refuse_foreign_objects(config, "the model")
-    plan = _Plan()
+    plan = Plan()
     kind = _field(config, "class_name", str, "the model")
     if kind not in _MODELS:
         raise UnsupportedModelError(
             f"the model is a {kind[:60]!r}; expected a Sequential or functional model"
         )
     _model(config, "layers", None, plan, "the model")
-    if not any(True for _ in plan.dense_layers()):
+    if not any(kind == "dense" for kind, _, _ in plan.steps):
         raise UnsupportedModelError("the model has no Dense layer")
     return plan
 
 
-def _model(config: dict[str, Any], prefix: str, shape: list[int] | None, plan: _Plan,
+def _model(config: dict[str, Any], prefix: str, shape: list[int] | None, plan: Plan,
            where: str) -> list[int]:
     """Adds the steps of a Sequential or functional model; returns its output shape."""
     body = _field(config, "config", dict, where)
@@ -218,31 +295,27 @@ def _model(config: dict[str, Any], prefix: str, shape: list[int] | None, plan: _
         kind = _field(layer, "class_name", str, f"{where}, layer {index}")
         options = _field(layer, "config", dict, f"{where}, layer {index}")
         name = options.get("name", f"#{index}")
-        label = f"layer {str(name)[:60]!r} ({kind[:60]})"
-        # Keras stores a layer's variables under the snake_case of its class name,
-        # numbered per class in the model's order ("dense", "dense_1", ...).
-        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+        # Numbered as the flattened chain of layers (model.layers of a Sequential).
+        label = f"layer {plan.layers} {str(name)[:60]!r} ({kind[:60]})"
+        # Keras stores a layer's variables under the snake_case of its class name
+        # (keras.src.utils.naming.to_snake_case: "LeakyReLU" -> "leaky_re_lu"), numbered
+        # per class in the model's order ("dense", "dense_1", ...).
+        snake = re.sub("([a-z])([A-Z])", r"\1_\2",
+                       re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", kind))).lower()
         count = counters.get(snake, 0)
         counters[snake] = count + 1
         h5_path = f"{prefix}/{snake}" + (f"_{count}" if count else "")
         if kind in _MODELS:
             shape = _model(layer, f"{h5_path}/layers", shape, plan, label)
             continue
-        if kind not in _OPTIONS:
-            raise UnsupportedModelError(f"unsupported layer {kind[:60]} at {label}")
-        unknown = sorted(set(options) - _OPTIONS[kind])
-        if unknown:
-            raise UnsupportedModelError(
-                f"{label}: unsupported option {unknown[0][:60]!r} (an option mlpinfer would "
-                "be ignoring)"
-            )
         if kind == "InputLayer":
+            _check_options(kind, options, label)
             shape = _input_shape(options, shape, index, label)
             continue
-        _check_policy(options, label)
+        plan.layers += 1
         if shape is None:
             shape = _build_shape(layer, label)
-        shape = _layer(kind, options, shape, h5_path, plan, label)
+        shape = plan_layer(kind, options, shape, h5_path, plan, label)
     if shape is None:
         raise UnsupportedModelError(f"{where}: no input shape; cannot check weight shapes")
     return shape
@@ -329,19 +402,52 @@ def _check_policy(options: dict[str, Any], label: str) -> None:
         )
 
 
+def _check_options(kind: str, options: dict[str, Any], label: str) -> None:
+    if kind not in _OPTIONS:
+        raise UnsupportedModelError(
+            f"unsupported layer {kind[:60]} at {label}; supported: "
+            f"{', '.join(k for k in _OPTIONS if k != 'InputLayer')}")
+    unknown = sorted(set(options) - _OPTIONS[kind])
+    if unknown:
+        raise UnsupportedModelError(
+            f"{label}: unsupported option {unknown[0][:60]!r} (an option mlpinfer would "
+            "be ignoring)"
+        )
+
+
 def _activation(options: dict[str, Any], label: str) -> str:
     name = options.get("activation", "linear")
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise UnsupportedModelError(f"{label}: unsupported activation {str(name)[:60]!r}")
+        raise UnsupportedModelError(
+            f"{label}: unsupported activation {str(name)[:60]!r}; supported: "
+            f"{', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
 
 
-def _layer(kind: str, options: dict[str, Any], shape: list[int], h5_path: str, plan: _Plan,
-           label: str) -> list[int]:
-    """Adds one layer's steps; returns its output shape."""
+def _last_axis(axis: Any, shape: list[int], label: str) -> None:
+    """``axis`` (an int or a list of one) must be the features' axis: -1 or its index."""
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:  # a live layer's config has tuples
+        axis = axis[0]
+    if axis not in (-1, len(shape)) or isinstance(axis, bool):
+        raise UnsupportedModelError(
+            f"{label}: axis={str(axis)[:40]}; only the last axis (-1) is supported")
+
+
+def _flag(options: dict[str, Any], key: str, default: bool, label: str) -> bool:
+    return _field(options, key, bool, label) if key in options else default
+
+
+def plan_layer(kind: str, options: dict[str, Any], shape: list[int], path: str, plan: Plan,
+               label: str) -> list[int]:
+    """Adds the steps of one layer of class ``kind`` with its config ``options``, on input
+    of ``shape`` (without the batch axis), its variables under ``path``; returns its
+    output shape. The file reader and the live importer (with ``layer.get_config()``)
+    both plan through here."""
+    _check_options(kind, options, label)
+    _check_policy(options, label)
     if kind == "Dense":
         units = _field(options, "units", int, label)
-        use_bias = _field(options, "use_bias", bool, label) if "use_bias" in options else True
+        use_bias = _flag(options, "use_bias", True, label)
         if options.get("quantization_config") is not None or options.get("lora_rank"):
             raise UnsupportedModelError(f"{label}: quantized or LoRA weights")
         if len(shape) != 1:
@@ -351,70 +457,188 @@ def _layer(kind: str, options: dict[str, Any], shape: list[int], h5_path: str, p
             )
         if units <= 0:
             raise WeightsError(f"{label}: {units} units")
-        plan.steps.append(("dense", _Dense(h5_path, shape[0], units, use_bias, label), label))
+        shapes = (("kernel", (shape[0], units)),) + ((("bias", (units,)),) if use_bias else ())
+        plan.steps.append(("dense", Variables(path, shapes, label), label))
         plan.steps.append(("activate", _activation(options, label), label))
         return [units]
-    if kind == "Activation":
-        plan.steps.append(("activate", _activation(options, label), label))
+    if kind in ("Activation", "Softmax", "LeakyReLU", "ELU", "ReLU"):
+        plan.steps.append(("activate", _activation_layer(kind, options, shape, label), label))
+    elif kind == "BatchNormalization":
+        _last_axis(options.get("axis", -1), shape, label)
+        if _flag(options, "renorm", False, label) or _flag(options, "synchronized", False, label):
+            raise UnsupportedModelError(f"{label}: renorm or synchronized batch statistics")
+        names = (["gamma"] if _flag(options, "scale", True, label) else []) + (
+            ["beta"] if _flag(options, "center", True, label) else []) + [
+            "moving_mean", "moving_variance"]
+        epsilon = _number(options.get("epsilon", 1e-3), label)
+        variables = Variables(path, tuple((name, (shape[-1],)) for name in names), label)
+        plan.steps.append(("batch_norm", (variables, epsilon, shape), label))
+    elif kind == "LayerNormalization":
+        _last_axis(options.get("axis", -1), shape, label)
+        if _flag(options, "rms_scaling", False, label):
+            raise UnsupportedModelError(
+                f"{label}: rms_scaling=True (it scales by the variance, not by the root mean "
+                "square); supported: LayerNormalization with rms_scaling=False")
+        if len(shape) != 1:
+            raise UnsupportedModelError(
+                f"{label}: over the last axis of (None, {', '.join(map(str, shape))}); "
+                "LayerNormalization is supported after a Dense layer only")
+        names = (["gamma"] if _flag(options, "scale", True, label) else []) + (
+            ["beta"] if _flag(options, "center", True, label) else [])
+        epsilon = _number(options.get("epsilon", 1e-3), label)
+        variables = Variables(path, tuple((name, (shape[-1],)) for name in names), label)
+        plan.steps.append(("layer_norm", (variables, epsilon), label))
+    elif kind == "Normalization":
+        _plan_normalization(options, shape, path, plan, label)
+    elif kind == "Rescaling":
+        factor = _numbers(options.get("scale", 1.0), shape, label)
+        offset = _numbers(options.get("offset", 0.0), shape, label)
+        if factor.ndim == 0 and offset.ndim == 0:
+            plan.steps.append(("scale", (float(factor), float(offset)), label))
+        else:
+            plan.steps.append(("affine", (factor, offset, shape), label))
     elif kind == "Flatten":
         if options.get("data_format", "channels_last") != "channels_last" and len(shape) > 1:
             raise UnsupportedModelError(
                 f"{label}: data_format={str(options.get('data_format'))[:40]!r} reorders the "
                 "features"
             )
+        plan.steps.append(("skip", kind, label))
         return [math.prod(shape)]
-    elif kind == "Rescaling":
-        factor = _scalar(options.get("scale", 1.0), label)
-        offset = _scalar(options.get("offset", 0.0), label)
-        if any(step[0] == "dense" for step in plan.steps):
-            raise UnsupportedModelError(f"{label}: Rescaling after a Dense layer")
-        plan.steps.append(("scale", (factor, offset), label))
+    else:
+        plan.steps.append(("skip", kind, label))
     return shape
 
 
-def _scalar(value: Any, label: str) -> float:
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, list):
-        raise UnsupportedModelError(f"{label}: per-channel scale or offset")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise WeightsError(f"{label}: scale/offset {str(value)[:40]}; expected a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise WeightsError(f"{label}: scale/offset {number}")
-    return number
+def _activation_layer(kind: str, options: dict[str, Any], shape: list[int], label: str) -> str:
+    """Our activation for one of Keras's activation layers."""
+    if kind == "Activation":
+        return _activation(options, label)
+    if kind == "Softmax":
+        _last_axis(options.get("axis", -1), shape, label)
+        return "softmax"
+    if kind == "LeakyReLU":  # Keras 3's LeakyReLU layer defaults to 0.3, its function to 0.2
+        return str(Activation("leaky_relu", (_number(options.get("negative_slope", 0.3), label),)))
+    if kind == "ELU":
+        return str(Activation("elu", (_number(options.get("alpha", 1.0), label),)))
+    for key, default in (("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)):
+        if options.get(key, default) != default:
+            raise UnsupportedModelError(
+                f"{label}: {key}={str(options[key])[:40]}; only ReLU with its default "
+                "options (max_value=None, negative_slope=0, threshold=0) is supported")
+    return "relu"
+
+
+def _plan_normalization(options: dict[str, Any], shape: list[int], path: str, plan: Plan,
+                        label: str) -> None:
+    """Keras's Normalization: ``(x - mean) / max(sqrt(variance), epsilon)`` per feature."""
+    if _flag(options, "invert", False, label):
+        raise UnsupportedModelError(
+            f"{label}: invert=True (it undoes a normalization); supported: Normalization "
+            "with invert=False")
+    axis = options.get("axis", [-1])
+    every_axis = axis is None or (isinstance(axis, (list, tuple)) and not axis)  # one mean
+    if not every_axis:
+        _last_axis(axis, shape, label)
+    mean, variance = options.get("mean"), options.get("variance")
+    if mean is None and variance is None:  # adapted: the statistics are variables
+        stats = () if every_axis else (shape[-1],)
+        variables = Variables(path, (("mean", stats), ("variance", stats)), label)
+        plan.steps.append(("normalization", (variables, shape), label))
+        return
+    plan.steps.append(("affine", (*_standardize(_numbers(mean, shape, label),
+                                                _numbers(variance, shape, label), label), shape),
+                       label))
+
+
+def _standardize(mean: np.ndarray, variance: np.ndarray,
+                 label: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x - mean) / max(sqrt(variance), epsilon)`` as ``x * scale + shift``."""
+    if np.any(variance < 0):
+        raise WeightsError(f"{label}: a negative variance")
+    scale = 1.0 / np.maximum(np.sqrt(variance), _NORMALIZATION_EPSILON)
+    return scale, -mean * scale
+
+
+def _numbers(value: Any, shape: list[int], label: str) -> np.ndarray:
+    """A config's number or list of numbers that broadcasts over ``shape`` (a 0-d array
+    when it is one number). It is broadcast (`_flat`) only when the plan runs, after the
+    budget has counted the Dense layer the features flow into."""
+    def bad(what: str) -> UnsupportedModelError:
+        return UnsupportedModelError(f"{label}: {what}; expected numbers broadcasting over "
+                                     f"the input (None, {', '.join(map(str, shape))})")
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise bad(f"a scale, offset or statistic {str(value)[:40]}") from None
+    if not np.all(np.isfinite(array)):
+        raise WeightsError(f"{label}: a non-finite scale, offset or statistic")
+    if array.size == 1:
+        return array.reshape(())
+    try:
+        fits = np.broadcast_shapes(array.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise bad(f"values of shape {array.shape}")
+    return array
+
+
+def _flat(array: np.ndarray, shape: list[int]) -> np.ndarray:
+    """``array`` (from `_numbers`) per flattened feature, or the one number it is."""
+    return array if array.ndim == 0 else np.broadcast_to(array, tuple(shape)).reshape(-1)
+
+
+def _number(value: Any, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise WeightsError(f"{label}: {str(value)[:40]}; expected a number")
+    return float(value)
 
 
 # ---------------------------------------------------------------------- the weights
 
 
-def _build(plan: _Plan, weights: bytes) -> Network:
-    h5py = require("h5py", "keras")
+def run_plan(plan: Plan, fetch: Callable[[Variables, int, tuple[int, ...]], np.ndarray]
+             ) -> Network:
+    """The network ``plan`` describes; ``fetch(variables, index, shape)`` gives a variable
+    (from the file, or from a live layer) of the planned shape."""
     chain = Chain()
-    try:
-        h5 = h5py.File(io.BytesIO(weights), "r")
-    except Exception as error:  # noqa: BLE001 - h5py raises OSError and others
-        raise WeightsError(
-            f"{_WEIGHTS} is not a readable HDF5 file (h5py: {str(error)[:200]})"
-        ) from None
-    with h5:
-        for kind, value, label in plan.steps:
+    for kind, value, label in plan.steps:
+        if kind == "activate":
+            chain.activate(value, label)
+        elif kind == "scale":
+            chain.scale(*value, label)
+        elif kind == "affine":
+            scale, shift, shape = value
+            chain.affine(_flat(scale, shape), _flat(shift, shape), label)
+        elif kind == "skip":
+            chain.skip(value, label)
+        else:
+            variables = value if kind == "dense" else value[0]
+            arrays = {name: fetch(variables, index, shape)
+                      for index, (name, shape) in enumerate(variables.shapes)}
             if kind == "dense":
-                kernel = _variable(h5py, h5, value, 0, (value.inputs, value.units))
-                bias = (_variable(h5py, h5, value, 1, (value.units,)) if value.use_bias
-                        else None)
-                chain.dense(kernel, bias, label)
-            elif kind == "activate":
-                chain.activate(value, label)
-            else:
-                chain.scale(*value, label)
+                chain.dense(arrays["kernel"], arrays.get("bias"), label)
+            elif kind == "layer_norm":
+                chain.layer_norm(arrays.get("gamma"), arrays.get("beta"), value[1], label)
+            elif kind == "batch_norm":
+                _, epsilon, shape = value
+                flat = {name: _flat(_numbers(array, shape, label), shape)
+                        for name, array in arrays.items()}
+                chain.batch_norm(flat["moving_mean"], flat["moving_variance"],
+                                 flat.get("gamma"), flat.get("beta"), epsilon, label)
+            else:  # an adapted Normalization
+                shape = value[1]
+                scale, shift = _standardize(_numbers(arrays["mean"], shape, label),
+                                            _numbers(arrays["variance"], shape, label), label)
+                chain.affine(_flat(scale, shape), _flat(shift, shape), label)
     return chain.network()
 
 
-def _variable(h5py: Any, h5: Any, dense: _Dense, index: int,
+def _variable(h5py: Any, h5: Any, variables: Variables, index: int,
               shape: tuple[int, ...]) -> np.ndarray:
-    path = f"{dense.path}/vars/{index}"
-    what = f"{dense.where}: {_WEIGHTS} dataset {path!r}"
+    path = f"{variables.path}/vars/{index}"
+    what = f"{variables.where}: {_WEIGHTS} dataset {path!r}"
     try:
         dataset = _dataset(h5py, h5, path, what)
         _check_dataset(h5py, dataset, shape, what)
@@ -488,18 +712,46 @@ def _check_dataset(h5py: Any, dataset: Any, shape: tuple[int, ...], what: str) -
 
 def to_keras(network: Network) -> Any:
     """A ``keras.Sequential`` computing ``network`` on float input (``input_scale`` is a
-    ``Rescaling`` layer)."""
+    ``Rescaling`` layer, a LayerNorm a ``LayerNormalization`` layer). `WeightsError` for
+    an activation Keras cannot say (gelu_tanh, a hard sigmoid other than Keras's)."""
     keras = keras_module()
     layers: list[Any] = [keras.Input((network.n_inputs,))]
     if network.input_scale is not None:
         layers.append(keras.layers.Rescaling(network.input_scale))
-    names = {ours: theirs for theirs, ours in ACTIVATIONS.items()}
-    dense = [keras.layers.Dense(layer.outputs, activation=names[layer.activation])
-             for layer in network.layers]
-    model = keras.Sequential(layers + dense)
-    for keras_layer, layer in zip(dense, network.layers, strict=True):
-        keras_layer.set_weights([layer.weights, layer.bias])
+    weighted: list[tuple[Any, list[np.ndarray]]] = []
+    for layer in network.layers:
+        activation = _keras_activation(keras, layer.activation)
+        steps: list[Any] = [] if activation == "linear" else [activation]
+        if layer.norm is not None:
+            norm = keras.layers.LayerNormalization(epsilon=layer.norm.epsilon)
+            weighted.append((norm, [layer.norm.gamma, layer.norm.beta]))
+            steps.insert(len(steps) if layer.norm_after_activation else 0, norm)
+        merged = bool(steps) and isinstance(steps[0], str)  # Dense(activation=...) itself
+        dense = keras.layers.Dense(layer.outputs, activation=steps.pop(0) if merged else None)
+        weighted.append((dense, [layer.weights, layer.bias]))
+        layers.append(dense)
+        layers += [keras.layers.Activation(step) if isinstance(step, str) else step
+                   for step in steps]
+    model = keras.Sequential(layers)
+    for keras_layer, arrays in weighted:
+        keras_layer.set_weights(arrays)
     return model
+
+
+def _keras_activation(keras: Any, spec: str) -> Any:
+    """A Keras activation name for ``spec``, or the layer computing it."""
+    parsed = _activations.parse(spec)
+    names = {_activations.canonical(ours): theirs for theirs, ours in ACTIVATIONS.items()
+             if theirs != "swish"}
+    if str(parsed) in names:
+        return names[str(parsed)]
+    if parsed.name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=parsed.params[0])
+    if parsed.name == "elu":
+        return keras.layers.ELU(alpha=parsed.params[0])
+    raise WeightsError(
+        f"Keras has no activation computing {parsed} (Keras's gelu is the erf form, its "
+        "hard_sigmoid has slope 1/6): write .npz, .onnx or .pt")
 
 
 def write_keras(network: Network, path: str | os.PathLike[str]) -> None:

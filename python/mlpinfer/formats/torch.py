@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _activations
+from .._activations import Activation
 from .._errors import WeightsError
 from .._files import write_atomically
 from .._network import Network
@@ -40,16 +43,57 @@ __all__ = [
     "ARCHITECTURE_LAYERS",
     "FORMAT",
     "LEGACY_FORMAT",
+    "MODULE_OPTIONS",
+    "SUPPORTED",
+    "add_module",
+    "entry_text",
+    "module_for",
     "network_from_state_dict",
+    "parse_entry",
     "read_torch",
+    "torch_modules",
     "write_torch",
 ]
 
-# Layer names of an architecture description: nn.Sequential entries, in order.
-ARCHITECTURE_LAYERS = ("Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Identity", "Flatten",
-                       "Dropout")
+# Activation modules -> ours, with their default options (`_activation` reads the options).
 ACTIVATIONS = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
-               "Identity": "identity"}
+               "LogSoftmax": "log_softmax", "LeakyReLU": "leaky_relu", "ELU": "elu",
+               "SELU": "selu", "GELU": "gelu", "SiLU": "silu", "Softplus": "softplus",
+               "Hardsigmoid": "hard_sigmoid", "Identity": "identity"}
+#: Each module kind -> its options as PyTorch's constructor names them, with PyTorch's
+#: defaults: what an architecture entry may say (``"LeakyReLU(negative_slope=0.1)"``) and
+#: what is read from a live module's attributes. An option that changes nothing at
+#: inference (inplace, Dropout's p, BatchNorm's momentum) is not listed and not read.
+MODULE_OPTIONS: dict[str, dict[str, Any]] = {
+    "Linear": {},
+    "BatchNorm1d": {"eps": 1e-5},
+    "LayerNorm": {"eps": 1e-5},
+    **{kind: {} for kind in ACTIVATIONS},
+    "Softmax": {"dim": None},  # None: torch's legacy implicit choice, dim 1 for 2-D input
+    "LogSoftmax": {"dim": None},
+    "LeakyReLU": {"negative_slope": 0.01},
+    "ELU": {"alpha": 1.0},
+    "GELU": {"approximate": "none"},
+    "Softplus": {"beta": 1.0, "threshold": 20.0},
+    "Flatten": {"start_dim": 1, "end_dim": -1},
+    "Dropout": {},
+}
+# Layer names of an architecture description: nn.Sequential entries, in order.
+ARCHITECTURE_LAYERS = tuple(MODULE_OPTIONS)
+_LAYER_CONCEPTS = {"Linear": "dense", "BatchNorm1d": "batch_norm", "LayerNorm": "layer_norm",
+                   "Flatten": "no_op", "Dropout": "no_op"}
+# Options beyond the defaults that the supported-layers table shows.
+_TABLE_OPTIONS = {"GELU": ({"approximate": "none"}, {"approximate": "tanh"}),
+                  "Softplus": ({"beta": 1},)}
+# Softplus(x) is x where beta * x > threshold: log(1 + e^20) - 20 = 2e-9 at the default
+# 20, within every bound; a lower threshold would be a visible kink.
+_MIN_SOFTPLUS_THRESHOLD = 20.0
+# Entries of an architecture: "Name" or "Name(key=value, ...)", values plain literals.
+_ENTRY = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)\s*(?:\((.*)\))?\s*\Z", re.DOTALL)
+_ENTRY_OPTION = re.compile(r"\s*([a-z_]+)\s*=\s*(\S+?)\s*\Z")
+_MAX_ENTRY = 200  # "Softplus(beta=1.0, threshold=20.0)" is 34 characters
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
+
 # The file that write_torch writes: a state_dict of an nn.Sequential plus what it cannot say.
 _BUNDLE_FORMAT = "mlpinfer.torch"
 _BUNDLE_VERSION = 1
@@ -204,7 +248,10 @@ def read_torch(request: Request) -> Network:
         architecture, input_scale, state, recorded = _unwrap(
             loaded, request.architecture, request.input_scale, request.budget)
         for key, value in state.items():
-            if not isinstance(value, _Tensor) or value.storage.kind not in _FLOAT_STORAGES:
+            # BatchNorm1d's counter of batches seen: an integer, read and not used.
+            counter = key.endswith(".num_batches_tracked") and isinstance(value, _Tensor)
+            if not counter and (not isinstance(value, _Tensor)
+                                or value.storage.kind not in _FLOAT_STORAGES):
                 found = (f"a tensor of {value.storage.kind}" if isinstance(value, _Tensor)
                          else f"a {type(value).__name__}")
                 raise request.budget.fail(
@@ -322,36 +369,145 @@ def network_from_state_dict(
     pixel_scale: float | str | None = "auto",
     classes: list[Any] | None = None,
 ) -> Network:
-    """A network from a state_dict of arrays and the ``nn.Sequential`` layer names it came
-    from; ``Linear`` number ``i`` has keys ``"{i}.weight"`` and, optionally, ``"{i}.bias"``.
-    ``pixel_scale`` and ``classes`` are what the file records (see `Chain.network`)."""
+    """A network from a state_dict of arrays and the ``nn.Sequential`` entries it came
+    from (`ARCHITECTURE_LAYERS`, with options as in ``"LeakyReLU(negative_slope=0.1)"``;
+    an option not given has PyTorch's default). Entry number ``i`` has its tensors under
+    ``"{i}.weight"``, ``"{i}.bias"``, ... ``pixel_scale`` and ``classes`` are what the
+    file records (see `Chain.network`)."""
     chain = Chain()
     if input_scale is not None:
         chain.scale(float(input_scale), 0.0, "input_scale")
     used: set[str] = set()
-    for index, kind in enumerate(architecture):
-        where = f"entry {index} ({str(kind)[:40]})"
-        if kind == "Linear":
-            weight_key, bias_key = f"{index}.weight", f"{index}.bias"
-            if weight_key not in state:
-                raise WeightsError(f"{where}: the state_dict has no {weight_key!r}")
-            used.update(k for k in (weight_key, bias_key) if k in state)
-            weight = _float_array(state[weight_key], weight_key)
-            bias = _float_array(state[bias_key], bias_key) if bias_key in state else None
-            chain.dense(weight.T, bias, where)
-        elif kind in ACTIVATIONS:
-            chain.activate(ACTIVATIONS[kind], where)
-        elif kind not in ("Flatten", "Dropout"):
-            raise UnsupportedModelError(
-                f"unsupported layer {str(kind)[:40]!r} at {where}; expected one of "
-                f"{', '.join(ARCHITECTURE_LAYERS)}"
-            )
+    for index, entry in enumerate(architecture):
+        kind, options = parse_entry(entry, f"entry {index}")
+        prefix = f"{index}."
+        tensors = {key[len(prefix):]: value for key, value in state.items()
+                   if key.startswith(prefix) and "." not in key[len(prefix):]}
+        used.update(prefix + name for name in tensors)
+        add_module(chain, kind, options, tensors, f"entry {index} ({str(entry)[:60]})")
     unused = sorted(set(state) - used)
     if unused:
         raise UnsupportedModelError(
-            f"the state_dict has entries no Linear of the architecture uses: {unused[:20]}"
+            f"the state_dict has entries no module of the architecture uses: {unused[:20]}"
         )
     return chain.network(pixel_scale=pixel_scale, classes=classes)
+
+
+def parse_entry(entry: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """An architecture entry -> its module kind and options (PyTorch's defaults filled in)."""
+    match = _ENTRY.match(entry) if isinstance(entry, str) and len(entry) <= _MAX_ENTRY else None
+    if match is None or match.group(1) not in MODULE_OPTIONS:
+        raise UnsupportedModelError(
+            f"unsupported layer {str(entry)[:60]!r} at {where}; expected one of "
+            f"{', '.join(ARCHITECTURE_LAYERS)}, with options as in 'LeakyReLU(negative_slope=0.1)'"
+        )
+    kind, text = match.groups()
+    options = dict(MODULE_OPTIONS[kind])
+    given = [] if text is None or not text.strip() else text.split(",")
+    given_keys: set[str] = set()
+    for argument in given:
+        parts = _ENTRY_OPTION.match(argument)
+        if parts is None or parts.group(1) not in options:
+            known = ", ".join(options) or "none"
+            raise UnsupportedModelError(
+                f"{where} ({entry[:60]!r}): expected key=value of its options ({known}), got "
+                f"{argument.strip()[:40]!r}"
+            )
+        if parts.group(1) in given_keys:
+            raise UnsupportedModelError(f"{where} ({entry[:60]!r}): {parts.group(1)} given twice")
+        given_keys.add(parts.group(1))
+        options[parts.group(1)] = _literal(parts.group(2), f"{where} ({entry[:60]!r})")
+    return kind, options
+
+
+def _literal(text: str, where: str) -> Any:
+    """A plain value of an entry: a number, a quoted word, None, True or False."""
+    if _NUMBER.match(text):
+        return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" and text[1:-1].isidentifier():
+        return text[1:-1]
+    constants = {"None": None, "True": True, "False": False}
+    if text in constants:
+        return constants[text]
+    raise UnsupportedModelError(f"{where}: option value {text[:40]!r}; expected a number, "
+                                "a quoted word, None, True or False")
+
+
+def add_module(chain: Chain, kind: str, options: Mapping[str, Any],
+               tensors: Mapping[str, np.ndarray], where: str) -> None:
+    """One ``nn.Sequential`` entry of ``kind`` (a key of `ARCHITECTURE_LAYERS`) with its
+    ``options`` and its parameters and buffers (``tensors``: "weight", "bias",
+    "running_mean", ...), as the file reader and the live importer both see it."""
+    expected = {"Linear": {"weight", "bias"},
+                "BatchNorm1d": {"weight", "bias", "running_mean", "running_var",
+                                "num_batches_tracked"},
+                "LayerNorm": {"weight", "bias"}}.get(kind, set())
+    unknown = sorted(set(tensors) - expected)
+    if unknown:
+        raise UnsupportedModelError(f"{where}: a {kind} has no tensor {unknown[0]!r}")
+    arrays = {name: _float_array(value, f"{where} {name}") for name, value in tensors.items()
+              if name != "num_batches_tracked"}
+    if kind == "Linear":
+        if "weight" not in arrays:
+            raise WeightsError(f"{where}: no weight")
+        chain.dense(arrays["weight"].T, arrays.get("bias"), where)
+    elif kind == "BatchNorm1d":
+        if "running_mean" not in arrays or "running_var" not in arrays:
+            raise UnsupportedModelError(
+                f"{where}: no running statistics (track_running_stats=False): such a "
+                "BatchNorm1d normalises every batch by its own statistics, which a network "
+                "computing each row alone cannot do"
+            )
+        chain.batch_norm(arrays["running_mean"], arrays["running_var"], arrays.get("weight"),
+                         arrays.get("bias"), _number(options["eps"], where), where)
+    elif kind == "LayerNorm":
+        chain.layer_norm(arrays.get("weight"), arrays.get("bias"), _number(options["eps"], where),
+                         where)
+    elif kind == "Flatten":
+        if options["start_dim"] != 1 or options["end_dim"] != -1:
+            raise UnsupportedModelError(
+                f"{where}: start_dim={options['start_dim']}, end_dim={options['end_dim']}; "
+                "only Flatten(1, -1) (keep the batch dimension) is supported"
+            )
+        chain.skip(kind, where)
+    elif kind == "Dropout":
+        chain.skip(kind, where)  # the identity at inference, whatever the training flag
+    else:
+        chain.activate(_activation(kind, options, where), where)
+
+
+def _activation(kind: str, options: Mapping[str, Any], where: str) -> str:
+    """Our activation for PyTorch's activation module ``kind`` with ``options``."""
+    name = ACTIVATIONS[kind]
+    if kind in ("Softmax", "LogSoftmax") and options["dim"] not in (None, 1, -1):
+        raise UnsupportedModelError(f"{where}: dim={options['dim']}; only the last is supported")
+    if kind == "LeakyReLU":
+        return str(Activation(name, (_number(options["negative_slope"], where),)))
+    if kind == "ELU":
+        return str(Activation(name, (_number(options["alpha"], where),)))
+    if kind == "Hardsigmoid":  # relu6(x + 3) / 6
+        return str(Activation(name, (1 / 6, 0.5)))
+    if kind == "GELU":
+        forms = {"none": "gelu", "tanh": "gelu_tanh"}
+        if options["approximate"] not in forms:
+            raise UnsupportedModelError(
+                f"{where}: approximate={options['approximate']!r}; expected 'none' or 'tanh'")
+        return forms[options["approximate"]]
+    if kind == "Softplus":
+        if _number(options["beta"], where) != 1.0:
+            raise UnsupportedModelError(
+                f"{where}: beta={options['beta']!r}; only Softplus with beta=1 is supported")
+        if _number(options["threshold"], where) < _MIN_SOFTPLUS_THRESHOLD:
+            raise UnsupportedModelError(
+                f"{where}: threshold={options['threshold']!r}; Softplus is computed exactly, "
+                f"which PyTorch's threshold {_MIN_SOFTPLUS_THRESHOLD:g} or more agrees with")
+    return name
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UnsupportedModelError(f"{where}: option value {str(value)[:40]!r}; expected a number")
+    return float(value)
 
 
 def _float_array(value: np.ndarray, key: str) -> np.ndarray:
@@ -360,14 +516,59 @@ def _float_array(value: np.ndarray, key: str) -> np.ndarray:
     return value
 
 
-def _architecture(network: Network) -> list[str]:
-    names = {name: kind for kind, name in ACTIVATIONS.items()}
-    architecture = []
+def _supported() -> dict[str, str]:
+    """Concept -> how PyTorch spells it, from the tables the reader dispatches on."""
+    table: dict[str, list[str]] = {}
+    for kind in ARCHITECTURE_LAYERS:
+        for options in _TABLE_OPTIONS.get(kind, ({},)):
+            key = _LAYER_CONCEPTS.get(kind) or _activations.parse(
+                _activation(kind, {**MODULE_OPTIONS[kind], **options}, kind)).name
+            shown = ", ".join(f"{name}={value!r}" for name, value in options.items())
+            table.setdefault(key, []).append(f"{kind}({shown})" if shown else kind)
+    return {key: ", ".join(spellings) for key, spellings in table.items()}
+
+
+#: Concept (README supported-layers table) -> how PyTorch spells it.
+SUPPORTED = _supported()
+
+
+def module_for(activation: str) -> tuple[str, dict[str, Any]]:
+    """The PyTorch activation module (kind, options) computing ``activation``;
+    `WeightsError` when PyTorch has none."""
+    parsed = _activations.parse(activation)
+    name, params = parsed.name, parsed.params
+    if name == "hard_sigmoid" and params != (1 / 6, 0.5):
+        raise WeightsError(f"{activation} has no PyTorch module (Hardsigmoid has slope 1/6 "
+                           "and offset 0.5)")
+    kinds = {ours: kind for kind, ours in ACTIVATIONS.items()} | {"gelu_tanh": "GELU"}
+    options = {"softmax": {"dim": -1}, "log_softmax": {"dim": -1},
+               "gelu_tanh": {"approximate": "tanh"},
+               "leaky_relu": {"negative_slope": params[0] if params else None},
+               "elu": {"alpha": params[0] if params else None}}.get(name, {})
+    return kinds[name], options
+
+
+def entry_text(kind: str, options: Mapping[str, Any]) -> str:
+    """An architecture entry: ``"ELU(alpha=0.5)"``."""
+    shown = ", ".join(f"{key}={value!r}" for key, value in options.items())
+    return f"{kind}({shown})" if shown else kind
+
+
+def torch_modules(network: Network) -> list[tuple[str, dict[str, Any], dict[str, np.ndarray]]]:
+    """The ``nn.Sequential`` entries computing ``network`` on float input already
+    multiplied by its input scale: (kind, options, tensors by name), as `add_module` reads
+    them. `WeightsError` for an activation PyTorch has no module for."""
+    modules: list[tuple[str, dict[str, Any], dict[str, np.ndarray]]] = []
     for layer in network.layers:
-        architecture.append("Linear")
-        if layer.activation != "identity":
-            architecture.append(names[layer.activation])
-    return architecture
+        modules.append(("Linear", {}, {"weight": np.ascontiguousarray(layer.weights.T),
+                                       "bias": np.array(layer.bias)}))
+        steps = [] if layer.activation == "identity" else [(*module_for(layer.activation), {})]
+        if layer.norm is not None:
+            norm = ("LayerNorm", {"eps": layer.norm.epsilon},
+                    {"weight": np.array(layer.norm.gamma), "bias": np.array(layer.norm.beta)})
+            steps.insert(len(steps) if layer.norm_after_activation else 0, norm)
+        modules += steps
+    return modules
 
 
 def write_torch(network: Network, path: str | os.PathLike[str]) -> None:
@@ -375,25 +576,25 @@ def write_torch(network: Network, path: str | os.PathLike[str]) -> None:
     "architecture", "input_scale", "pixel_scale", "classes", "state_dict"}``, all plain
     types and tensors.
 
-    ``state_dict`` fits ``nn.Sequential`` built from ``architecture``; feed that module
-    inputs multiplied by ``input_scale`` when it is not ``None``, and uint8 pixels
-    multiplied by ``pixel_scale`` (``None``: not known). ``classes`` are the labels of the
-    outputs, or ``None``. Needs torch.
+    ``state_dict`` fits ``nn.Sequential`` built from ``architecture`` (entries such as
+    ``"Linear"``, ``"LeakyReLU(negative_slope=0.2)"``, ``"LayerNorm(eps=1e-05)"``: the
+    module and its constructor's keyword arguments); feed that module inputs multiplied
+    by ``input_scale`` when it is not ``None``, and uint8 pixels multiplied by
+    ``pixel_scale`` (``None``: not known). ``classes`` are the labels of the outputs, or
+    ``None``. Needs torch.
     """
     torch = require("torch", "torch")
-    architecture = _architecture(network)
-    positions = [index for index, kind in enumerate(architecture) if kind == "Linear"]
-    state = {}
-    for index, layer in zip(positions, network.layers, strict=True):
-        state[f"{index}.weight"] = torch.from_numpy(np.ascontiguousarray(layer.weights.T))
-        state[f"{index}.bias"] = torch.from_numpy(np.array(layer.bias))
+    architecture, state = [], {}
+    for index, (kind, options, tensors) in enumerate(torch_modules(network)):
+        architecture.append(entry_text(kind, options))
+        for name, array in tensors.items():
+            state[f"{index}.{name}"] = torch.from_numpy(array)
     bundle = {"format": _BUNDLE_FORMAT, "version": _BUNDLE_VERSION,
               "architecture": architecture, "input_scale": network.input_scale,
               "pixel_scale": network.pixel_scale,
               "classes": None if network.classes is None else network.classes.tolist(),
               "state_dict": state}
     write_atomically(path, lambda stream: torch.save(bundle, stream))
-
 
 
 def _recognise(probe: Probe) -> bool:

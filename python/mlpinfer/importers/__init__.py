@@ -6,7 +6,8 @@ function is called. Files of every format are read as data, without any framewor
 written by `mlpinfer.load`, `mlpinfer.save` and `mlpinfer.convert` (`mlpinfer.formats`);
 ``convert``, ``write_network``, ``WRITERS`` and the ``load_*``/``save_*``/``to_onnx``
 names here are the same. Every layer, op or option that a dense MLP cannot express is
-refused with an `UnsupportedModelError` naming it; nothing is skipped.
+refused with an `UnsupportedModelError` naming it; only layers that are the identity at
+inference (Dropout, Identity, Flatten, InputLayer) are skipped.
 """
 
 from ..formats import convert, writers

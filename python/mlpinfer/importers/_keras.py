@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import formats
 from .._network import Network
-from ..formats._chain import Chain, UnsupportedModelError
-from ..formats.keras import ACTIVATIONS, keras_module
+from ..formats._chain import UnsupportedModelError
+from ..formats.keras import ACTIVATIONS, Plan, Variables, keras_module, plan_layer, run_plan
 
 __all__ = ["from_keras", "load_keras"]
 
@@ -24,19 +24,32 @@ _COMPUTE_DTYPES = ("float32", "float64")
 def from_keras(model: Any) -> Network:
     """A network from a built ``keras.Sequential`` or functional ``keras.Model`` chain.
 
-    Allowed: ``InputLayer``, ``Dense`` (relu, sigmoid, tanh, softmax or linear;
-    ``use_bias=False`` means zero bias), ``Activation`` of those, ``Flatten``,
-    ``Dropout`` (the identity at inference) and ``Rescaling`` by scalars before the
-    first ``Dense``, which becomes ``input_scale`` (an offset is folded into the first
-    bias). Nested models are walked. Anything else is refused, naming the layer.
+    The layers and options a ``.keras`` file may hold (`mlpinfer.formats.keras`, which
+    plans both from each layer's config): ``Dense`` with any activation of
+    `ACTIVATIONS`, activation layers, ``BatchNormalization`` (moving statistics),
+    ``LayerNormalization``, ``Normalization``, ``Rescaling`` (a scalar one before the
+    first ``Dense`` becomes ``input_scale``), ``Flatten`` and the layers that are the
+    identity at inference. Nested models are walked. Anything else is refused, naming
+    the layer.
     """
     keras = keras_module()
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(f"expected a keras.Model, got {type(model).__name__}")
-    chain = Chain()
-    for layer in _chain_layers(keras, model):
-        _step(keras, chain, layer)
-    return chain.network()
+    plan = Plan()
+    layers = _chain_layers(keras, model)
+    for index, layer in enumerate(layers):
+        _plan_layer(keras, layer, index, plan)
+    if not any(kind == "dense" for kind, _, _ in plan.steps):
+        raise UnsupportedModelError(f"model {model.name!r} has no Dense layer")
+
+    def fetch(variables: Variables, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        array = _numpy(keras, layers[int(variables.path)].weights[index])
+        if array.shape != shape:
+            raise UnsupportedModelError(
+                f"{variables.where}: variable {index} has shape {array.shape}, expected {shape}")
+        return array
+
+    return run_plan(plan, fetch)
 
 
 def _chain_layers(keras: Any, model: Any) -> list[Any]:
@@ -69,41 +82,25 @@ def _chain_layers(keras: Any, model: Any) -> list[Any]:
     return layers
 
 
-def _step(keras: Any, chain: Chain, layer: Any) -> None:
+def _plan_layer(keras: Any, layer: Any, index: int, plan: Plan) -> None:
     kind = type(layer).__name__
-    where = f"layer {layer.name!r} ({kind})"
-    if type(layer) not in (keras.layers.Dense, keras.layers.Activation, keras.layers.Flatten,
-                           keras.layers.Dropout, keras.layers.Rescaling):
-        raise UnsupportedModelError(f"unsupported layer {kind} at {where}")
+    where = f"layer {index} {layer.name!r} ({kind})"
+    if type(layer) is not getattr(keras.layers, kind, None):
+        raise UnsupportedModelError(f"unsupported layer {kind} at {where} (only Keras's own "
+                                    "layer classes are read, not subclasses)")
     compute = layer.dtype_policy.compute_dtype
     if compute not in _COMPUTE_DTYPES:
         raise UnsupportedModelError(f"{where}: dtype policy {layer.dtype_policy.name!r} "
                                     f"computes in {compute}; expected float32")
-    if isinstance(layer, keras.layers.Dense):
-        if layer.quantization_mode is not None:
-            raise UnsupportedModelError(f"{where}: quantized ({layer.quantization_mode})")
-        if len(layer.input.shape) != 2:
-            raise UnsupportedModelError(
-                f"{where}: input of shape {tuple(layer.input.shape)}; Dense is supported on "
-                "(batch, features) only (add a Flatten)"
-            )
-        bias = _numpy(keras, layer.bias) if layer.use_bias else None
-        chain.dense(_numpy(keras, layer.kernel), bias, where)
-        chain.activate(_activation(keras, layer.activation, where), where)
-    elif isinstance(layer, keras.layers.Activation):
-        chain.activate(_activation(keras, layer.activation, where), where)
-    elif isinstance(layer, keras.layers.Flatten):
-        if layer.data_format == "channels_first" and len(layer.input.shape) > 2:
-            raise UnsupportedModelError(
-                f"{where}: data_format='channels_first' reorders the features"
-            )
-    elif isinstance(layer, keras.layers.Rescaling):
-        scale, offset = np.asarray(layer.scale), np.asarray(layer.offset)
-        if scale.size != 1 or offset.size != 1:
-            raise UnsupportedModelError(f"{where}: per-channel scale or offset")
-        if chain.started:
-            raise UnsupportedModelError(f"{where}: Rescaling after a Dense layer")
-        chain.scale(float(scale.reshape(())), float(offset.reshape(())), where)
+    if isinstance(layer, keras.layers.Dense) and layer.quantization_mode is not None:
+        raise UnsupportedModelError(f"{where}: quantized ({layer.quantization_mode})")
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Activation)):
+        _check_activation(keras, layer.activation, where)
+    shape = tuple(layer.input.shape[1:])
+    if not all(isinstance(size, int) for size in shape):
+        raise UnsupportedModelError(f"{where}: input of shape (None, {shape}); expected "
+                                    "known sizes")
+    plan_layer(kind, layer.get_config(), list(shape), str(index), plan, where)
 
 
 def _numpy(keras: Any, variable: Any) -> np.ndarray:
@@ -115,11 +112,14 @@ def _numpy(keras: Any, variable: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _activation(keras: Any, function: Any, where: str) -> str:
+def _check_activation(keras: Any, function: Any, where: str) -> None:
+    """The layer's activation is the Keras function its config names (a lambda or a
+    custom function with a known name is not)."""
     name = getattr(function, "__name__", None)
     if name not in ACTIVATIONS or keras.activations.get(name) is not function:
-        raise UnsupportedModelError(f"{where}: unsupported activation {name or function!r}")
-    return ACTIVATIONS[name]
+        raise UnsupportedModelError(
+            f"{where}: unsupported activation {name or function!r}; supported: "
+            f"{', '.join(ACTIVATIONS)}")
 
 
 def load_keras(path: str | os.PathLike[str]) -> Network:

@@ -15,7 +15,7 @@ from .. import formats
 from .._errors import WeightsError
 from .._network import Network
 from ..formats._chain import Chain, UnsupportedModelError, require
-from ..formats.torch import ACTIVATIONS, network_from_state_dict
+from ..formats.torch import MODULE_OPTIONS, add_module, network_from_state_dict, torch_modules
 
 __all__ = ["from_torch", "load_torch", "to_torch"]
 
@@ -23,37 +23,33 @@ __all__ = ["from_torch", "load_torch", "to_torch"]
 def from_torch(module: Any) -> Network:
     """A network from an ``nn.Sequential`` (nested ones too) or a single ``nn.Linear``.
 
-    Allowed: ``Linear`` (no bias means zeros), ``ReLU``, ``Sigmoid``, ``Tanh``,
-    ``Softmax`` over the last dimension, ``Identity``, ``Flatten`` keeping the batch
-    dimension (the engine flattens its input itself; after a ``Linear`` it changes
+    Allowed (`ARCHITECTURE_LAYERS`): ``Linear`` (no bias means zeros); the activations
+    ``ReLU``, ``Sigmoid``, ``Tanh``, ``Softmax`` and ``LogSoftmax`` over the last
+    dimension, ``LeakyReLU``, ``ELU``, ``SELU``, ``GELU`` (either form), ``SiLU``,
+    ``Softplus`` (beta 1), ``Hardsigmoid``; ``BatchNorm1d`` with its running statistics
+    (what it computes in eval mode), folded into the adjacent ``Linear``; ``LayerNorm``
+    over the last dimension after a ``Linear``; ``Identity``, ``Flatten`` keeping the
+    batch dimension (the engine flattens its input itself; after a ``Linear`` it changes
     nothing), and ``Dropout``, the identity at inference whatever the training flag.
     Subclasses are refused: their ``forward`` may differ.
     """
     torch = require("torch", "torch")
     nn = torch.nn
     chain = Chain()
-    entries = _flatten_sequential(nn, module, "")
-    for name, layer in entries:
+    for name, layer in _flatten_sequential(nn, module, ""):
         kind = type(layer).__name__
         where = f"module {name or '(top)'} ({kind})"
-        if type(layer) is nn.Linear:
-            bias = None if layer.bias is None else _array(torch, layer.bias, f"{where} bias")
-            chain.dense(_array(torch, layer.weight, f"{where} weight").T, bias, where)
-        elif type(layer) in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Identity):
-            chain.activate(ACTIVATIONS[kind], where)
-        elif type(layer) is nn.Softmax:
-            # dim=None is torch's legacy implicit choice, dim 1 for 2-D input.
-            if layer.dim not in (None, 1, -1):
-                raise UnsupportedModelError(f"{where}: dim={layer.dim}; only the last is supported")
-            chain.activate("softmax", where)
-        elif type(layer) is nn.Flatten:
-            if layer.start_dim != 1 or layer.end_dim != -1:
-                raise UnsupportedModelError(
-                    f"{where}: start_dim={layer.start_dim}, end_dim={layer.end_dim}; "
-                    "only Flatten(1, -1) (keep the batch dimension) is supported"
-                )
-        elif type(layer) is not nn.Dropout:
-            raise UnsupportedModelError(f"unsupported layer {kind} at {where}")
+        if kind not in MODULE_OPTIONS or type(layer) is not getattr(nn, kind):
+            raise UnsupportedModelError(
+                f"unsupported layer {kind} at {where}; supported: {', '.join(MODULE_OPTIONS)}")
+        if kind == "LayerNorm" and len(layer.normalized_shape) != 1:
+            raise UnsupportedModelError(
+                f"{where}: normalized_shape={tuple(layer.normalized_shape)}; only LayerNorm "
+                "over the last dimension (one size) is supported")
+        options = {key: getattr(layer, key) for key in MODULE_OPTIONS[kind]}
+        tensors = {key: _array(torch, value, f"{where} {key}") for key, value in
+                   [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]}
+        add_module(chain, kind, options, tensors, where)
     return chain.network()
 
 
@@ -86,8 +82,10 @@ def load_torch(
     ``torch.save`` wrote (read without torch, see `mlpinfer.formats.torch`).
 
     ``architecture`` names the entries of the ``nn.Sequential`` the state_dict came from,
-    in order, from `ARCHITECTURE_LAYERS`, e.g. ``["Flatten", "Linear", "ReLU", "Linear"]``;
-    ``Linear`` number ``i`` has keys ``"{i}.weight"`` and, optionally, ``"{i}.bias"``.
+    in order, from `ARCHITECTURE_LAYERS` with the options that are not PyTorch's defaults,
+    e.g. ``["Flatten", "Linear", "BatchNorm1d", "LeakyReLU(negative_slope=0.1)",
+    "Linear"]``; entry ``i`` has its tensors under ``"{i}.weight"``, ``"{i}.bias"``,
+    ``"{i}.running_mean"``, ... as ``nn.Sequential.state_dict()`` names them.
     A file written by `save_torch` records its architecture, scales and classes itself.
     """
     if not isinstance(source, Mapping):
@@ -109,7 +107,8 @@ def _array(torch: Any, value: Any, key: str) -> np.ndarray:
 
 
 def to_torch(network: Network) -> Any:
-    """An ``nn.Sequential`` computing ``network`` on float input.
+    """An ``nn.Sequential`` computing ``network`` on float input (the modules of
+    `mlpinfer.formats.torch.torch_modules`).
 
     A module has no input scale: a set ``input_scale`` is multiplied into the first
     ``Linear``'s weights (rounding once more than the engine does).
@@ -117,18 +116,19 @@ def to_torch(network: Network) -> Any:
     torch = require("torch", "torch")
     nn = torch.nn
     modules = []
-    for index, layer in enumerate(network.layers):
-        linear = nn.Linear(layer.inputs, layer.outputs)
-        weights = layer.weights.T
-        if index == 0 and network.input_scale is not None:
-            weights = weights * np.float32(network.input_scale)
+    for kind, options, tensors in torch_modules(network):
+        if kind == "Linear":
+            weight = tensors["weight"]
+            if not modules and network.input_scale is not None:
+                weight = weight * np.float32(network.input_scale)
+            tensors = {**tensors, "weight": weight}
+            module = nn.Linear(weight.shape[1], weight.shape[0])
+        elif kind == "LayerNorm":
+            module = nn.LayerNorm(tensors["weight"].shape[0], **options)
+        else:
+            module = getattr(nn, kind)(**options)
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(weights)))
-            linear.bias.copy_(torch.from_numpy(np.array(layer.bias)))
-        modules.append(linear)
-        if layer.activation == "softmax":
-            modules.append(nn.Softmax(dim=-1))
-        elif layer.activation != "identity":
-            modules.append(getattr(nn, {"relu": "ReLU", "sigmoid": "Sigmoid",
-                                        "tanh": "Tanh"}[layer.activation])())
+            for name, array in tensors.items():
+                getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(array)))
+        modules.append(module)
     return nn.Sequential(*modules).eval()
