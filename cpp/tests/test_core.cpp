@@ -105,6 +105,16 @@ std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layer
   return naive_layers(layers, std::move(a), rows);
 }
 
+// The largest |y - expected| / max(1, |expected|); NaN if any is NaN.
+double worst_relative_error(const std::vector<float>& y, const std::vector<double>& expected) {
+  double worst = 0.0;
+  for (std::size_t k = 0; k < y.size(); ++k) {
+    const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
+    worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
+  }
+  return worst;
+}
+
 std::vector<mlpinfer::DenseLayer> random_layers(const std::vector<std::size_t>& widths,
                                                 Activation hidden, Activation output,
                                                 std::mt19937& rng) {
@@ -180,11 +190,7 @@ void test_modern_layers_against_naive_reference() {
       std::vector<float> y(rows * 6);
       network.forward({x.data(), mlpinfer::ElementType::float32, rows, 60, 240, 4}, 1.0f, y.data(), 2);
       const auto expected = naive_forward(layers, x, rows, 1.0);
-      double worst = 0.0;
-      for (std::size_t k = 0; k < y.size(); ++k) {
-        const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
-        worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
-      }
+      const double worst = worst_relative_error(y, expected);
       check(worst <= 1e-5, "modern layers, variant " + std::to_string(variant) + ", rows " +
                                std::to_string(rows) + ": max error " + std::to_string(worst));
     }
@@ -216,11 +222,7 @@ void test_input_transform_against_naive_reference() {
                        static_cast<std::ptrdiff_t>(width * sizeof(double)), sizeof(double)},
                       1.0f, y.data(), 2);
       const auto expected = naive_layers(layers, transformed, rows);
-      double worst = 0.0;
-      for (std::size_t k = 0; k < y.size(); ++k) {
-        const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
-        worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
-      }
+      const double worst = worst_relative_error(y, expected);
       check(worst <= 1e-5, "input transform, width " + std::to_string(width) + ", rows " +
                                std::to_string(rows) + ": max error " + std::to_string(worst));
     }
