@@ -326,3 +326,18 @@ def test_features_far_from_zero_match(spreads, spread):
     network = from_sklearn(model)
     error = assert_matches_at_batch_sizes(network, model, x)
     assert error < 1e-6, error
+
+
+@pytest.mark.parametrize("scaling", ["min-max", "min-max to (-1, 2)", "three, passthrough and None"])
+def test_other_scalers_on_years_match(scaling):
+    """Years near 2000 with spreads near 10 through each scaler chain: one composed input
+    transform, matching predict_proba and predict at batch sizes 1, 7 and 1,000."""
+    rng = np.random.default_rng(8)
+    x = 2000 + rng.normal(0, 1, (1000, 9)) * rng.uniform(5, 15, 9)
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    model = fit(pipeline.make_pipeline(*SCALINGS[scaling](), neural_network.MLPClassifier(
+        (16, 8), activation="tanh", max_iter=60, random_state=3)), x, z[:, 0] * z[:, 1] > 0)
+    network = from_sklearn(model)
+    assert network.input_transform is not None
+    error = assert_matches_at_batch_sizes(network, model, x)
+    assert error < 1e-6, error
