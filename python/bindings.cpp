@@ -13,6 +13,7 @@
 
 namespace py = pybind11;
 using FloatArray = py::array_t<float, py::array::c_style>;
+using DoubleArray = py::array_t<double, py::array::c_style>;
 
 namespace {
 
@@ -41,7 +42,11 @@ using NormSpec = std::optional<std::tuple<FloatArray, FloatArray, float, bool>>;
 // A layer as (W, b, activation name, alpha, beta, norm): see mlpinfer::ActivationSpec.
 using LayerSpec = std::tuple<FloatArray, FloatArray, std::string, float, float, NormSpec>;
 
-mlpinfer::Network make_network(const std::vector<LayerSpec>& specs) {
+// The input transform as (shift, multiplier), float64, or None: see mlpinfer::InputTransform.
+using TransformSpec = std::optional<std::tuple<DoubleArray, DoubleArray>>;
+
+mlpinfer::Network make_network(const std::vector<LayerSpec>& specs,
+                               const TransformSpec& transform) {
   std::vector<mlpinfer::DenseLayer> layers;
   for (const auto& [weights, bias, activation, alpha, beta, norm] : specs) {
     if (weights.ndim() != 2 || bias.ndim() != 1) throw py::value_error("W must be 2-D and b 1-D");
@@ -57,7 +62,13 @@ mlpinfer::Network make_network(const std::vector<LayerSpec>& specs) {
     }
     layers.push_back(std::move(layer));
   }
-  return mlpinfer::Network(std::move(layers));
+  mlpinfer::InputTransform input_transform;
+  if (transform) {
+    const auto& [shift, multiplier] = *transform;
+    input_transform.shift.assign(shift.data(), shift.data() + shift.size());
+    input_transform.multiplier.assign(multiplier.data(), multiplier.data() + multiplier.size());
+  }
+  return mlpinfer::Network(std::move(layers), std::move(input_transform));
 }
 
 mlpinfer::ElementType element_type(const py::array& x) {
@@ -112,7 +123,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = MLPINFER_VERSION;
 
   py::class_<mlpinfer::Network>(m, "Network")
-      .def(py::init(&make_network), py::arg("layers"))
+      .def(py::init(&make_network), py::arg("layers"), py::arg("transform"))
       .def_property_readonly("input_width", &mlpinfer::Network::input_width)
       .def_property_readonly("output_width", &mlpinfer::Network::output_width)
       .def("predict", &predict, py::arg("x"), py::arg("input_scale"), py::arg("threads"))

@@ -31,10 +31,12 @@ def shared_file(*parts: str) -> Path:
 
 def reference_outputs(network, x, scale: float = 1.0) -> np.ndarray:
     """The float64 oracle (`mlpinfer.reference`) on ``network``'s layers for ``x`` (one
-    sample a row; images are flattened), multiplied by ``scale`` first."""
+    sample a row; images are flattened), multiplied by ``scale`` first, then through the
+    network's input transform."""
     from mlpinfer import reference
 
-    return reference.forward(network.layers, np.asarray(x, np.float64).reshape(len(x), -1), scale)
+    return reference.forward(network.layers, np.asarray(x, np.float64).reshape(len(x), -1), scale,
+                             input_transform=getattr(network, "input_transform", None))
 
 
 def assert_close_to_reference(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-4,

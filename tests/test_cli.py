@@ -122,6 +122,21 @@ def test_info_reports_layers_parameters_and_checksum(capsys):
     assert [layer["activation"] for layer in report["layers"]] == ["sigmoid", "sigmoid", "softmax"]
 
 
+def test_info_shows_the_input_transform(capsys, tmp_path):
+    layers = [mlpinfer.Layer(np.ones((3, 2)), np.zeros(2), "softmax")]
+    network = mlpinfer.Network(layers, input_transform=mlpinfer.InputTransform(
+        np.array([1990.0, 2000.0, 2010.0]), np.full(3, 0.1)))
+    mlpinfer.save(network, tmp_path / "net.npz")
+    code, out, _ = run(capsys, "info", str(tmp_path / "net.npz"))
+    assert code == 0
+    assert ("input transform (x - shift) * multiplier per feature, float64: shift 1990 to "
+            "2010, multiplier 0.1\n") in out
+    assert "input_transform=InputTransform(<3 features>)" in out
+    code, out, _ = run(capsys, "info", str(tmp_path / "net.npz"), "--json")
+    assert json.loads(out)["input_transform"] == {"shift": [1990.0, 2000.0, 2010.0],
+                                                  "multiplier": [0.1, 0.1, 0.1]}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -170,6 +170,32 @@ def test_the_network_is_one_key_that_every_block_task_depends_on(network, pixels
     assert sum(pickle.dumps(task).count(b"_rebuild") for task in graph.values()) == 1
 
 
+def test_networks_that_differ_only_in_their_input_transform_have_different_keys(network):
+    """A shared key would let a combined graph run one network's blocks with the other."""
+    transforms = [mlpinfer.InputTransform(np.zeros(784), np.ones(784)),
+                  mlpinfer.InputTransform(np.zeros(784), np.full(784, 2.0)), None]
+    networks = [mlpinfer.Network(network.layers, input_transform=t) for t in transforms]
+    images = da.zeros((20, 784), chunks=10, dtype=np.float32) + 0.5
+    keys = set()
+    for net in networks:
+        graph = dict(mdask.predict(net, images).__dask_graph__())
+        keys |= {key for key, task in graph.items()
+                 if isinstance(getattr(task, "value", None), mlpinfer.Network)}
+    assert len(keys) == 3
+
+
+def test_two_networks_in_one_graph_each_compute_their_own_outputs(network):
+    """Outputs were named "mlpinfer-predict" whatever the network: computed together, the
+    second network's blocks were the first's."""
+    other = mlpinfer.Network(network.layers, input_transform=mlpinfer.InputTransform(
+        np.full(784, 0.25), np.full(784, 3.0)))
+    x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+    images = da.from_array(x, chunks=10)
+    first, second = dask.compute(mdask.predict(network, images), mdask.predict(other, images))
+    np.testing.assert_array_equal(first, network.predict(x))
+    np.testing.assert_array_equal(second, other.predict(x))
+
+
 def test_threaded_scheduler_tasks_get_their_share_of_the_cores(network, pixels, monkeypatch):
     seen = set()
     predict = mlpinfer.Network.predict

@@ -12,6 +12,7 @@ from framework_support import (
 )
 
 import mlpinfer
+from mlpinfer import reference
 from mlpinfer.importers import from_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -126,3 +127,35 @@ def test_large_networks_are_written_self_contained(tmp_path):
     assert all(t.data_location == onnx.TensorProto.DEFAULT and not t.external_data
                for t in model.graph.initializer)
     assert_same_network(mlpinfer.load(path), network)
+
+
+@pytest.mark.parametrize(("input_scale", "pixel_scale"), [(None, "auto"), (0.5, "auto"),
+                                                          (1 / 255, 1 / 255), (None, 1.0)])
+def test_an_input_transform_runs_in_onnx_runtime_and_reads_back(tmp_path, input_scale,
+                                                                 pixel_scale):
+    """Features near 2000 with spreads near 10 (a year): ONNX Runtime computes the Sub,
+    Sub, Mul in float32 and stays within the bound of the engine, which computes the
+    transform in float64; read back, the network computes the same."""
+    rng = np.random.default_rng(11)
+    base = network_of(["tanh", "relu", "softmax"])
+    scale = 1.0 if input_scale is None else input_scale
+    transform = mlpinfer.InputTransform(2000 + 30 * rng.standard_normal(40),
+                                        1 / rng.uniform(5, 15, 40))
+    network = mlpinfer.Network(base.layers, input_scale=input_scale, pixel_scale=pixel_scale,
+                               input_transform=transform)
+    path = tmp_path / "net.onnx"
+    mlpinfer.save(network, path)
+    ops = [node.op_type for node in onnx.load(path).graph.node]
+    assert ops[:4] == ["Sub", "Sub", "Mul", "Gemm"]
+    x = ((transform.shift + rng.standard_normal((1000, 40)) / transform.multiplier)
+         / scale).astype(np.float32)
+    expected = reference.forward(network.layers, x, scale, input_transform=transform)
+    for rows in (1, 7, 1000):
+        assert_same_answers(run_exported(path, x[:rows]), expected[:rows])
+        assert_same_answers(network.predict(x[:rows]), expected[:rows])
+    loaded = from_onnx(path)
+    assert loaded.input_transform is not None
+    assert_same_answers(loaded.predict(x), expected)
+    if network.pixel_scale is not None:
+        pixels = rng.integers(0, 256, (50, 40), dtype=np.uint8)
+        np.testing.assert_allclose(loaded.predict(pixels), network.predict(pixels), atol=1e-6)

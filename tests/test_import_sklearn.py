@@ -169,8 +169,7 @@ def test_regressor_pipeline_matches_on_digits(digits, scaling):
 def features_far_from_their_scale(rows: int, rng) -> np.ndarray:
     """What scalers are for: features with offsets and spreads of every size."""
     spreads = rng.choice([0.01, 1.0, 30.0, 400.0], 9)
-    # Up to 20 spreads from 0: beyond a few hundred, float32 cannot run the fold (refused,
-    # see test_features_far_from_zero_are_refused).
+    # Up to 20 spreads from 0 here; far_from_zero below goes to 1000 and beyond.
     return (rng.normal(0, 1, (rows, 9)) + rng.choice([0.0, -3.0, 5.0, 20.0], 9)) * spreads
 
 
@@ -283,38 +282,62 @@ def test_pipeline_of_scalers_only_is_refused():
         from_sklearn(model)
 
 
-def test_features_far_from_zero_are_refused():
-    """A feature at 1000 +- 0.01: folded into float32 weights, the standardisation cancels
-    (about 1e-4 at the output); the pipeline subtracts the mean first, in float64."""
+def test_a_feature_1e5_spreads_from_zero_matches():
+    """A feature at 1000 +- 0.01 (1e5 spreads from 0): the pipeline subtracts the mean in
+    float64, and so does the network's input transform. Folded into float32 weights, the
+    standardisation would cancel (about 1e-4 at the output), and was refused before the
+    transform existed."""
     rng = np.random.default_rng(7)
-    x = rng.normal(0, 1, (300, 9)) * 0.01 + 1000.0
+    x = rng.normal(0, 1, (1000, 9)) * 0.01 + 1000.0
     model = fit(pipeline.make_pipeline(preprocessing.StandardScaler(), neural_network.MLPClassifier(
         (16,), max_iter=20, random_state=0)), x, x[:, 0] > 1000.0)
-    with pytest.raises(UnsupportedModelError, match=r"pipeline\[0\] \('standardscaler'\) "
-                       r"\(StandardScaler\): folded into pipeline\[1\] \('mlpclassifier'\) "
-                       r"MLPClassifier layer 1, this scaling's shift"):
-        from_sklearn(model)
+    network = from_sklearn(model)
+    assert network.input_transform is not None
+    assert_matches_at_batch_sizes(network, model, x)
 
 
-def far_from_zero(spreads: float):
-    """Nine features, each its mean ``spreads`` standard deviations from 0, standardised."""
+def assert_matches_at_batch_sizes(network, model, x) -> float:
+    """The network agrees with the pipeline's ``predict_proba`` and ``predict`` at batch
+    sizes 1, 7 and 1,000; returns the largest difference on the 1,000 rows."""
+    for rows in (1, 7, 1000):
+        assert_same_answers(network.predict(x[:rows])[:, 0], model.predict_proba(x[:rows])[:, 1])
+        np.testing.assert_array_equal(network.classify(x[:rows]), model.predict(x[:rows]))
+    return float(np.max(np.abs(network.predict(x)[:, 0] - model.predict_proba(x)[:, 1])))
+
+
+def far_from_zero(spreads: float, spread: float = 1.0):
+    """Nine features, each its mean ``spreads`` standard deviations (of ``spread``) from 0,
+    standardised."""
     rng = np.random.default_rng(3)
     z = rng.normal(0, 1, (1000, 9))
     model = pipeline.make_pipeline(preprocessing.StandardScaler(), neural_network.MLPClassifier(
         (16, 8), activation="tanh", max_iter=60, random_state=3))
-    return fit(model, z + spreads, z[:, 0] * z[:, 1] > 0), z + spreads
+    x = (z + spreads) * spread
+    return fit(model, x, z[:, 0] * z[:, 1] > 0), x
 
 
-def test_features_50_spreads_from_zero_still_match():
-    """Measured 3.5e-6 here at 50 spreads (Sapphire Rapids Xeon); 1e-5 near 100."""
-    model, x = far_from_zero(50)
+@pytest.mark.parametrize(("spreads", "spread"), [(50, 1.0), (150, 1.0), (200, 10.0), (1000, 1.0)])
+def test_features_far_from_zero_match(spreads, spread):
+    """Features ``spreads`` spreads from 0; (200, 10.0) is a year near 2000 with std 10.
+    Largest difference from predict_proba on the 1,000 rows (Sapphire Rapids Xeon), with
+    the input transform: 1.1e-7 in all four; folded into the float32 weights (as before
+    the transform; 150 spreads and beyond were then refused): 3.3e-6, 9.8e-6, 1.1e-5, 7.9e-5."""
+    model, x = far_from_zero(spreads, spread)
     network = from_sklearn(model)
-    for rows in (1, 7, 1000):
-        assert_same_answers(network.predict(x[:rows])[:, 0], model.predict_proba(x[:rows])[:, 1])
+    error = assert_matches_at_batch_sizes(network, model, x)
+    assert error < 1e-6, error
 
 
-def test_features_150_spreads_from_zero_are_refused():
-    """Without the check this model measured 1.2e-5: past the importers' bound."""
-    model, _ = far_from_zero(150)
-    with pytest.raises(UnsupportedModelError, match="cancels in float32"):
-        from_sklearn(model)
+@pytest.mark.parametrize("scaling", ["min-max", "min-max to (-1, 2)", "three, passthrough and None"])
+def test_other_scalers_on_years_match(scaling):
+    """Years near 2000 with spreads near 10 through each scaler chain: one composed input
+    transform, matching predict_proba and predict at batch sizes 1, 7 and 1,000."""
+    rng = np.random.default_rng(8)
+    x = 2000 + rng.normal(0, 1, (1000, 9)) * rng.uniform(5, 15, 9)
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    model = fit(pipeline.make_pipeline(*SCALINGS[scaling](), neural_network.MLPClassifier(
+        (16, 8), activation="tanh", max_iter=60, random_state=3)), x, z[:, 0] * z[:, 1] > 0)
+    network = from_sklearn(model)
+    assert network.input_transform is not None
+    error = assert_matches_at_batch_sizes(network, model, x)
+    assert error < 1e-6, error

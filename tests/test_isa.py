@@ -5,7 +5,8 @@ process, at import), which runs this file as a script and saves its outputs. Eve
 family (avx512, avx2, and neon on ARM) must give the same bits; the baseline (no FMA)
 must be within the reference tolerance. The inputs: the textbook network on the 10,000
 MNIST test images, and random networks at widths 1, 50, 513 and batches 0, 1, 7, 10,000,
-with every activation and LayerNorm before and after the activation.
+with every activation, LayerNorm before and after the activation, and an input transform
+on float64 features near 2000.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def random_cases():
             x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
             x[rng.random(x.shape) < 1 / 3] = 0.0
             yield f"width {width}, {hidden} ({norm} LayerNorm) -> {output}", mlpinfer.Network(layers), x
+        rng = np.random.default_rng([width, len(OUTPUTS) + len(NEWER)])
+        multiplier = 1 / rng.uniform(5, 20, width)
+        transform = mlpinfer.InputTransform(2000 + 50 * rng.standard_normal(width), multiplier)
+        layers = [mlpinfer.Layer(rng.standard_normal((width, 37)) / np.sqrt(width),
+                                 rng.standard_normal(37) * 0.5, "relu"),
+                  mlpinfer.Layer(rng.standard_normal((37, 3)), rng.standard_normal(3), "identity")]
+        x = transform.shift + rng.standard_normal((max(BATCHES), width)) / multiplier
+        yield (f"width {width}, input transform, relu -> identity",
+               mlpinfer.Network(layers, input_transform=transform), x)
 
 
 def mnist_case():
@@ -179,7 +189,8 @@ def test_every_family_is_within_the_reference_tolerance(outputs):
     mnist_expected = reference.forward(network.layers, pixels.astype(np.float32) / np.float32(255))
     expected = {"mnist uint8, 1 threads": mnist_expected}
     for name, net, x in random_cases():
-        expected[f"{name}, batch {max(BATCHES)}"] = reference.forward(net.layers, x)
+        expected[f"{name}, batch {max(BATCHES)}"] = reference.forward(
+            net.layers, x, input_transform=net.input_transform)
     for family, results in outputs.items():
         for case, values in expected.items():
             try:

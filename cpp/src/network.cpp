@@ -14,6 +14,7 @@
 
 #include "blas.hpp"
 #include "cpu_count.hpp"
+#include "input_transform.hpp"
 #include "kernels.hpp"
 #include "kernels/kernel_table.hpp"
 #include "thread_pool.hpp"
@@ -202,9 +203,11 @@ const char* activation_name(Activation activation) {
   return "unknown";
 }
 
-Network::Network(std::vector<DenseLayer> layers)
-    : layers_(std::move(layers)), kernels_(&kernels::active_kernels()) {
+Network::Network(std::vector<DenseLayer> layers, InputTransform transform)
+    : layers_(std::move(layers)), transform_(std::move(transform)),
+      kernels_(&kernels::active_kernels()) {
   if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer, got 0");
+  check_input_transform(transform_, layers_.front().inputs);
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const DenseLayer& layer = layers_[i];
     if (layer.inputs == 0 || layer.outputs == 0) {
@@ -265,13 +268,16 @@ Network::Network(std::vector<DenseLayer> layers)
 class Network::Pass {
  public:
   Pass(const Network& network, const InputView& input, float input_scale, float* output)
-      : net_(network), input_(input), input_scale_(input_scale), output_(output),
+      : net_(network), input_(input), input_scale_(input_scale),
+        first_alpha_(network.transform_.present() ? 1.0f : input_scale), output_(output),
         out_width_(network.output_width()) {
     // float32 rows with unit column stride go to the GEMM as they are (lda = row
     // stride); anything else is converted block by block, never as a whole batch.
+    // With an input transform every row is converted (transform_rows), and input_scale
+    // is applied there, before the transform; the first layer's alpha is then 1.
     const bool aligned = reinterpret_cast<std::uintptr_t>(input.data) % alignof(float) == 0;
     row_stride_floats_ = input.row_stride_bytes / std::ptrdiff_t{sizeof(float)};
-    direct_ = input.type == ElementType::float32 && aligned &&
+    direct_ = !network.transform_.present() && input.type == ElementType::float32 && aligned &&
               input.col_stride_bytes == std::ptrdiff_t{sizeof(float)} &&
               (input.rows == 1 ||
                (input.row_stride_bytes % std::ptrdiff_t{sizeof(float)} == 0 &&
@@ -314,7 +320,11 @@ class Network::Pass {
                 std::size_t next_count, Scratch& scratch) const {
     const kernels::KernelTable& kernels = *net_.kernels_;
     float* tile = at_least(scratch.tile, input_.cols * kTileRows);
-    kernels.load_tile(input_, first, count, lanes, tile);
+    if (net_.transform_.present()) {
+      transform_tile(input_, input_scale_, net_.transform_, first, count, lanes, tile);
+    } else {
+      kernels.load_tile(input_, first, count, lanes, tile);
+    }
     kernels::RowPrefetch prefetch(input_, next_first, next_count);
     const float* activations = tile;
     std::uint32_t* nonzero = at_least(scratch.active_inputs, net_.widest_input_);
@@ -322,7 +332,7 @@ class Network::Pass {
       const DenseLayer& layer = net_.layers_[i];
       float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
                                layer.outputs * kTileRows);
-      const float alpha = i == 0 ? input_scale_ : 1.0f;
+      const float alpha = i == 0 ? first_alpha_ : 1.0f;
       const kernels::ActiveInputs active =
           net_.skip_zero_inputs_[i]
               ? kernels::ActiveInputs{nonzero,
@@ -376,12 +386,12 @@ class Network::Pass {
         float* converted = at_least(scratch.input, kGatherRows * input_.cols);
         for (std::size_t done = 0; done < count; done += kGatherRows) {
           const std::size_t part = std::min(kGatherRows, count - done);
-          net_.kernels_->gather_rows(input_, first + done, part, converted);
+          gather_rows(first + done, part, converted);
           multiply_rows(i, part, converted, input_.cols, result + done * layer.outputs, scratch);
         }
       } else if (activations == nullptr) {
         float* converted = at_least(scratch.input, count * input_.cols);
-        net_.kernels_->gather_rows(input_, first, count, converted);
+        gather_rows(first, count, converted);
         multiply_rows(i, count, converted, input_.cols, result, scratch);
       } else {
         multiply_rows(i, count, activations, lda, result, scratch);
@@ -392,13 +402,22 @@ class Network::Pass {
     }
   }
 
+  // Input rows first .. first + rows, converted (and transformed, if the network says so).
+  void gather_rows(std::size_t first, std::size_t rows, float* converted) const {
+    if (net_.transform_.present()) {
+      transform_rows(input_, input_scale_, net_.transform_, first, rows, converted);
+    } else {
+      net_.kernels_->gather_rows(input_, first, rows, converted);
+    }
+  }
+
   // c (m rows) = alpha * a x W of layer i, with the kernel this layer and row count call
   // for: double accumulation for an identity output layer, the row kernels, or the BLAS
   // (m <= kGatherRows only where the block's count already chose the row kernels).
   void multiply_rows(std::size_t i, std::size_t m, const float* a, std::size_t lda, float* c,
                      Scratch& scratch) const {
     const DenseLayer& layer = net_.layers_[i];
-    const float alpha = i == 0 ? input_scale_ : 1.0f;
+    const float alpha = i == 0 ? first_alpha_ : 1.0f;
     const kernels::InputSelection inputs{net_.skip_zero_inputs_[i], net_.all_inputs_.data(),
                                          at_least(scratch.active_inputs, net_.widest_input_)};
     if (i + 1 == net_.layers_.size() && net_.double_output_) {
@@ -418,6 +437,7 @@ class Network::Pass {
   const Network& net_;
   const InputView& input_;
   float input_scale_;
+  float first_alpha_;  // the first layer's GEMM alpha: input_scale_, or 1 with a transform
   float* output_;
   std::size_t out_width_;
   bool direct_ = false;

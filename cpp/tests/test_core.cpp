@@ -71,10 +71,9 @@ void layer_norm(const mlpinfer::LayerNormSpec& norm, double* z, std::size_t widt
   }
 }
 
-std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layers,
-                                  const std::vector<float>& x, std::size_t rows, double scale) {
-  std::vector<double> a(x.begin(), x.end());
-  for (double& v : a) v *= scale;
+// The layers on `rows` rows of inputs `a`, in double.
+std::vector<double> naive_layers(const std::vector<mlpinfer::DenseLayer>& layers,
+                                 std::vector<double> a, std::size_t rows) {
   for (const auto& layer : layers) {
     std::vector<double> z(rows * layer.outputs);
     const Activation kind = layer.activation.kind;
@@ -97,6 +96,23 @@ std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layer
     a = std::move(z);
   }
   return a;
+}
+
+std::vector<double> naive_forward(const std::vector<mlpinfer::DenseLayer>& layers,
+                                  const std::vector<float>& x, std::size_t rows, double scale) {
+  std::vector<double> a(x.begin(), x.end());
+  for (double& v : a) v *= scale;
+  return naive_layers(layers, std::move(a), rows);
+}
+
+// The largest |y - expected| / max(1, |expected|); NaN if any is NaN.
+double worst_relative_error(const std::vector<float>& y, const std::vector<double>& expected) {
+  double worst = 0.0;
+  for (std::size_t k = 0; k < y.size(); ++k) {
+    const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
+    worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
+  }
+  return worst;
 }
 
 std::vector<mlpinfer::DenseLayer> random_layers(const std::vector<std::size_t>& widths,
@@ -174,15 +190,64 @@ void test_modern_layers_against_naive_reference() {
       std::vector<float> y(rows * 6);
       network.forward({x.data(), mlpinfer::ElementType::float32, rows, 60, 240, 4}, 1.0f, y.data(), 2);
       const auto expected = naive_forward(layers, x, rows, 1.0);
-      double worst = 0.0;
-      for (std::size_t k = 0; k < y.size(); ++k) {
-        const double error = std::fabs(y[k] - expected[k]) / std::max(1.0, std::fabs(expected[k]));
-        worst = error > worst || std::isnan(error) ? error : worst;  // NaN sticks
-      }
+      const double worst = worst_relative_error(y, expected);
       check(worst <= 1e-5, "modern layers, variant " + std::to_string(variant) + ", rows " +
                                std::to_string(rows) + ": max error " + std::to_string(worst));
     }
   }
+}
+
+// Features near 2000 with spreads near 10 through an input transform, as float64 rows
+// (every batch path) and as uint8 pixels with a scale, against the transform in double.
+void test_input_transform_against_naive_reference() {
+  std::mt19937 rng(11);
+  for (std::size_t width : {1, 50, 513}) {
+    auto layers = random_layers({width, 37, 5}, Activation::tanh, Activation::identity, rng);
+    mlpinfer::InputTransform transform;
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (std::size_t c = 0; c < width; ++c) {
+      transform.shift.push_back(2000.0 + 50.0 * normal(rng));
+      transform.multiplier.push_back(1.0 / (10.0 + 5.0 * std::fabs(normal(rng))));
+    }
+    const mlpinfer::Network network(layers, transform);
+    for (std::size_t rows : {1, 7, 15, 24, 40, 50, 300}) {
+      std::vector<double> x(rows * width), transformed(rows * width);
+      for (std::size_t k = 0; k < x.size(); ++k) {
+        const std::size_t c = k % width;
+        x[k] = transform.shift[c] + normal(rng) / transform.multiplier[c];
+        transformed[k] = (x[k] - transform.shift[c]) * transform.multiplier[c];
+      }
+      std::vector<float> y(rows * 5);
+      network.forward({x.data(), mlpinfer::ElementType::float64, rows, width,
+                       static_cast<std::ptrdiff_t>(width * sizeof(double)), sizeof(double)},
+                      1.0f, y.data(), 2);
+      const auto expected = naive_layers(layers, transformed, rows);
+      const double worst = worst_relative_error(y, expected);
+      check(worst <= 1e-5, "input transform, width " + std::to_string(width) + ", rows " +
+                               std::to_string(rows) + ": max error " + std::to_string(worst));
+    }
+  }
+  // uint8 pixels: the scale multiplies before the transform.
+  auto layers = random_layers({20, 9, 3}, Activation::relu, Activation::softmax, rng);
+  const mlpinfer::InputTransform transform{std::vector<double>(20, 0.5),
+                                           std::vector<double>(20, 4.0)};
+  const mlpinfer::Network network(layers, transform);
+  std::vector<std::uint8_t> pixels(40 * 20);
+  std::vector<double> transformed(pixels.size());
+  for (std::size_t k = 0; k < pixels.size(); ++k) {
+    pixels[k] = static_cast<std::uint8_t>(rng());
+    transformed[k] = (pixels[k] * static_cast<double>(1.0f / 255) - 0.5) * 4.0;
+  }
+  std::vector<float> y(40 * 3);
+  network.forward({pixels.data(), mlpinfer::ElementType::uint8, 40, 20, 20, 1}, 1.0f / 255,
+                  y.data(), 1);
+  const auto expected = naive_layers(layers, transformed, 40);
+  double worst = 0.0;
+  for (std::size_t k = 0; k < y.size(); ++k) {
+    const double error = std::fabs(y[k] - expected[k]);
+    worst = error > worst || std::isnan(error) ? error : worst;
+  }
+  check(worst <= 1e-6, "input transform on uint8 pixels: max error " + std::to_string(worst));
 }
 
 void test_uint8_rows_read_in_place() {
@@ -290,6 +355,25 @@ void test_contract_errors() {
   auto infinite_slope = layers;
   infinite_slope[0].activation = {Activation::leaky_relu, INFINITY, 0.0f};
   refused(infinite_slope, "layer 1: leaky_relu: parameters must be finite");
+
+  auto transform_refused = [&](mlpinfer::InputTransform transform, const std::string& message) {
+    std::string what;
+    try {
+      mlpinfer::Network{layers, std::move(transform)};
+    } catch (const std::invalid_argument& error) {
+      what = error.what();
+    }
+    check(what == message, "expected '" + message + "', got '" + what + "'");
+  };
+  transform_refused({{0, 0, 0}, {1, 1, 1, 1}},
+                    "the input transform must have 4 shifts and multipliers (the network's "
+                    "inputs), got 3 and 4");
+  transform_refused({{}, {1, 1, 1, 1}},
+                    "the input transform must have 4 shifts and multipliers (the network's "
+                    "inputs), got 0 and 4");
+  transform_refused({{0, NAN, 0, 0}, {1, 1, 1, 1}},
+                    "the input transform of feature 1 must be finite, got shift nan and "
+                    "multiplier 1.000000");
 }
 
 }  // namespace
@@ -308,6 +392,7 @@ int main(int argc, char** argv) {
   std::printf("output digest: %s\n", mlpinfer::testing::output_digest().c_str());
   test_against_naive_reference();
   test_modern_layers_against_naive_reference();
+  test_input_transform_against_naive_reference();
   test_uint8_rows_read_in_place();
   test_contract_errors();
   test_zero_input_times_infinite_weight_is_nan();

@@ -107,7 +107,9 @@ def _float_scale(network: Network) -> float:
 def _numpy_engine(network: Network) -> Forward:
     layers = _reference_layers(network)
     scale = _float_scale(network)
-    return lambda batch: reference.forward(layers, batch, scale, dtype=np.float32)
+    transform = network.input_transform
+    return lambda batch: reference.forward(layers, batch, scale, dtype=np.float32,
+                                           input_transform=transform)
 
 
 def _onnxruntime_engine(network: Network, threads: int, workdir: Path) -> Forward:

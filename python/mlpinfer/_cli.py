@@ -445,6 +445,9 @@ def _info(args: argparse.Namespace) -> int:
         "parameters": sum(layer["parameters"] for layer in layers),
         "dtype": "float32",
         "input_scale": network.input_scale,
+        "input_transform": None if network.input_transform is None else {
+            "shift": network.input_transform.shift.tolist(),
+            "multiplier": network.input_transform.multiplier.tolist()},
         "cpu": cpu_info(),
         "pixel_scale": network.pixel_scale,
         "classes": network.classes_.tolist(),
@@ -461,11 +464,20 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters  {report['parameters']:,} (float32)")
     scale, pixels = network.input_scale, network.pixel_scale
     print("input scale " + ("none (floats as given)" if scale is None else repr(scale)))
+    transform = network.input_transform
+    if transform is not None:
+        print(f"input transform (x - shift) * multiplier per feature, float64: shift "
+              f"{_range(transform.shift)}, multiplier {_range(transform.multiplier)}")
     print("pixel scale " + ("not recorded (uint8 input is refused; see --pixel-scale)"
                             if pixels is None else f"{pixels!r} for uint8 pixels"))
     print(f"classes     {report['classes']!r:.70}")
     print(f"kernels     {describe_kernels(report['cpu'])}")
     return 0
+
+
+def _range(values: np.ndarray) -> str:
+    low, high = float(values.min()), float(values.max())
+    return f"{low:.6g}" if low == high else f"{low:.6g} to {high:.6g}"
 
 
 def _convert(args: argparse.Namespace) -> int:

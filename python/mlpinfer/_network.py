@@ -25,7 +25,8 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"the import error was: {error}"
     ) from error
 
-__all__ = ["ACTIVATIONS", "Layer", "LayerNorm", "Network", "get_num_threads", "set_num_threads"]
+__all__ = ["ACTIVATIONS", "InputTransform", "Layer", "LayerNorm", "Network", "get_num_threads",
+           "set_num_threads"]
 
 ACTIVATIONS = tuple(_activations.ACTIVATIONS)
 _PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
@@ -69,6 +70,25 @@ class LayerNorm:
     gamma: np.ndarray
     beta: np.ndarray
     epsilon: float
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """A per-feature transform of the input before the first layer: feature ``c`` of each
+    sample becomes ``(x * scale - shift[c]) * multiplier[c]``, computed in float64 and
+    rounded to float32 once (``scale``: the network's input_scale or pixel_scale).
+
+    It is what a scikit-learn scaler, a Keras ``Normalization`` or a BatchNorm in front of
+    the first dense layer computes. Folded into the first layer's weights instead, it
+    cancels in float32 when the features sit far from 0 against their spread (a year near
+    2000 with std 10); kept apart, it is exact. ``shift`` and ``multiplier``: float64,
+    one finite value per input feature."""
+
+    shift: np.ndarray
+    multiplier: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"InputTransform(<{self.shift.size} features>)"
 
 
 @dataclass(frozen=True)
@@ -188,6 +208,36 @@ def _checked_norm(norm: LayerNorm, index: int, outputs: int) -> LayerNorm:
     return LayerNorm(gamma, beta, float(epsilon))
 
 
+def _checked_transform(transform: InputTransform | None, width: int) -> InputTransform | None:
+    """``transform`` with float64 read-only copies of its arrays; WeightsError saying what
+    is wrong otherwise."""
+    if transform is None:
+        return None
+    if not isinstance(transform, InputTransform):
+        raise WeightsError(
+            f"input_transform must be an InputTransform or None, got {type(transform).__name__}"
+        )
+    arrays = []
+    for name in ("shift", "multiplier"):
+        try:
+            array = np.array(getattr(transform, name), dtype=np.float64, copy=True)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise WeightsError(f"input_transform {name} is not an array of numbers ({error})") from None
+        if array.shape != (width,):
+            raise WeightsError(
+                f"input_transform {name} must have shape ({width},) (the network's inputs), "
+                f"got {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            bad = int(np.argmax(~np.isfinite(array)))
+            raise WeightsError(
+                f"input_transform {name} has a non-finite value at feature {bad}: {array[bad]!r}"
+            )
+        array.flags.writeable = False
+        arrays.append(array)
+    return InputTransform(*arrays)
+
+
 def _engine_layer(layer: Layer) -> tuple[Any, ...]:
     """``layer`` as the engine takes it (`_core.Network`): activation name and its
     parameters as alpha and beta, and the LayerNorm."""
@@ -214,6 +264,9 @@ class Network:
 
     ``classes`` are the labels that `classify` returns for each output (two for a
     single sigmoid output), as scikit-learn's ``classes_``; ``None``: the indices.
+
+    ``input_transform`` (an `InputTransform`) shifts and multiplies each feature after
+    that scale and before the first layer, exactly (in float64); ``None``: none.
     """
 
     def __init__(
@@ -223,6 +276,7 @@ class Network:
         input_scale: float | None = None,
         pixel_scale: float | str | None = "auto",
         classes: npt.ArrayLike | None = None,
+        input_transform: InputTransform | None = None,
     ) -> None:
         # Copied once, here: float32, C order, read-only, finite; never aliasing the
         # caller's arrays, whose later changes would not reach the engine.
@@ -254,6 +308,9 @@ class Network:
         self._pixel_scale = pixel_scale
         self._classes = _checked_classes(classes, layers[-1].outputs)
         self._n_inputs = layers[0].inputs
+        self._input_transform = _checked_transform(input_transform, layers[0].inputs)
+        transform = (None if self._input_transform is None else
+                     (self._input_transform.shift, self._input_transform.multiplier))
         float_scale = 1.0 if input_scale is None else input_scale
         # Native-order arrays of these dtypes take predict's fast path; uint8 of a network
         # with no known pixel scale takes the slow path, which refuses it.
@@ -264,7 +321,7 @@ class Network:
         if pixel_scale is not None:
             self._direct_scales[np.dtype(np.uint8)] = pixel_scale
         try:
-            self._engine = _core.Network([_engine_layer(layer) for layer in layers])
+            self._engine = _core.Network([_engine_layer(layer) for layer in layers], transform)
         except ValueError as error:
             raise WeightsError(str(error)) from None
 
@@ -302,6 +359,11 @@ class Network:
     @property
     def input_scale(self) -> float | None:
         return self._input_scale
+
+    @property
+    def input_transform(self) -> InputTransform | None:
+        """The per-feature shift and multiplier before the first layer, or ``None``."""
+        return self._input_transform
 
     @property
     def pixel_scale(self) -> float | None:
@@ -347,6 +409,8 @@ class Network:
         scale = "" if self._input_scale is None else f", input_scale={self._input_scale!r}"
         if self._pixel_scale != (_PIXEL_SCALE if self._input_scale is None else self._input_scale):
             scale += f", pixel_scale={self._pixel_scale!r}"
+        if self._input_transform is not None:
+            scale += f", input_transform={self._input_transform!r}"
         if self._classes is not None:
             scale += f", classes={self._classes.tolist()!r:.60}"
         return f"Network({' -> '.join(parts)}{scale})"
@@ -355,8 +419,10 @@ class Network:
         norms = [None if layer.norm is None else (layer.norm.gamma, layer.norm.beta,
                                                   layer.norm.epsilon, layer.norm_after_activation)
                  for layer in self._layers]
+        transform = (None if self._input_transform is None else
+                     (self._input_transform.shift, self._input_transform.multiplier))
         return (_rebuild, (self.params(), list(self.activations), self._input_scale,
-                           self._pixel_scale, self._classes, norms))
+                           self._pixel_scale, self._classes, norms, transform))
 
     # ------------------------------------------------------------------ inference
 
@@ -536,6 +602,9 @@ class Network:
         """Print a table of the layers, as Keras's ``Model.summary``."""
         rows = [("Layer (activation)", "Output Shape", "Param #")]
         rows.append(("input", f"(None, {self.n_inputs})", "0"))
+        if self._input_transform is not None:
+            rows.append(("input_transform (shift, multiplier)", f"(None, {self.n_inputs})",
+                         f"{2 * self.n_inputs:,}"))
         for index, layer in enumerate(self._layers, start=1):
             rows.append((f"dense_{index} ({layer.steps})", f"(None, {layer.outputs})",
                          f"{layer.parameters:,}"))
@@ -544,11 +613,14 @@ class Network:
                  .rstrip() for row in rows]
         rule = "-" * sum(widths)
         total = sum(layer.parameters for layer in self._layers)
+        transform = 0 if self._input_transform is None else 2 * self.n_inputs
         pixels = ("refused (pixel scale not recorded; see with_pixel_scale)"
                   if self._pixel_scale is None else f"multiplied by {self._pixel_scale:.6g}")
         floats = "as given" if self._input_scale is None else f"multiplied by {self._input_scale:.6g}"
+        kilobytes = (total + 2 * transform) * 4 / 1024
+        float64 = "; the input transform float64" if transform else ""
         text = [rule, lines[0], "=" * len(rule), *lines[1:], "=" * len(rule),
-                f"Total params: {total:,} ({total * 4 / 1024:,.2f} KB, float32)",
+                f"Total params: {total + transform:,} ({kilobytes:,.2f} KB, float32{float64})",
                 f"Float input: {floats}; uint8 input: {pixels}"]
         if self._classes is not None:
             text.append(f"Classes: {self._classes.tolist()!r:.70}")
@@ -655,7 +727,7 @@ class Network:
 
     def _replaced(self, **changes: Any) -> Network:
         settings = {"input_scale": self._input_scale, "pixel_scale": self._pixel_scale,
-                    "classes": self._classes}
+                    "classes": self._classes, "input_transform": self._input_transform}
         settings.update(changes)
         return type(self)(self._layers, **settings)
 
@@ -784,9 +856,11 @@ def _rebuild(
     params: dict[str, np.ndarray], activations: list[str], input_scale: float | None,
     pixel_scale: float | str | None = "auto", classes: np.ndarray | None = None,
     norms: list[tuple[np.ndarray, np.ndarray, float, bool] | None] | None = None,
+    transform: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Network:
     """A pickled Network; ``norms`` (one per layer, ``(gamma, beta, epsilon,
-    after_activation)`` or None) is absent from pickles made before LayerNorm."""
+    after_activation)`` or None) is absent from pickles made before LayerNorm, and
+    ``transform`` (``(shift, multiplier)`` or None) from those made before InputTransform."""
     layers = [Layer(w, b, activation) for (w, b), activation
               in zip(ordered_layers(params), activations, strict=True)]
     if norms is not None:
@@ -794,6 +868,7 @@ def _rebuild(
                   Layer(layer.weights, layer.bias, layer.activation,
                         LayerNorm(norm[0], norm[1], norm[2]), norm[3])
                   for layer, norm in zip(layers, norms, strict=True)]
-    return Network(layers, input_scale=input_scale, pixel_scale=pixel_scale, classes=classes)
+    return Network(layers, input_scale=input_scale, pixel_scale=pixel_scale, classes=classes,
+                   input_transform=None if transform is None else InputTransform(*transform))
 
 

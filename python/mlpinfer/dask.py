@@ -199,7 +199,7 @@ def _map_samples(
         concatenate=True,
         dtype=dtype,
         meta=np.empty((0,) * len(out_axes), dtype=dtype),
-        name=f"mlpinfer-{function.__name__.strip('_').removesuffix('_block')}",
+        token=f"mlpinfer-{function.__name__.strip('_').removesuffix('_block')}",
     )
 
 
@@ -209,8 +209,10 @@ def _network_key(network: Network) -> Delayed:
     norms = [None if layer.norm is None else (layer.norm.gamma, layer.norm.beta, layer.norm.epsilon,
                                                layer.norm_after_activation)
              for layer in network.layers]
+    transform = network.input_transform
     token = tokenize(network.params(), network.activations, norms, network.input_scale,
-                     network.pixel_scale, network.classes_)
+                     network.pixel_scale, network.classes_,
+                     None if transform is None else (transform.shift, transform.multiplier))
     return dask.delayed(network, name=f"mlpinfer-network-{token}", pure=True)
 
 

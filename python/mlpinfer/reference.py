@@ -163,6 +163,7 @@ def forward(
     x: npt.ArrayLike,
     input_scale: float = 1.0,
     dtype: npt.DTypeLike = np.float64,
+    input_transform: Any = None,
 ) -> np.ndarray:
     """Outputs of the network ``layers`` for ``x``.
 
@@ -172,11 +173,15 @@ def forward(
     ``y = a @ W + b``, then the LayerNorm and the activation (the LayerNorm after the
     activation if norm_after_activation). ``x`` is (N, inputs) or (inputs,); the result
     has matching rank. ``input_scale`` multiplies the input first (1/255 for uint8
-    pixels). Tests use the float64 default as the oracle; ``dtype=np.float32`` is the
+    pixels); then ``input_transform`` (a `mlpinfer.InputTransform`, or None) makes each
+    feature ``(x * input_scale - shift) * multiplier``. Tests use the float64 default as the oracle; ``dtype=np.float32`` is the
     textbook's own arithmetic (its loader divides float32 pixels by 255), which
     benchmarks time.
     """
     a = np.asarray(x, dtype=dtype) * np.asarray(input_scale, dtype=dtype)
+    if input_transform is not None:
+        a = ((a - np.asarray(input_transform.shift, dtype=dtype))
+             * np.asarray(input_transform.multiplier, dtype=dtype))
     # inf - inf and overflow to inf are the answers for such inputs, not accidents.
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for layer in layers:

@@ -32,7 +32,7 @@ NATIVE_HEADERS = {
     "not UTF-8": (b"\xff\xfe\x00", "corrupt mlpinfer header"),
     "100k nested arrays": (b"[" * DEPTH + b"]" * DEPTH, "header"),
     "wrong format name": (b'{"format": "onnx", "version": 1}', "not an mlpinfer network header"),
-    "future version": (b'{"format": "mlpinfer", "version": 3, "activations": []}', "version 3"),
+    "future version": (b'{"format": "mlpinfer", "version": 4, "activations": []}', "version 4"),
     "activations not a list": (
         b'{"format": "mlpinfer", "version": 1, "activations": "relu"}', "list of names"),
     "too few activations": (
@@ -214,3 +214,86 @@ def test_a_native_file_without_layer_norm_stays_version_1(tmp_path):
     assert header["version"] == 1
     assert "norms" not in header
     assert header["activations"] == ["elu(alpha=0.5)", "softmax"]
+
+
+# ------------------------------------------------------------------ input transform
+# A native file of a 4-3-2 network with an input transform: members W1, b1, W2, b2,
+# input_shift, input_multiplier and a version 3 header; each case changes the header or
+# the members.
+
+
+def _transform_file(*, version=3, flag=True, **members):
+    arrays = dict(random_params(dtype=np.float64))
+    arrays.update(input_shift=np.full(4, 2000.0), input_multiplier=np.full(4, 0.1))
+    arrays.update(members)
+    arrays = {key: value for key, value in arrays.items() if value is not None}
+    header = {"format": "mlpinfer", "version": version, "activations": ["relu", "softmax"],
+              "input_scale": None}
+    if flag is not None:
+        header["input_transform"] = flag
+    arrays[_npz.HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    return npz_bytes(arrays)
+
+
+TRANSFORM_CASES = {
+    "flag a string": ({"flag": "yes"}, "'input_transform' must be true or false"),
+    "flag 1": ({"flag": 1}, "'input_transform' must be true or false"),
+    "members without the flag": ({"flag": None}, r"the header says false, found \['input_shift'"),
+    "members in a version 2 file": ({"version": 2}, "the header says false"),
+    "flag without the multiplier": ({"input_multiplier": None},
+                                    r"the header says true, found \['input_shift'\]"),
+    "flag without either": ({"input_multiplier": None, "input_shift": None},
+                            "the header says true, found neither"),
+    "float32 shift": ({"input_shift": np.full(4, 2000.0, np.float32)}, "must be float64"),
+    "int multiplier": ({"input_multiplier": np.ones(4, np.int64)}, "must be float64"),
+    "shift of the wrong length": ({"input_shift": np.zeros(5)},
+                                  r"shift must have shape \(4,\).*got \(5,\)"),
+    "multiplier 2-D": ({"input_multiplier": np.ones((4, 1))}, r"multiplier must have shape"),
+    "NaN shift": ({"input_shift": np.array([0.0, np.nan, 0.0, 0.0])},
+                  "shift has a non-finite value at feature 1"),
+    "infinite multiplier": ({"input_multiplier": np.array([1.0, 1.0, 1.0, np.inf])},
+                            "multiplier has a non-finite value at feature 3"),
+    "a million shifts": ({"input_shift": np.zeros(10**6)}, "shift must have shape"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRANSFORM_CASES))
+def test_native_input_transform_corruptions(sandbox, case):
+    options, match = TRANSFORM_CASES[case]
+    assert_refused(sandbox, _transform_file(**options), match, name="net.npz")
+
+
+def test_the_good_transform_file_loads(tmp_path):
+    path = tmp_path / "net.npz"
+    path.write_bytes(_transform_file())
+    network = mlpinfer.load(path)
+    np.testing.assert_array_equal(network.input_transform.shift, np.full(4, 2000.0))
+
+
+def test_a_native_file_with_an_input_transform_round_trips_as_version_3(tmp_path):
+    rng = np.random.default_rng(5)
+    layers = [mlpinfer.Layer(rng.normal(size=(6, 5)), rng.normal(size=5), "tanh"),
+              mlpinfer.Layer(rng.normal(size=(5, 3)), rng.normal(size=3), "softmax")]
+    transform = mlpinfer.InputTransform(2000 + rng.normal(size=6), 1 / rng.uniform(5, 15, 6))
+    network = mlpinfer.Network(layers, pixel_scale=1.0, input_transform=transform)
+    path = tmp_path / "net.npz"
+    mlpinfer.save(network, path)
+    loaded = mlpinfer.load(path)
+    assert repr(loaded) == repr(network)
+    np.testing.assert_array_equal(loaded.input_transform.shift, transform.shift)
+    np.testing.assert_array_equal(loaded.input_transform.multiplier, transform.multiplier)
+    x = 2000 + rng.normal(size=(40, 6)) * 10
+    np.testing.assert_array_equal(loaded.predict(x), network.predict(x))
+    with np.load(path, allow_pickle=False) as archive:
+        header = json.loads(archive[_npz.HEADER_KEY].tobytes())
+    assert header["version"] == 3
+    assert header["input_transform"] is True
+
+
+def test_the_textbook_pickle_refuses_an_input_transform(tmp_path):
+    network = mlpinfer.Network(
+        random_network(activations=["sigmoid", "softmax"]).layers,
+        input_transform=mlpinfer.InputTransform(np.zeros(4), np.ones(4)))
+    with pytest.raises(WeightsError, match=r"a \.pkl records only weights.*input_transform="):
+        mlpinfer.save(network, tmp_path / "net.pkl")
+    assert not (tmp_path / "net.pkl").exists()

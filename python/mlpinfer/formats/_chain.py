@@ -1,14 +1,21 @@
 """What every framework reader and importer shares: the refusal error, optional imports and
 the layer chain that turns a framework's layers into a network.
 
-Folding and its rounding
-------------------------
+The input transform, and folding
+--------------------------------
 Per-feature affine steps (inference-mode BatchNorm, Keras ``Normalization`` and
 ``Rescaling``, scikit-learn's scalers, ONNX ``Mul``/``Add`` by constants) are not run as
-steps: they are folded into the adjacent dense layer, or into a LayerNorm's gamma and beta.
-After a dense layer (no activation between) ``(x W + b) * s + t`` becomes
-``x (W * s) + (b * s + t)``; before one (on the input, or after an activation)
-``(x * s + t) W + b`` becomes ``x (s[:, None] * W) + (t W + b)``. The arithmetic is done in
+steps. Before the first dense layer they become the network's `InputTransform`, composed
+in float64: ``x * s + t`` is ``(x - shift) * multiplier`` with ``multiplier = s`` and
+``shift = -t / s``, which the engine computes in float64 and rounds once, exactly however
+far the features sit from 0 (a feature with ``s == 0`` is the constant ``t``: it folds
+into the first layer's bias, with multiplier 0). A scalar `scale` there sets the
+network's input scale as before (uint8 pixels), and its offset folds.
+
+Elsewhere they are folded into the adjacent dense layer, or into a LayerNorm's gamma and
+beta. After a dense layer (no activation between) ``(x W + b) * s + t`` becomes
+``x (W * s) + (b * s + t)``; after an activation ``(x * s + t) W + b`` becomes
+``x (s[:, None] * W) + (t W + b)`` in the next dense layer. The arithmetic is done in
 float64 and the folded weights are rounded to float32 once, when the `Network` is built.
 
 That changes one rounding: the framework rounds the float32 product ``x W + b`` and then
@@ -21,8 +28,9 @@ Folding a shift into the next dense layer changes more: the framework subtracts 
 float32, exactly for inputs near the subtracted value) and multiplies the small result,
 while the folded layer multiplies the large inputs and subtracts ``t W`` afterwards, losing
 about 2^-24 x sum |t W| to cancellation. Where that exceeds 5e-6 of the layer's output scale
-(features whose values sit hundreds of spreads away from 0) the fold is refused rather than
-run inexactly.
+the fold is refused rather than run inexactly. Hidden values (after an activation) sit
+near 0, so this is for unusual models; on the input, where features hundreds of spreads
+from 0 are ordinary (a year near 2000 with std 10), the input transform is used instead.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import numpy.typing as npt
 
 from .. import _activations
 from .._errors import WeightsError
-from .._network import Layer, LayerNorm, Network
+from .._network import InputTransform, Layer, LayerNorm, Network
 
 __all__ = ["Chain", "UnsupportedModelError", "require"]
 
@@ -93,6 +101,7 @@ class _Carry:
     scale: np.ndarray
     shift: np.ndarray
     where: str  # the first step it holds, for refusals
+    affine: bool = False  # holds an affine step, not only `scale` calls
 
     @property
     def width(self) -> int | None:
@@ -113,11 +122,18 @@ class Chain:
         self._layers: list[_Draft] = []
         self._carry: _Carry | None = None
         self._scale: float | None = None
+        self._transform: InputTransform | None = None
 
     @property
     def started(self) -> bool:
         """Whether a dense step has been seen (input transforms must come before it)."""
         return bool(self._layers)
+
+    @property
+    def input_transform(self) -> InputTransform | None:
+        """What the affine steps before the first dense layer became (once that layer is
+        added); None: there were none, or only `scale` steps."""
+        return self._transform
 
     @property
     def width(self) -> int | None:
@@ -152,11 +168,20 @@ class Chain:
                     f"{carry.where}: {carry.width} features, but the dense layer it folds "
                     f"into ({where}) has {w.shape[0]} inputs"
                 )
-            # (x * s + t) @ W + b == x @ (s[:, None] * W) + (t @ W + b)
             shift = np.broadcast_to(carry.shift, (w.shape[0],))
-            _check_cancellation(shift, w, b, carry.where, where)
-            b = b + shift @ w
-            w = (carry.scale[:, None] if carry.scale.ndim else carry.scale) * w
+            if last is None and carry.affine:
+                # x * s + t == (x - (-t / s)) * s, in the engine; s == 0: the constant t.
+                scale = np.broadcast_to(carry.scale, (w.shape[0],))
+                constant = scale == 0
+                b = b + np.where(constant, shift, 0.0) @ w
+                self._transform = InputTransform(
+                    np.where(constant, 0.0, -shift / np.where(constant, 1.0, scale)),
+                    scale.copy())
+            else:
+                # (x * s + t) @ W + b == x @ (s[:, None] * W) + (t @ W + b)
+                _check_cancellation(shift, w, b, carry.where, where)
+                b = b + shift @ w
+                w = (carry.scale[:, None] if carry.scale.ndim else carry.scale) * w
             self._carry = None
         if last is not None and last.outputs != w.shape[0]:
             raise UnsupportedModelError(
@@ -306,6 +331,7 @@ class Chain:
             input_scale=self._scale,
             pixel_scale=None if pixel_scale == "auto" and self._scale is None else pixel_scale,
             classes=classes,
+            input_transform=self._transform,
         )
 
     # ------------------------------------------------------------------ folding
@@ -334,11 +360,12 @@ class Chain:
                 f"{where}: {max(sizes)} features, but the value it scales has {width}"
             )
         if self._carry is None:
-            self._carry = _Carry(scale, shift, where)
+            self._carry = _Carry(scale, shift, where, affine=True)
         else:
             # (x * s1 + t1) * s2 + t2 == x * (s1 s2) + (t1 s2 + t2)
             carry = self._carry
             carry.scale, carry.shift = carry.scale * scale, carry.shift * scale + shift
+            carry.affine = True
 
 
 def _features(value: npt.ArrayLike, name: str, where: str, *, vector: bool = False,

@@ -5,7 +5,10 @@ scales, the classes and the layers' LayerNorms (written by `mlpinfer.save`).
 A LayerNorm's arrays are the members ``gamma<i>`` and ``beta<i>`` of layer i, its
 epsilon and place (``after_activation``) the header's ``norms`` entry i. A file with a
 LayerNorm is version 2, so that a reader of version 1, which knows no LayerNorm, refuses
-it rather than computing without one; every other file stays version 1.
+it rather than computing without one. An input transform (`mlpinfer.InputTransform`) is
+the float64 members ``input_shift`` and ``input_multiplier`` with ``"input_transform":
+true`` in the header, and makes the file version 3 for the same reason; every other file
+stays version 1.
 
 Members are read with ``allow_pickle=False`` after `open_zip` has charged their declared
 sizes to the budget; each ``.npy`` header is parsed by NumPy, and anything it raises on
@@ -24,7 +27,7 @@ import numpy as np
 
 from .._errors import MlpinferError
 from .._files import write_atomically
-from .._network import Layer, LayerNorm, Network
+from .._network import InputTransform, Layer, LayerNorm, Network
 from .._params import is_float32_number, ordered_layers
 from ._budget import Budget, open_zip
 from ._recorded import checked_classes, checked_scale, read_json
@@ -33,7 +36,8 @@ from ._registry import Format, Request
 __all__ = ["FORMAT_VERSION", "HEADER_KEY", "NATIVE", "NPZ", "header_bytes", "read_npz"]
 
 HEADER_KEY = "mlpinfer_header"
-FORMAT_VERSION = 2  # the newest this mlpinfer reads; files without LayerNorm are written as 1
+FORMAT_VERSION = 3  # the newest this mlpinfer reads; the oldest that holds a file is written
+_TRANSFORM_KEYS = ("input_shift", "input_multiplier")
 _NORM_KEY = re.compile(r"(gamma|beta)([1-9][0-9]{0,5})\Z")
 _HEADER_MEMBER = f"{HEADER_KEY}.npy"
 
@@ -91,9 +95,11 @@ def header_bytes(
     pixel_scale: float | None = None,
     classes: list[Any] | None = None,
     norms: list[dict[str, Any] | None] | None = None,
+    input_transform: bool = False,
 ) -> np.ndarray:
     """The JSON header; ``norms`` has one entry per layer, ``None`` or ``{"epsilon": e,
-    "after_activation": bool}`` (the arrays are members of their own)."""
+    "after_activation": bool}``; ``input_transform``: whether the file has one (the
+    arrays are members of their own)."""
     header: dict[str, Any] = {
         "format": "mlpinfer",
         "version": 1,
@@ -104,6 +110,8 @@ def header_bytes(
     }
     if norms is not None and any(norm is not None for norm in norms):
         header.update(version=2, norms=norms)
+    if input_transform:
+        header.update(version=3, input_transform=True)
     return np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
 
@@ -116,7 +124,7 @@ def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != "mlpinfer":
         raise budget.fail("header is not an mlpinfer network header")
     version = meta.get("version")
-    if type(version) is not int or version not in (1, FORMAT_VERSION):
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
         raise budget.fail(
             f"format version {str(version)[:40]}; this mlpinfer reads version {FORMAT_VERSION} "
             "(upgrade mlpinfer for newer files)")
@@ -125,7 +133,12 @@ def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
         raise budget.fail("header 'activations' must be a list of names")
     # Files written before pixel_scale existed scale uint8 as Network's "auto" does.
     pixel_scale = meta.get("pixel_scale", "auto")
+    transform = meta.get("input_transform", False) if version >= 3 else False
+    if type(transform) is not bool:
+        raise budget.fail(
+            f"header 'input_transform' must be true or false, got {json.dumps(transform)[:40]}")
     return {
+        "input_transform": transform,
         "activations": activations,
         "norms": _checked_norms(meta.get("norms") if version >= 2 else None, budget),
         "input_scale": checked_scale(meta.get("input_scale"), "header 'input_scale'", budget),
@@ -164,6 +177,20 @@ def _native_network(arrays: dict[str, np.ndarray], settings: dict[str, Any],
                     budget: Budget) -> Network:
     """The network of a native file's arrays (W, b, gamma, beta) and header settings."""
     norm_arrays = {key: arrays.pop(key) for key in list(arrays) if _NORM_KEY.match(key)}
+    transform_arrays = [arrays.pop(key, None) for key in _TRANSFORM_KEYS]
+    has_transform = settings.pop("input_transform")
+    if [array is not None for array in transform_arrays] != [has_transform] * 2:
+        found = [key for key, array in zip(_TRANSFORM_KEYS, transform_arrays, strict=True)
+                 if array is not None]
+        raise budget.fail(
+            f"the members {' and '.join(_TRANSFORM_KEYS)} go with the header's "
+            f"'input_transform': true; the header says {json.dumps(has_transform)}, found "
+            f"{found or 'neither'}")
+    if has_transform and any(array.dtype != np.float64 for array in transform_arrays):
+        raise budget.fail(
+            f"{' and '.join(_TRANSFORM_KEYS)} must be float64, found "
+            f"{' and '.join(str(array.dtype) for array in transform_arrays)}")
+    settings["input_transform"] = InputTransform(*transform_arrays) if has_transform else None
     norms = settings.pop("norms")
     activations = settings.pop("activations")
     pairs = ordered_layers(arrays)
@@ -220,9 +247,12 @@ def _write_native(network: Network, path: Path) -> None:
         arrays[f"beta{index}"] = layer.norm.beta
         norms.append({"epsilon": layer.norm.epsilon,
                       "after_activation": layer.norm_after_activation})
+    transform = network.input_transform
+    if transform is not None:
+        arrays.update(zip(_TRANSFORM_KEYS, (transform.shift, transform.multiplier), strict=True))
     arrays[HEADER_KEY] = header_bytes(
         list(network.activations), network.input_scale, network.pixel_scale,
-        None if classes is None else classes.tolist(), norms)
+        None if classes is None else classes.tolist(), norms, transform is not None)
 
     write_atomically(path, lambda stream: np.savez(stream, **arrays))
 

@@ -210,12 +210,13 @@ def _write(network: Network, path: Any) -> None:
     textbook = ("sigmoid",) * (len(network.layers) - 1) + ("softmax",)
     if (network.activations != textbook or network.input_scale is not None
             or network.pixel_scale != 1 / 255 or network.classes is not None
+            or network.input_transform is not None
             or any(layer.norm is not None for layer in network.layers)):
         raise WeightsError(
             f"a .pkl records only weights and reads back as sigmoid hidden layers, a softmax "
             f"output, float input as given, uint8 pixels / 255 and index labels; this "
             f"network is {network!r}: write .npz (the native format) to keep its "
-            "activations, scales and classes"
+            "activations, scales, input transform and classes"
         )
     params = {name: array.copy() for name, array in network.params().items()}
     write_atomically(path, lambda stream: pickle.dump(params, stream, protocol=4))

@@ -718,6 +718,8 @@ def to_keras(network: Network) -> Any:
     layers: list[Any] = [keras.Input((network.n_inputs,))]
     if network.input_scale is not None:
         layers.append(keras.layers.Rescaling(network.input_scale))
+    if network.input_transform is not None:
+        layers += _normalization_layers(keras, network)
     weighted: list[tuple[Any, list[np.ndarray]]] = []
     for layer in network.layers:
         activation = _keras_activation(keras, layer.activation)
@@ -736,6 +738,36 @@ def to_keras(network: Network) -> Any:
     for keras_layer, arrays in weighted:
         keras_layer.set_weights(arrays)
     return model
+
+
+def _normalization_layers(keras: Any, network: Network) -> list[Any]:
+    """The input transform as two ``Normalization`` layers, as exact as the engine's: the
+    float32 part of the shift with variance 1 (Keras subtracts in float32, exactly for
+    inputs near it, and divides by 1), then the rest of the shift with variance
+    1 / multiplier^2. `WeightsError` where Normalization cannot say it: a multiplier not
+    in (0, 1 / epsilon] (it divides by max(sqrt(variance), epsilon)), or an input scale
+    on inputs far from 0 (Rescaling rounds x * scale to float32 before the subtraction)."""
+    transform = network.input_transform
+    assert transform is not None
+    multiplier = transform.multiplier
+    bad = np.flatnonzero(~((multiplier > 0) & (multiplier <= 1 / _NORMALIZATION_EPSILON)))
+    if bad.size:
+        raise WeightsError(
+            f"Keras's Normalization divides by max(sqrt(variance), {_NORMALIZATION_EPSILON:g}); "
+            f"this network's input transform has a multiplier of {multiplier[bad[0]]:.6g} at "
+            f"feature {bad[0]}: write .npz or .onnx")
+    spreads = float(np.max(np.abs(transform.shift * multiplier)))
+    if network.input_scale is not None and spreads > 16:
+        # 16 spreads from 0 keep x * scale's float32 rounding below 1e-6 of a spread.
+        raise WeightsError(
+            f"Keras's Rescaling rounds x * {network.input_scale:.6g} to float32 before the "
+            f"Normalization subtracts, and this network's inputs sit up to {spreads:.3g} "
+            "spreads from 0 (at most 16 keep that rounding below 1e-6 of a spread): write "
+            ".npz or .onnx")
+    high = transform.shift.astype(np.float32)
+    low = (transform.shift - high).astype(np.float32)
+    return [keras.layers.Normalization(mean=high, variance=np.ones_like(high)),
+            keras.layers.Normalization(mean=low, variance=(1 / multiplier**2).astype(np.float32))]
 
 
 def _keras_activation(keras: Any, spec: str) -> Any:

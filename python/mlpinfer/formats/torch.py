@@ -558,6 +558,11 @@ def torch_modules(network: Network) -> list[tuple[str, dict[str, Any], dict[str,
     """The ``nn.Sequential`` entries computing ``network`` on float input already
     multiplied by its input scale: (kind, options, tensors by name), as `add_module` reads
     them. `WeightsError` for an activation PyTorch has no module for."""
+    if network.input_transform is not None:
+        raise WeightsError(
+            "PyTorch's nn.Sequential as mlpinfer writes it has no input transform (a shift "
+            f"and a multiplier per feature before the first Linear); this network is "
+            f"{network!r}: write .npz, .onnx or .keras")
     modules: list[tuple[str, dict[str, Any], dict[str, np.ndarray]]] = []
     for layer in network.layers:
         modules.append(("Linear", {}, {"weight": np.ascontiguousarray(layer.weights.T),

@@ -1,5 +1,5 @@
 """scikit-learn ``MLPClassifier`` and ``MLPRegressor``, alone or at the end of a ``Pipeline``
-of scalers (folded into the first layer)."""
+of scalers (the network's exact input transform)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ SUPPORTED: dict[str, str] = {
 def from_sklearn(model: Any, *, pixel_scale: float | None = None) -> Network:
     """A fitted ``MLPClassifier`` or ``MLPRegressor``, or a ``Pipeline`` (``make_pipeline``)
     of StandardScaler, MinMaxScaler, MaxAbsScaler and 'passthrough' steps ending in one, as
-    a network. The scalers are folded into the first layer (see `mlpinfer.formats._chain`);
+    a network. The scalers become the network's input transform, computed in float64 (see
+    `mlpinfer.formats._chain`);
     any other step is refused, named by its place in the pipeline (``pipeline[2]``).
 
     The outputs equal ``predict_proba`` for a multi-class classifier and ``predict`` for a

@@ -40,7 +40,8 @@ CONCEPTS: dict[str, str] = {
     "dense": "dense layer",
     "batch_norm": "BatchNorm (inference, folded into a dense layer)",
     "layer_norm": "LayerNorm",
-    "feature_scaling": "feature scaling by constants (folded into a dense layer)",
+    "feature_scaling": ("feature scaling by constants (the exact input transform before the "
+                        "first dense layer, folded into a dense layer after it)"),
     "no_op": "no-op layers (skipped)",
     **{name: f"`{_signature(name, params)}`" for name, params in _activations.ACTIVATIONS.items()},
 }
