@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -367,15 +368,32 @@ def constant(value_attribute, out="k"):
           helper.make_node("Pow", ["e", "big"], ["p"], name="pow"),
           helper.make_node("Gemm", ["p", "W", "b"], ["y"], name="fc")],
          "Pow at node #1 'pow': the elementwise ops Erf, Pow on the running value are neither"),
+        # Found by fuzz/fuzz_onnx.py: a Mul of one input escaped as a TypeError.
+        ([helper.make_node("Mul", ["x"], ["m"], name="mul"), helper.make_node("Gemm", ["m", "W", "b"], ["y"], name="fc")],
+         r"Mul at node #0 'mul': supported only when it has 2 inputs \(found 1\)"),
+        ([helper.make_node("Erf", ["x", "x"], ["e"], name="erf"), helper.make_node("Gemm", ["e", "W", "b"], ["y"], name="fc")],
+         r"Erf at node #0 'erf': supported only when it has 1 input \(found 2\)"),
     ],
     ids=["alpha-string", "transB-float", "weights-are-input", "gemm-one-input",
          "matmul-one-input", "div-by-zero", "if", "constant-two-values", "reshape-float",
-         "gather-beyond", "pow-1000"],
+         "gather-beyond", "pow-1000", "mul-one-input", "erf-two-inputs"],
 )
 def test_graphs_we_cannot_run_are_refused(tmp_path, nodes, match):
     init = {"W": W, "b": B, "zero": np.float32(0), "shape": np.array([0.5, 4.0], np.float32),
             "nine": np.array(9, np.int64), "big": np.float32(1000)}
     refused(tmp_path, model_of(nodes, init), match)
+
+
+REGRESSIONS = Path(__file__).resolve().parents[2] / "fuzz" / "regressions"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in REGRESSIONS.glob("*.onnx")))
+def test_fuzz_finding_is_refused(tmp_path, name):
+    """Inputs that fuzz/ found escaping as another exception type; see SECURITY.md."""
+    path = tmp_path / name
+    path.write_bytes((REGRESSIONS / name).read_bytes())
+    with pytest.raises(WeightsError):
+        mlpinfer.load(path)
 
 
 def doubling(op, count, *, first="x"):

@@ -48,6 +48,7 @@ _ATTRIBUTE_TYPE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "INT", 3: "STRING", 4: "
                          10: "GRAPHS", 11: "SPARSE_TENSOR", 12: "SPARSE_TENSORS",
                          13: "TYPE_PROTO", 14: "TYPE_PROTOS"}
 _SCALING = "Add, Sub, Mul, Div by constants (one number or one per feature)"
+_UNARY = ("Neg", "Erf")  # the other `_arithmetic` ops take two inputs
 # The ops we read: op -> (handler, attributes it may carry with their types, what it is
 # as (concept key, spelling) rows of the supported-layers table). Any other attribute is
 # an option we would be ignoring; an op not here is refused.
@@ -277,6 +278,9 @@ class GraphReader:
         return self._next(where)
 
     def _arithmetic(self, op: str, inputs: list[str], attributes: dict, where: str) -> Expr:
+        arity = 1 if op in _UNARY else 2
+        self._need(len(inputs) == arity, where,
+                   f"has {arity} input{'s' if arity > 1 else ''} (found {len(inputs)})")
         args = []
         for name in inputs:
             value = self._operand(name, where)
