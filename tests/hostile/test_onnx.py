@@ -113,6 +113,16 @@ def test_dimensions_declaring_terabytes_are_refused_without_allocating(tmp_path)
         path, match=r"needs 4398046511104 bytes of raw_data, the file holds 48")
 
 
+@pytest.mark.parametrize("dims", [[4, 3, 24548679292, 2104, 887605, 0], [1] * 9],
+                         ids=["empty-but-overflowing", "nine-axes"])
+def test_shapes_numpy_cannot_hold_are_refused(tmp_path, dims):
+    # Found by fuzz/fuzz_onnx.py (F27): an empty tensor whose other dimensions overflow
+    # NumPy's index type escaped from reshape as a ValueError.
+    weights = tensor_proto("W", TensorProto.FLOAT, dims, raw_data=b"" if 0 in dims else b"\0" * 4)
+    refused(tmp_path, model_of([gemm()], {"W": weights, "b": B}),
+            r"initializer 'W' declares shape .*: expected at most 8 dimensions")
+
+
 # --------------------------------------------------------------------------- tensors
 
 

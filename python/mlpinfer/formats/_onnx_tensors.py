@@ -218,6 +218,10 @@ def _read_exactly(descriptor: int, offset: int, nbytes: int, path: str, what: st
     return buffer
 
 
+_MAX_RANK = 8
+_MAX_ELEMENTS = 2**40  # ahead of any budget (1 GiB by default), far below NumPy's 2^63 bytes
+
+
 def declared_nbytes(tensor: Any, what: str, external: ExternalFiles) -> int:
     """The bytes ``tensor`` becomes, from its declaration; checks that the file holds
     them (raw_data of exactly that size, that many typed values, or an external extent
@@ -233,6 +237,12 @@ def declared_nbytes(tensor: Any, what: str, external: ExternalFiles) -> int:
     dims = list(tensor.dims)
     if any(d < 0 for d in dims):
         raise WeightsError(f"{what} has a negative dimension: {dims}")
+    # An empty tensor may still declare other dimensions whose product overflows NumPy's
+    # index type (reshape then raises ValueError, size 0 or not); no tensor of a dense
+    # network has more than a few axes.
+    if len(dims) > _MAX_RANK or math.prod(d for d in dims if d) > _MAX_ELEMENTS:
+        raise WeightsError(f"{what} declares shape {dims[:_MAX_RANK + 1]}: expected at most "
+                           f"{_MAX_RANK} dimensions and {_MAX_ELEMENTS} elements")
     count = math.prod(dims)
     nbytes = count * dtype.itemsize
     filled = [f for f in _TYPED_FIELDS if len(getattr(tensor, f))]
