@@ -6,9 +6,11 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import sysconfig
 
 import numpy as np
 import pytest
@@ -217,6 +219,44 @@ def test_python_dash_m_entry_point():
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "Network(2 -> 2 sigmoid -> 1 sigmoid)" in result.stdout
+
+
+def console_script() -> str:
+    found = shutil.which("mlpinfer", path=sysconfig.get_path("scripts"))
+    assert found, f"no mlpinfer console script in {sysconfig.get_path('scripts')}"
+    return found
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param([], id="console-script"),
+    pytest.param([sys.executable, "-m", "mlpinfer"], id="python-m"),
+    pytest.param([sys.executable, "-I", "-mmlpinfer"], id="python-Immlpinfer"),
+])
+def test_an_unknown_isa_cap_is_one_line_naming_the_valid_values(command):
+    # The cap is checked while the package is imported, before the command's own code runs.
+    argv = (command or [console_script()]) + ["info", "xor"]
+    done = subprocess.run(argv, env={**os.environ, "MLPINFER_MAX_ISA": "bogus"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == ("mlpinfer: error: MLPINFER_MAX_ISA is 'bogus'; expected one of "
+                           f"{', '.join(mlpinfer.cpu_info()['supported'])} (or unset, for the "
+                           "best this CPU runs)\n")
+
+
+def test_an_unknown_isa_cap_still_fails_another_programs_import(tmp_path):
+    # python -m of another package whose import imports mlpinfer: a ValueError, as for any
+    # library user, not the command's exit.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "__init__.py").write_text("import mlpinfer\n")
+    (tmp_path / "other" / "__main__.py").write_text("print('ran')\n")
+    done = subprocess.run([sys.executable, "-m", "other", "mlpinfer"], cwd=tmp_path,
+                          env={**os.environ, "MLPINFER_MAX_ISA": "bogus"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "Traceback" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("mlpinfer._errors.MaxIsaError: MLPINFER_MAX_ISA")
 
 
 def test_convert_then_evaluate_the_converted_file(capsys, tmp_path):

@@ -1,8 +1,33 @@
 """mlpinfer: fast, exact CPU inference for multilayer perceptrons."""
 
+import os
+import sys
+
+from ._errors import DataError, MaxIsaError, MlpinferError, WeightsError
+
+
+def _started_as_command() -> bool:
+    """Whether this import starts the ``mlpinfer`` command, whose own code runs only after
+    it: its console script (sys.argv[0], named as pip names it on each platform), or
+    ``python -m mlpinfer`` (while Python locates the module, sys.argv[0] is "-m" and the
+    module's name, alone or joined to "-m", comes just before the command's arguments)."""
+    if sys.argv[:1] == ["-m"]:
+        named = sys.orig_argv[-len(sys.argv)]
+        return named == __name__ or (named.startswith("-") and named.endswith("m" + __name__))
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return script in (__name__, f"{__name__}.exe", f"{__name__}-script.py")
+
+
+try:
+    from ._cpu import cpu_info  # chooses the kernels, once: an unknown MLPINFER_MAX_ISA fails here
+except MaxIsaError as error:
+    if not _started_as_command():
+        raise
+    # The command reports it as it reports a bad argument: one line, status 2.
+    print(f"mlpinfer: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
+
 from . import importers  # noqa: F401 - registers the Keras, PyTorch and ONNX formats
-from ._cpu import cpu_info
-from ._errors import DataError, MlpinferError, WeightsError
 from ._network import InputTransform, Layer, LayerNorm, Network, get_num_threads, set_num_threads
 from ._network import _core as _engine  # _network explains a failed import of it
 from .formats import convert, load, save

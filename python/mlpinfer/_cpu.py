@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ._errors import MaxIsaError
 from ._network import _core
 
 ISA_VARIABLE = "MLPINFER_MAX_ISA"
@@ -37,7 +38,14 @@ def describe_kernels(info: dict[str, object]) -> str:
     return f"{info['isa']} (this CPU runs {', '.join(supported)}; {cap})"
 
 
+def _choose_kernels() -> dict[str, object]:
+    try:
+        return _core.cpu_info()
+    except ValueError as error:  # the core's one ValueError here: an unknown cap
+        raise MaxIsaError(str(error)) from None
+
+
 _MAX_ISA_AT_IMPORT = os.environ.get(ISA_VARIABLE) or None
 # The kernels are chosen now, at import, so that a bad MLPINFER_MAX_ISA fails the import
 # with a ValueError naming the valid values, rather than the first prediction.
-_IN_USE = _core.cpu_info()
+_IN_USE = _choose_kernels()
