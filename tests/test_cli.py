@@ -100,6 +100,67 @@ def test_predict_npy_idx_and_png(capsys, tmp_path):
         assert result["top3"][0][0] == result["label"]
 
 
+class CountingEngine:
+    """A network's engine that counts the calls running the network."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.calls = 0
+
+    def predict(self, *args):
+        self.calls += 1
+        return self.engine.predict(*args)
+
+    def forward(self, *args):
+        self.calls += 1
+        return self.engine.forward(*args)
+
+
+def test_predict_runs_the_network_once_per_file(capsys, tmp_path, monkeypatch):
+    engines = []
+
+    def load_with_a_spy(*args, **kwargs):
+        network = mlpinfer.load(*args, **kwargs)
+        engines.append(CountingEngine(network._engine))
+        network._engine = engines[-1]
+        return network
+
+    monkeypatch.setattr("mlpinfer._cli.load", load_with_a_spy)
+    images, _ = load_digits_sample()
+    files = [tmp_path / "one.npy", tmp_path / "seven.npy", tmp_path / "one.png"]
+    np.save(files[0], images[:1])
+    np.save(files[1], images[1:8])
+    files[2].write_bytes(png_bytes(images[8]))
+    code, out, _ = run(capsys, "predict", "--json", *map(str, files))
+    assert code == 0
+    assert [engine.calls for engine in engines] == [len(files)]
+    network = mlpinfer.load("digits")
+    probabilities = network.predict(images[:9])
+    results = json.loads(out)
+    assert [r["label"] for r in results] == list(reference_labels(network, images[:9]))
+    for result, expected in zip(results, probabilities, strict=True):
+        top = np.argsort(expected)[::-1][:3]
+        assert result["top3"] == [[int(k), float(expected[k])] for k in top]
+
+
+def test_predict_pairs_a_single_sigmoid_output_with_its_class(capsys, tmp_path):
+    # The xor network's one output is the probability of class 1.
+    points = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    np.save(tmp_path / "points.npy", points)
+    code, out, _ = run(capsys, "predict", "--json", "--weights", "xor", str(tmp_path / "points.npy"))
+    network = mlpinfer.load("xor")
+    layers = [(layer.weights, layer.bias, layer.activation) for layer in network.layers]
+    p = reference.forward(layers, points)[:, 0]
+    assert code == 0
+    results = json.loads(out)
+    assert [r["label"] for r in results] == [0, 1, 1, 0]
+    for result, p1 in zip(results, p, strict=True):
+        expected = sorted([[0, 1 - p1], [1, p1]], key=lambda pair: -pair[1])
+        assert [k for k, _ in result["top3"]] == [k for k, _ in expected]
+        np.testing.assert_allclose([q for _, q in result["top3"]], [q for _, q in expected],
+                                   rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(("colour_type", "filter_type"), [(0, 0), (0, 1), (0, 2), (2, 1)])
 def test_png_reader_round_trips(tmp_path, colour_type, filter_type):
     image = np.random.default_rng(colour_type + filter_type).integers(0, 256, (28, 28), np.uint8)

@@ -398,7 +398,8 @@ def _predict(args: argparse.Namespace) -> int:
                 if images.dtype != np.uint8:
                     raise UserError(f"{path}: --invert needs uint8 pixels, got {images.dtype}")
                 images = 255 - images
-            probabilities = np.atleast_2d(network.predict(images))
+            outputs = np.atleast_2d(network.predict(images))
+            labels = network._classify_outputs(outputs)
         except (UserError, MlpinferError, OSError, ValueError, TypeError) as error:
             # One line per file that cannot be read or run (int16 pixels, uint8 for a
             # network with no pixel scale); the others are still classified.
@@ -407,13 +408,19 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"mlpinfer: error: {where}{message}", file=sys.stderr)
             failed += 1
             continue
-        labels = network.classify(images)
-        for index, (row, label) in enumerate(zip(probabilities, np.atleast_1d(labels), strict=True)):
+        # One score per class, paired with its class: the probabilities when the outputs
+        # are (a single sigmoid output p is p for classes_[1] and 1 - p for classes_[0]),
+        # else the outputs (a single one scores classes_[1], as classify reads it).
+        scores, columns = network._probabilities_of(outputs), network.classes_
+        if scores is None:
+            scores = outputs
+            columns = columns[-network.n_outputs:]
+        for index, (row, label) in enumerate(zip(scores, labels, strict=True)):
             top = np.argsort(row)[::-1][:3]
             results.append({
                 "input": name if len(images) == 1 else f"{name}[{index}]",
                 "label": label.item(),
-                "top3": [[network.classes_[k].item(), float(row[k])] for k in top],
+                "top3": [[columns[k].item(), float(row[k])] for k in top],
             })
     if args.json:
         print(json.dumps(results, indent=2))

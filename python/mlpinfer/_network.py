@@ -32,6 +32,7 @@ ACTIVATIONS = tuple(_activations.ACTIVATIONS)
 _PIXEL_SCALE = 1.0 / 255.0  # the textbook loader's normalize=True
 _VERBOSE_ROWS = 8192  # rows per engine call while predict(verbose=1) draws its progress bar
 _ENGINE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
+_PROBABILITY_OUTPUTS = ("softmax", "sigmoid", "log_softmax")  # what predict_proba reads
 
 
 def get_num_threads() -> int:
@@ -485,7 +486,10 @@ class Network:
         ``predict(x) > 0.5``. A row whose output is NaN gets the index -1; a
         network with classes refuses it (no class stands for "no answer").
         """
-        outputs = self.predict(x, batch_size=batch_size, threads=threads)
+        return self._classify_outputs(self.predict(x, batch_size=batch_size, threads=threads))
+
+    def _classify_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """`classify` of what `predict` returned, for callers that want both from one run."""
         matrix = np.atleast_2d(outputs)
         unanswered = np.isnan(matrix).any(axis=1)
         if self._classes is not None and unanswered.any():
@@ -539,14 +543,23 @@ class Network:
         ``predict_proba``): the outputs of a softmax or sigmoid network, e to the power
         of a log_softmax network's outputs (log-probabilities); a single sigmoid output p
         becomes the two columns 1 - p and p."""
-        last = self._output_kind()
-        if last not in ("softmax", "sigmoid", "log_softmax"):
+        if self._output_kind() not in _PROBABILITY_OUTPUTS:
             raise TypeError(
                 f"predict_proba needs a softmax, log_softmax or sigmoid output; this "
                 f"network's output is {self._layers[-1].steps}, whose values are not "
                 "probabilities (predict gives them as they are)"
             )
-        outputs = self.predict(x, batch_size=batch_size, threads=threads)
+        probabilities = self._probabilities_of(self.predict(x, batch_size=batch_size,
+                                                            threads=threads))
+        assert probabilities is not None
+        return probabilities
+
+    def _probabilities_of(self, outputs: np.ndarray) -> np.ndarray | None:
+        """`predict_proba` of what `predict` returned; ``None`` when the outputs are not
+        probabilities."""
+        last = self._output_kind()
+        if last not in _PROBABILITY_OUTPUTS:
+            return None
         if last == "log_softmax":
             return np.exp(outputs)
         if self.n_outputs == 1:
