@@ -235,6 +235,16 @@ def test_bad_layers_are_refused(layers, message):
         Network(layers(np.random.default_rng(0)))
 
 
+@pytest.mark.parametrize("activation", [None, 1, b"relu"])
+def test_an_activation_that_is_no_string_is_a_type_error(activation):
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=f"layer 2: an activation is a name such as 'relu', "
+                                        f"got {type(activation).__name__}"):
+        Network([dense(rng, 4, 3, "relu"), dense(rng, 3, 2, activation)])
+    with pytest.raises(TypeError, match="an activation is a name"):
+        reference.forward([(np.ones((4, 3)), np.zeros(3), activation)], np.ones((1, 4)))
+
+
 def test_layer_norm_arrays_are_copied_once():
     rng = np.random.default_rng(1)
     gamma, beta = np.ones(3), np.zeros(3)
@@ -339,7 +349,7 @@ def test_a_textbook_pickle_refuses_a_layer_norm(tmp_path):
     """A .pkl records only W and b: a LayerNorm would be lost, so it is refused."""
     rng = np.random.default_rng(7)
     network = Network([dense(rng, 4, 3, "sigmoid", layer_norm(rng, 3)), dense(rng, 3, 2, "softmax")])
-    with pytest.raises(WeightsError, match="layer_norm.*write .npz"):
+    with pytest.raises(WeightsError, match=r"layer_norm.*write \.npz"):
         mlpinfer.save(network, tmp_path / "net.pkl")
     assert not (tmp_path / "net.pkl").exists()
 

@@ -59,9 +59,10 @@ _ARGUMENT = re.compile(r"\s*([a-z_]+)\s*=\s*([^,=\s]+)\s*\Z")
 
 
 def parse(spec: str) -> Activation:
-    """The activation that ``spec`` writes down; ValueError saying what is wrong otherwise."""
+    """The activation that ``spec`` writes down; ValueError saying what is wrong otherwise
+    (TypeError when ``spec`` is not a string)."""
     if not isinstance(spec, str):
-        raise ValueError(f"an activation is a name such as 'relu', got {type(spec).__name__}")
+        raise TypeError(f"an activation is a name such as 'relu', got {type(spec).__name__}")
     match = _SPEC.match(spec)
     if match is None or match.group(1) not in ACTIVATIONS:
         raise ValueError(f"unknown activation {spec[:60]!r}; expected one of {', '.join(ACTIVATIONS)}")

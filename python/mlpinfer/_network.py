@@ -164,6 +164,8 @@ def _checked_layer(layer: Layer, index: int) -> Layer:
         activation = _activations.parse(layer.activation)
     except ValueError as error:
         raise WeightsError(f"layer {index}: {error}") from None
+    except TypeError as error:
+        raise TypeError(f"layer {index}: {error}") from None
     for value in activation.params:
         if not is_float32_number(value):
             raise WeightsError(
