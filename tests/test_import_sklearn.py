@@ -341,3 +341,104 @@ def test_other_scalers_on_years_match(scaling):
     assert network.input_transform is not None
     error = assert_matches_at_batch_sizes(network, model, x)
     assert error < 1e-6, error
+
+
+# ---------------------------------------------------------------- multi-label classifiers
+
+@pytest.fixture(scope="module")
+def multilabel():
+    """An MLPClassifier fitted on an indicator matrix (5 labels, any number per sample),
+    and its 1,000 samples and targets."""
+    x, targets = datasets.make_multilabel_classification(
+        n_samples=1000, n_features=20, n_classes=5, random_state=0)
+    model = fit(neural_network.MLPClassifier((32,), max_iter=60, random_state=0), x, targets)
+    return model, x, targets
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1000])
+def test_a_multilabel_classifier_answers_as_sklearns_predict(multilabel, rows):
+    from mlpinfer.estimator import NetworkClassifier
+
+    model, x, targets = multilabel
+    x = x[:rows]
+    expected = model.predict(x)
+    probabilities = model.predict_proba(x)
+    # float32 against float64: no probability this close to 0.5 may flip the comparison.
+    assert np.min(np.abs(probabilities - 0.5)) > 1e-4, "the data holds a near tie"
+    assert expected.shape == (rows, 5)
+    assert 0 < expected.mean() < 1
+    network = from_sklearn(model)
+    assert network.multilabel
+    assert_same_answers(network.predict(x), probabilities)
+    estimator = NetworkClassifier(network)
+    answer = estimator.predict(x)
+    assert answer.dtype == expected.dtype
+    np.testing.assert_array_equal(answer, expected)
+    assert estimator.score(x, targets[:rows]) == model.score(x, targets[:rows])
+    np.testing.assert_array_equal(estimator.predict_proba(x), network.predict(x))
+
+
+def test_a_multilabel_classifier_has_no_single_label_to_classify(multilabel):
+    model, x, targets = multilabel
+    network = from_sklearn(model)
+    refused = r"multi-label classifier \(5 sigmoid outputs.*\(net\.predict\(x\) > 0\.5\)\.astype\(int\)"
+    for call in (lambda: network.classify(x[:7]), lambda: network.classify(x[0]),
+                 lambda: network.accuracy(x, targets), lambda: network.score(x, targets),
+                 lambda: network.evaluate(x, targets), lambda: network.true_labels(targets)):
+        with pytest.raises(TypeError, match=refused):
+            call()
+
+
+def test_only_multilabel_classifiers_are_marked_multilabel(digits):
+    x, labels = digits
+    multiclass = fit(neural_network.MLPClassifier((8,), max_iter=5, random_state=0), x, labels)
+    binary = fit(neural_network.MLPClassifier((8,), max_iter=5, random_state=0), x, labels > 4)
+    regressor = fit(neural_network.MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0), x,
+                    np.stack([labels, -labels], axis=1))
+    for model in (multiclass, binary, regressor):
+        network = from_sklearn(model)
+        assert not network.multilabel
+        assert "multilabel" not in repr(network)
+
+
+def test_a_multilabel_network_keeps_it_through_npz_and_pickle_only(multilabel, tmp_path):
+    import pickle
+
+    import mlpinfer
+    from mlpinfer._cli import main
+
+    model, x, _ = multilabel
+    network = from_sklearn(model)
+    mlpinfer.save(network, tmp_path / "net.npz")
+    for copy in (mlpinfer.load(tmp_path / "net.npz"), pickle.loads(pickle.dumps(network)),
+                 network.with_pixel_scale(1.0)):
+        assert copy.multilabel
+        np.testing.assert_array_equal(copy.predict(x), network.predict(x))
+        with pytest.raises(TypeError, match="multi-label"):
+            copy.classify(x)
+    for suffix in (".onnx", ".pt", ".keras", ".pkl"):
+        with pytest.raises(mlpinfer.WeightsError, match=f"net{suffix}: .* does not record that "
+                           "a network is a multi-label classifier; write .npz"):
+            mlpinfer.save(network, tmp_path / f"net{suffix}")
+        assert not (tmp_path / f"net{suffix}").exists()
+    # The command gives one label per image: it says why it cannot, in one line.
+    np.save(tmp_path / "x.npy", x[:3])
+    assert main(["predict", "--weights", str(tmp_path / "net.npz"), str(tmp_path / "x.npy")]) == 2
+
+
+def test_multilabel_needs_two_or_more_sigmoid_outputs():
+    import mlpinfer
+
+    rng = np.random.default_rng(0)
+
+    def network(outputs, activation, **options):
+        layer = mlpinfer.Layer(rng.standard_normal((3, outputs)), np.zeros(outputs), activation)
+        return mlpinfer.Network([layer], **options)
+
+    assert network(2, "sigmoid", multilabel=True).multilabel
+    for outputs, activation in ((2, "softmax"), (1, "sigmoid"), (3, "relu")):
+        with pytest.raises(mlpinfer.WeightsError, match="two or more sigmoid outputs, one per "
+                           f"label; this network's output is {outputs} {activation}"):
+            network(outputs, activation, multilabel=True)
+    with pytest.raises(TypeError, match="multilabel must be True or False, got 'yes'"):
+        network(2, "sigmoid", multilabel="yes")

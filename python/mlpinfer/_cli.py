@@ -209,6 +209,7 @@ def _classify_timed(network: Network, images: np.ndarray, batch_size: int,
 def _evaluate(args: argparse.Namespace) -> int:
     weights = args.weights or ("fashion" if args.data == "fashion-mnist" else "digits")
     network = load(weights, pixel_scale=args.pixel_scale)
+    _refuse_multilabel(network, weights, "evaluate")
     title, images, labels = _load_data(args.data)
     if network.classes_.dtype.kind not in "iu" or network.classes_.min() < 0:
         raise UserError(
@@ -385,8 +386,17 @@ def _check_pixel_scale(network: Network, weights: str, images: np.ndarray, what:
         )
 
 
+def _refuse_multilabel(network: Network, weights: str, command: str) -> None:
+    if network.multilabel:
+        raise UserError(
+            f"{weights}: a multi-label classifier (each of its {network.n_outputs} outputs "
+            f"is one label's probability); {command} gives one label per image"
+        )
+
+
 def _predict(args: argparse.Namespace) -> int:
     network = load(args.weights, pixel_scale=args.pixel_scale)
+    _refuse_multilabel(network, args.weights, "predict")
     results = []
     failed = 0
     for name in args.inputs:
@@ -458,6 +468,7 @@ def _info(args: argparse.Namespace) -> int:
         "cpu": cpu_info(),
         "pixel_scale": network.pixel_scale,
         "classes": network.classes_.tolist(),
+        "multilabel": network.multilabel,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -477,7 +488,9 @@ def _info(args: argparse.Namespace) -> int:
               f"{_range(transform.shift)}, multiplier {_range(transform.multiplier)}")
     print("pixel scale " + ("not recorded (uint8 input is refused; see --pixel-scale)"
                             if pixels is None else f"{pixels!r} for uint8 pixels"))
-    print(f"classes     {report['classes']!r:.70}")
+    print(f"classes     {report['classes']!r:.70}"
+          + (" (multi-label: each output is one label's probability)"
+             if network.multilabel else ""))
     print(f"kernels     {describe_kernels(report['cpu'])}")
     return 0
 

@@ -270,6 +270,11 @@ class Network:
 
     ``input_transform`` (an `InputTransform`) shifts and multiplies each feature after
     that scale and before the first layer, exactly (in float64); ``None``: none.
+
+    ``multilabel=True`` marks a multi-label classifier (as a scikit-learn ``MLPClassifier``
+    fitted on an indicator matrix is): sigmoid outputs, each the probability of one
+    label, any number of which may apply to a sample. Such a network has no single label
+    per sample, and `classify`, `accuracy`, `score`, `evaluate` and `true_labels` refuse it.
     """
 
     def __init__(
@@ -280,6 +285,7 @@ class Network:
         pixel_scale: float | str | None = "auto",
         classes: npt.ArrayLike | None = None,
         input_transform: InputTransform | None = None,
+        multilabel: bool = False,
     ) -> None:
         # Copied once, here: float32, C order, read-only, finite; never aliasing the
         # caller's arrays, whose later changes would not reach the engine.
@@ -312,6 +318,7 @@ class Network:
         self._classes = _checked_classes(classes, layers[-1].outputs)
         self._n_inputs = layers[0].inputs
         self._input_transform = _checked_transform(input_transform, layers[0].inputs)
+        self._multilabel = _checked_multilabel(multilabel, layers[-1])
         transform = (None if self._input_transform is None else
                      (self._input_transform.shift, self._input_transform.multiplier))
         float_scale = 1.0 if input_scale is None else input_scale
@@ -387,6 +394,12 @@ class Network:
         return self._classes
 
     @property
+    def multilabel(self) -> bool:
+        """Whether this is a multi-label classifier (see `Network`): each sigmoid output
+        is one label's probability, and scikit-learn's ``predict`` is ``predict(x) > 0.5``."""
+        return self._multilabel
+
+    @property
     def n_inputs(self) -> int:
         return self._layers[0].inputs
 
@@ -416,6 +429,8 @@ class Network:
             scale += f", input_transform={self._input_transform!r}"
         if self._classes is not None:
             scale += f", classes={self._classes.tolist()!r:.60}"
+        if self._multilabel:
+            scale += ", multilabel=True"
         return f"Network({' -> '.join(parts)}{scale})"
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -425,7 +440,7 @@ class Network:
         transform = (None if self._input_transform is None else
                      (self._input_transform.shift, self._input_transform.multiplier))
         return (_rebuild, (self.params(), list(self.activations), self._input_scale,
-                           self._pixel_scale, self._classes, norms, transform))
+                           self._pixel_scale, self._classes, norms, transform, self._multilabel))
 
     # ------------------------------------------------------------------ inference
 
@@ -487,11 +502,18 @@ class Network:
         (or any other output above 0), as scikit-learn's ``predict`` and Keras's
         ``predict(x) > 0.5``. A row whose output is NaN gets the index -1; a
         network with classes refuses it (no class stands for "no answer").
+
+        A multi-label classifier (`multilabel`, e.g. imported from a scikit-learn
+        ``MLPClassifier`` fitted on an indicator matrix) is refused with a TypeError: a
+        sample may have several labels or none, and scikit-learn's ``predict`` is the 0/1
+        matrix ``(net.predict(x) > 0.5).astype(int)``, which
+        ``mlpinfer.estimator.NetworkClassifier(net).predict(x)`` gives.
         """
         return self._classify_outputs(self.predict(x, batch_size=batch_size, threads=threads))
 
     def _classify_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """`classify` of what `predict` returned, for callers that want both from one run."""
+        self._refuse_multilabel()
         matrix = np.atleast_2d(outputs)
         unanswered = np.isnan(matrix).any(axis=1)
         if self._classes is not None and unanswered.any():
@@ -645,8 +667,10 @@ class Network:
         """``t`` as a 1-D array of labels: labels (N,) or (N, 1), or one-hot rows (N, outputs).
 
         One-hot rows become `classes_` labels when the network has classes, else indices.
-        Lazy arrays (Dask) stay lazy: only shapes and dtypes are checked here.
+        Lazy arrays (Dask) stay lazy: only shapes and dtypes are checked here. A
+        multi-label classifier (`multilabel`) has no single label per sample: refused.
         """
+        self._refuse_multilabel()
         truth = t if hasattr(t, "ndim") and hasattr(t, "dtype") else np.asarray(t)
         if truth.ndim == 2 and truth.shape[1] == 1:
             truth = truth[:, 0]
@@ -740,9 +764,23 @@ class Network:
             )
         return found
 
+    def _refuse_multilabel(self) -> None:
+        """Every use of one label per sample (classify, true_labels and the metrics built
+        on them) passes here: a multi-label classifier has none."""
+        if self._multilabel:
+            raise TypeError(
+                f"this network is a multi-label classifier ({self.n_outputs} sigmoid "
+                "outputs, each one label's probability; a sample may have several labels "
+                "or none): it has no single label per sample to classify or compare. "
+                "scikit-learn's predict is (net.predict(x) > 0.5).astype(int), which "
+                "mlpinfer.estimator.NetworkClassifier(net).predict(x) gives; its score is "
+                "the fraction of samples whose labels all match"
+            )
+
     def _replaced(self, **changes: Any) -> Network:
         settings = {"input_scale": self._input_scale, "pixel_scale": self._pixel_scale,
-                    "classes": self._classes, "input_transform": self._input_transform}
+                    "classes": self._classes, "input_transform": self._input_transform,
+                    "multilabel": self._multilabel}
         settings.update(changes)
         return type(self)(self._layers, **settings)
 
@@ -831,6 +869,20 @@ def _is_text(dtype: np.dtype) -> bool:
     return dtype.kind in "USO"
 
 
+def _checked_multilabel(multilabel: Any, last: Layer) -> bool:
+    """``multilabel`` as a bool; only sigmoid outputs, two or more, can be one."""
+    if not isinstance(multilabel, (bool, np.bool_)):
+        raise TypeError(f"multilabel must be True or False, got {multilabel!r}")
+    output = _activations.parse(last.activation).name
+    after = last.norm is not None and last.norm_after_activation
+    if multilabel and (output != "sigmoid" or after or last.outputs < 2):
+        raise WeightsError(
+            f"a multi-label classifier has two or more sigmoid outputs, one per label; this "
+            f"network's output is {last.outputs} {last.steps}"
+        )
+    return bool(multilabel)
+
+
 def _checked_classes(classes: npt.ArrayLike | None, outputs: int) -> np.ndarray | None:
     """The labels as a read-only 1-D array of numbers or strings, one per class."""
     if classes is None:
@@ -871,11 +923,12 @@ def _rebuild(
     params: dict[str, np.ndarray], activations: list[str], input_scale: float | None,
     pixel_scale: float | str | None = "auto", classes: np.ndarray | None = None,
     norms: list[tuple[np.ndarray, np.ndarray, float, bool] | None] | None = None,
-    transform: tuple[np.ndarray, np.ndarray] | None = None,
+    transform: tuple[np.ndarray, np.ndarray] | None = None, multilabel: bool = False,
 ) -> Network:
     """A pickled Network; ``norms`` (one per layer, ``(gamma, beta, epsilon,
-    after_activation)`` or None) is absent from pickles made before LayerNorm, and
-    ``transform`` (``(shift, multiplier)`` or None) from those made before InputTransform."""
+    after_activation)`` or None) is absent from pickles made before LayerNorm,
+    ``transform`` (``(shift, multiplier)`` or None) from those made before InputTransform,
+    and ``multilabel`` from those made before it."""
     layers = [Layer(w, b, activation) for (w, b), activation
               in zip(ordered_layers(params), activations, strict=True)]
     if norms is not None:
@@ -884,6 +937,7 @@ def _rebuild(
                         LayerNorm(norm[0], norm[1], norm[2]), norm[3])
                   for layer, norm in zip(layers, norms, strict=True)]
     return Network(layers, input_scale=input_scale, pixel_scale=pixel_scale, classes=classes,
-                   input_transform=None if transform is None else InputTransform(*transform))
+                   input_transform=None if transform is None else InputTransform(*transform),
+                   multilabel=multilabel)
 
 

@@ -2,9 +2,10 @@
 
 `Network.predict` returns outputs, as Keras's ``predict`` does; scikit-learn's scorers,
 ``cross_validate``-style loops and metrics call ``estimator.predict`` for labels. Wrapped
-in `NetworkClassifier`, a network answers them with `Network.classify`. It is already
-trained: ``fit`` refuses, and scikit-learn sees it as fitted. Needs ``scikit-learn``
-(``pip install 'mlpinfer[sklearn]'``).
+in `NetworkClassifier`, a network answers them with `Network.classify`, or, for a
+multi-label classifier (`Network.multilabel`), with scikit-learn's 0/1 indicator matrix.
+It is already trained: ``fit`` refuses, and scikit-learn sees it as fitted. Needs
+``scikit-learn`` (``pip install 'mlpinfer[sklearn]'``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class NetworkClassifier(_base.ClassifierMixin, _base.BaseEstimator):
         return self.network.n_features_in_
 
     def predict(self, x: npt.ArrayLike) -> np.ndarray:
+        """Labels, as the classifier's own ``predict``: `Network.classify`, or for a
+        multi-label classifier the int64 matrix of the outputs above 0.5 (what
+        scikit-learn's ``MLPClassifier.predict`` gives when fitted on an indicator matrix;
+        ``score`` is then the fraction of samples whose labels all match, as there)."""
+        if self.network.multilabel:
+            return (np.atleast_2d(self.network.predict(x)) > 0.5).astype(np.int64)
         return self.network.classify(x)
 
     def predict_proba(self, x: npt.ArrayLike) -> np.ndarray:

@@ -32,7 +32,7 @@ NATIVE_HEADERS = {
     "not UTF-8": (b"\xff\xfe\x00", "corrupt mlpinfer header"),
     "100k nested arrays": (b"[" * DEPTH + b"]" * DEPTH, "header"),
     "wrong format name": (b'{"format": "onnx", "version": 1}', "not an mlpinfer network header"),
-    "future version": (b'{"format": "mlpinfer", "version": 4, "activations": []}', "version 4"),
+    "future version": (b'{"format": "mlpinfer", "version": 5, "activations": []}', "version 5"),
     "activations not a list": (
         b'{"format": "mlpinfer", "version": 1, "activations": "relu"}', "list of names"),
     "too few activations": (
@@ -297,3 +297,39 @@ def test_the_textbook_pickle_refuses_an_input_transform(tmp_path):
     with pytest.raises(WeightsError, match=r"a \.pkl records only weights.*input_transform="):
         mlpinfer.save(network, tmp_path / "net.pkl")
     assert not (tmp_path / "net.pkl").exists()
+
+
+# ------------------------------------------------------------------ multi-label
+# A native file of a 4-3-2 network with a version 4 header and its 'multilabel' flag.
+
+
+def _multilabel_file(flag, output="sigmoid"):
+    arrays = dict(random_params())
+    header = {"format": "mlpinfer", "version": 4, "activations": ["relu", output],
+              "input_scale": None, "multilabel": flag}
+    arrays[_npz.HEADER_KEY] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    return npz_bytes(arrays)
+
+
+@pytest.mark.parametrize(("flag", "output", "match"), [
+    ("yes", "sigmoid", "'multilabel' must be true or false"),
+    (1, "sigmoid", "'multilabel' must be true or false"),
+    (True, "softmax", "two or more sigmoid outputs, one per label; this network's output is 2 "
+                      "softmax"),
+])
+def test_native_multilabel_corruptions(sandbox, flag, output, match):
+    assert_refused(sandbox, _multilabel_file(flag, output), match, name="net.npz")
+
+
+def test_only_a_multilabel_network_is_written_as_version_4(tmp_path):
+    plain = random_network(output="sigmoid")
+    multilabel = mlpinfer.Network(plain.layers, multilabel=True)
+    for network, version in ((plain, 1), (multilabel, 4)):
+        mlpinfer.save(network, tmp_path / "net.npz")
+        with np.load(tmp_path / "net.npz") as arrays:
+            header = json.loads(arrays[_npz.HEADER_KEY].tobytes())
+        assert header["version"] == version
+        assert header.get("multilabel", False) == network.multilabel
+        assert mlpinfer.load(tmp_path / "net.npz").multilabel == network.multilabel
+    (tmp_path / "good.npz").write_bytes(_multilabel_file(True))
+    assert mlpinfer.load(tmp_path / "good.npz").multilabel

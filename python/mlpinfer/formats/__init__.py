@@ -135,12 +135,18 @@ def _with_pixel_scale(network: Network, pixel_scale: float | None, name: str) ->
 def save(network: Network, path: str | os.PathLike[str]) -> None:
     """Write ``network`` atomically in the format that ``path``'s suffix names
     (`writers`: ``.npz`` native, ``.pkl`` textbook pickle, ``.onnx``, ``.keras``,
-    ``.pt``/``.pth``)."""
+    ``.pt``/``.pth``). A multi-label classifier (`Network.multilabel`) is written only
+    as ``.npz``, the one format that records it."""
     if not isinstance(network, Network):
         raise TypeError(f"save writes an mlpinfer.Network, got {type(network).__name__}")
     destination = Path(path)
     entry = writer_for(destination)
     assert entry.write is not None
+    if network.multilabel and entry is not _npz.NATIVE:
+        # Read back without it, the network would classify one label per sample.
+        raise WeightsError(
+            f"{destination.name}: {entry.description} does not record that a network is a "
+            "multi-label classifier; write .npz (mlpinfer's native format) to keep it")
     entry.write(network, destination)
 
 

@@ -320,7 +320,7 @@ class Chain:
                       d.norm_after_activation) for d in self._layers]
 
     def network(self, *, classes: npt.ArrayLike | None = None,
-                pixel_scale: float | str | None = "auto") -> Network:
+                pixel_scale: float | str | None = "auto", multilabel: bool = False) -> Network:
         """The layers built so far, with what the file records beside them.
 
         ``pixel_scale`` "auto" means the file does not record it: uint8 input then takes
@@ -332,6 +332,7 @@ class Chain:
             pixel_scale=None if pixel_scale == "auto" and self._scale is None else pixel_scale,
             classes=classes,
             input_transform=self._transform,
+            multilabel=multilabel,
         )
 
     # ------------------------------------------------------------------ folding

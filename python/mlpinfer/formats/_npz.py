@@ -7,8 +7,9 @@ epsilon and place (``after_activation``) the header's ``norms`` entry i. A file 
 LayerNorm is version 2, so that a reader of version 1, which knows no LayerNorm, refuses
 it rather than computing without one. An input transform (`mlpinfer.InputTransform`) is
 the float64 members ``input_shift`` and ``input_multiplier`` with ``"input_transform":
-true`` in the header, and makes the file version 3 for the same reason; every other file
-stays version 1.
+true`` in the header, and makes the file version 3 for the same reason. A multi-label
+classifier (`Network.multilabel`) is ``"multilabel": true`` and version 4: a reader that
+ignored the key would classify it. Every other file stays version 1.
 
 Members are read with ``allow_pickle=False`` after `open_zip` has charged their declared
 sizes to the budget; each ``.npy`` header is parsed by NumPy, and anything it raises on
@@ -36,7 +37,7 @@ from ._registry import Format, Request
 __all__ = ["FORMAT_VERSION", "HEADER_KEY", "NATIVE", "NPZ", "header_bytes", "read_npz"]
 
 HEADER_KEY = "mlpinfer_header"
-FORMAT_VERSION = 3  # the newest this mlpinfer reads; the oldest that holds a file is written
+FORMAT_VERSION = 4  # the newest this mlpinfer reads; the oldest that holds a file is written
 _TRANSFORM_KEYS = ("input_shift", "input_multiplier")
 _NORM_KEY = re.compile(r"(gamma|beta)([1-9][0-9]{0,5})\Z")
 _HEADER_MEMBER = f"{HEADER_KEY}.npy"
@@ -96,10 +97,11 @@ def header_bytes(
     classes: list[Any] | None = None,
     norms: list[dict[str, Any] | None] | None = None,
     input_transform: bool = False,
+    multilabel: bool = False,
 ) -> np.ndarray:
     """The JSON header; ``norms`` has one entry per layer, ``None`` or ``{"epsilon": e,
     "after_activation": bool}``; ``input_transform``: whether the file has one (the
-    arrays are members of their own)."""
+    arrays are members of their own); ``multilabel``: `Network.multilabel`."""
     header: dict[str, Any] = {
         "format": "mlpinfer",
         "version": 1,
@@ -112,6 +114,8 @@ def header_bytes(
         header.update(version=2, norms=norms)
     if input_transform:
         header.update(version=3, input_transform=True)
+    if multilabel:
+        header.update(version=4, multilabel=True)
     return np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
 
@@ -134,9 +138,11 @@ def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
     # Files written before pixel_scale existed scale uint8 as Network's "auto" does.
     pixel_scale = meta.get("pixel_scale", "auto")
     transform = meta.get("input_transform", False) if version >= 3 else False
-    if type(transform) is not bool:
-        raise budget.fail(
-            f"header 'input_transform' must be true or false, got {json.dumps(transform)[:40]}")
+    multilabel = meta.get("multilabel", False) if version >= 4 else False
+    for key, value in (("input_transform", transform), ("multilabel", multilabel)):
+        if type(value) is not bool:
+            raise budget.fail(
+                f"header {key!r} must be true or false, got {json.dumps(value)[:40]}")
     return {
         "input_transform": transform,
         "activations": activations,
@@ -145,6 +151,7 @@ def _read_header(header: np.ndarray, budget: Budget) -> dict[str, Any]:
         "pixel_scale": "auto" if pixel_scale == "auto" else checked_scale(
             pixel_scale, "header 'pixel_scale'", budget),
         "classes": checked_classes(meta.get("classes"), "header 'classes'", budget),
+        "multilabel": multilabel,
     }
 
 
@@ -252,7 +259,8 @@ def _write_native(network: Network, path: Path) -> None:
         arrays.update(zip(_TRANSFORM_KEYS, (transform.shift, transform.multiplier), strict=True))
     arrays[HEADER_KEY] = header_bytes(
         list(network.activations), network.input_scale, network.pixel_scale,
-        None if classes is None else classes.tolist(), norms, transform is not None)
+        None if classes is None else classes.tolist(), norms, transform is not None,
+        network.multilabel)
 
     write_atomically(path, lambda stream: np.savez(stream, **arrays))
 

@@ -68,11 +68,13 @@ def from_sklearn(model: Any, *, pixel_scale: float | None = None) -> Network:
     any other step is refused, named by its place in the pipeline (``pipeline[2]``).
 
     The outputs equal ``predict_proba`` for a multi-class classifier and ``predict`` for a
-    regressor. A binary classifier has one logistic output, ``predict_proba[:, 1]``; a
-    multi-label classifier one logistic output per label (scikit-learn's ``predict`` is
-    ``outputs > 0.5``; `Network.classify` answers the most likely label). A classifier's
-    ``classes_`` come along: ``Network.classify`` returns them, as the model's ``predict``
-    does.
+    regressor. A binary classifier has one logistic output, ``predict_proba[:, 1]``. A
+    classifier's ``classes_`` come along: ``Network.classify`` returns them, as the model's
+    ``predict`` does. A multi-label classifier (fitted on an indicator matrix) has one
+    logistic output per label, equal to its ``predict_proba``, and becomes a
+    ``multilabel`` network: its ``predict`` is the 0/1 matrix ``outputs > 0.5``, which
+    ``mlpinfer.estimator.NetworkClassifier(net).predict`` gives, and ``Network.classify``
+    (one label per sample) refuses it.
 
     scikit-learn reads uint8 input as the numbers 0..255 and records nothing about
     how the training data was scaled, so uint8 input is refused until ``pixel_scale``
@@ -118,7 +120,10 @@ def from_sklearn(model: Any, *, pixel_scale: float | None = None) -> Network:
             )
         chain.activate(_ACTIVATIONS[activation], layer)
     classes = mlp.classes_ if name == "MLPClassifier" else None
-    network = chain.network(classes=classes)
+    # Multi-class classifiers have a softmax output and binary ones a single logistic
+    # output: several logistic outputs are scikit-learn's multi-label classifier.
+    multilabel = classes is not None and mlp.out_activation_ == "logistic" and mlp.n_outputs_ > 1
+    network = chain.network(classes=classes, multilabel=multilabel)
     return network if pixel_scale is None else network.with_pixel_scale(pixel_scale)
 
 
