@@ -11,7 +11,7 @@ def _started_as_command() -> bool:
     it: its console script (sys.argv[0], named as pip names it on each platform), or
     ``python -m mlpinfer`` (while Python locates the module, sys.argv[0] is "-m" and the
     module's name, alone or joined to "-m", comes just before the command's arguments)."""
-    if sys.argv[:1] == ["-m"]:
+    if sys.argv[:1] == ["-m"] and len(sys.orig_argv) > len(sys.argv):
         named = sys.orig_argv[-len(sys.argv)]
         return named == __name__ or (named.startswith("-") and named.endswith("m" + __name__))
     script = os.path.basename(sys.argv[0]) if sys.argv else ""
