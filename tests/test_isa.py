@@ -322,6 +322,20 @@ def test_bench_times_avx2_against_peers_on_an_avx2_only_cpu(capsys):
                                     / rows["numpy", hidden, batch]["images_per_second"])
 
 
+def test_bench_run_whole_on_an_avx2_only_cpu_compares_every_row_with_its_peers():
+    command = [sys.executable, "-m", "mlpinfer", "bench", "--json", "--isa", "all",
+               "--engines", "mlpinfer,numpy", "--batch-sizes", "1,40", "--threads", "1",
+               "--repeats", "1", "--min-seconds", "0", "--images", "80"]
+    done = subprocess.run(command, env=without_avx512(), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["avx512_hidden"]
+    assert {(r["engine"], r["cpu"]) for r in report["results"]} == {
+        ("mlpinfer[avx2]", None), ("mlpinfer[baseline]", None), ("numpy", None)}
+    assert all(r["vs_numpy"] > 0 for r in report["results"])
+
+
 def test_bench_refuses_a_family_this_cpu_does_not_run(capsys, supported):
     assert main(["bench", "--isa", "avx2,vax"]) == 2
     err = capsys.readouterr().err

@@ -216,6 +216,7 @@ def _environment(network: Network) -> dict[str, Any]:
         "network": repr(network),
         "mlpinfer_blas": _core.blas_info(),
         "kernels": cpu_info(),
+        "avx512_hidden": avx512_hidden_here(),
         "blas_libraries": [
             {key: info.get(key) for key in ("internal_api", "version", "architecture",
                                              "num_threads", "threading_layer", "filepath")}
@@ -411,15 +412,18 @@ def _time_in_worker(args: argparse.Namespace, engines: str, family: str, threads
     if hide_avx512 and report["cpu"] != _AVX512_HIDDEN:
         raise RuntimeError(f"the {family} worker was to run with AVX-512 hidden, and its CPUID "
                            "still showed AVX-512")
+    # A worker's rows are on another CPU than this process's only if this process asked;
+    # if the whole run sees AVX-512 hidden (the library preloaded by hand), so do they all.
+    cpu = report["cpu"] if hide_avx512 else None
     measured = []
     for row in report["results"]:
         if row["engine"].startswith("mlpinfer"):
             row["engine"] = f"{row['engine']}[{family}]"
-        row.update(vs_numpy=None, vs_fastest_other=None, fastest_other=None, cpu=report["cpu"])
+        row.update(vs_numpy=None, vs_fastest_other=None, fastest_other=None, cpu=cpu)
         measured.append(Measurement(**row))
     for row in report["efficiency"]:
         row["engine"] = f"{row['engine']}[{family}]"
-    skipped = {f"{name} [{report['cpu']}]": why for name, why in report["skipped_engines"].items()}
+    skipped = {f"{name} [{cpu}]" if cpu else name: why for name, why in report["skipped_engines"].items()}
     return measured, report["efficiency"], skipped
 
 
@@ -537,6 +541,9 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
     print("env         " + " ".join(f"{k}={v}" for k, v in report["environment"].items()))
     for engine, why in report["skipped_engines"].items():
         print(f"skipped     {engine}: {why}")
+    if report["avx512_hidden"]:
+        print("cpu         this whole run sees a CPU without AVX-512 and AMX "
+              "(hide-avx512.so preloaded)")
     if any(m.cpu == _AVX512_HIDDEN for m in results):
         print(f"cpu         rows marked [{_AVX512_HIDDEN}] ran in a process whose CPUID hid "
               "AVX-512 and AMX, as on an AVX2-only CPU: every library there chose its AVX2 "
