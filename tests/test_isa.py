@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from support import SHARED_DATA, assert_close_to_reference, shared_file
 import mlpinfer
 from mlpinfer import reference
 from mlpinfer._cli import main
+from mlpinfer._cpu import avx512_can_be_hidden, hiding_library
 
 FAMILIES_BEST_FIRST = ["avx512", "avx2", "neon", "baseline"]
 WIDTHS = [1, 50, 513]
@@ -105,9 +107,10 @@ def compute_outputs() -> dict[str, np.ndarray]:
     return outputs
 
 
-def outputs_under(family: str, directory: Path) -> dict[str, np.ndarray]:
+def outputs_under(family: str, directory: Path, env: dict[str, str] | None = None,
+                  ) -> dict[str, np.ndarray]:
     path = directory / f"{family}.npz"
-    env = {**os.environ, "MLPINFER_MAX_ISA": family}
+    env = env or {**os.environ, "MLPINFER_MAX_ISA": family}
     done = subprocess.run([sys.executable, __file__, str(path), family], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
@@ -249,6 +252,99 @@ def test_bench_times_every_family_beside_the_other_engines(capsys, supported):
             family = row["engine"][len("mlpinfer["):-1]
             assert row["isa_sgemm_kernel"] == same_isa.get(family, row["isa_sgemm_kernel"])
             assert row["fraction_of_isa_sgemm"] > 0
+
+
+# ---------------------------------------------------------------- an AVX2-only CPU, emulated
+# A process preloading mlpinfer's hide-avx512.so sees this CPU without AVX-512 (its CPUID
+# traps and is answered with those bits cleared): the CPU issue 12's AVX2 floors are about.
+
+
+def without_avx512() -> dict[str, str]:
+    """The environment of a process that sees an AVX2-only CPU, no cap set."""
+    if not avx512_can_be_hidden():
+        pytest.skip("AVX-512 cannot be hidden here: it needs a CPU with AVX-512, Linux's "
+                    "CPUID faulting (cpuid_fault) and a Linux x86-64 build")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLPINFER_MAX_ISA", "PYTHONFAULTHANDLER")}
+    return {**env, "LD_PRELOAD": str(hiding_library())}
+
+
+def test_a_cpu_without_avx512_chooses_avx2_by_itself():
+    code = ("import json, mlpinfer, numpy; from mlpinfer._cpu import avx512_hidden_here; "
+            "from numpy._core._multiarray_umath import __cpu_features__ as f; "
+            "print(json.dumps([mlpinfer.cpu_info(), avx512_hidden_here(), f['AVX512F'], f['AVX2']]))")
+    done = subprocess.run([sys.executable, "-c", code], env=without_avx512(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    info, hidden, numpy_avx512, numpy_avx2 = json.loads(done.stdout)
+    assert info == {"isa": "avx2", "supported": ["avx2", "baseline"],
+                    "fused_multiply_add": True, "max_isa": None}
+    assert hidden
+    assert not numpy_avx512  # every library in the process sees the same CPU
+    assert numpy_avx2
+
+
+def test_a_cpu_without_avx512_is_seen_from_every_thread():
+    # Thread pools start after the library hid AVX-512; their CPUID must be answered too.
+    code = ("import threading, json; seen = []; "
+            "t = threading.Thread(target=lambda: seen.append(__import__('mlpinfer').cpu_info()['isa'])); "
+            "t.start(); t.join(); print(json.dumps(seen))")
+    done = subprocess.run([sys.executable, "-c", code], env=without_avx512(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["avx2"]
+
+
+def test_a_real_crash_under_the_hiding_library_is_still_a_crash():
+    done = subprocess.run([sys.executable, "-c", "import ctypes; ctypes.string_at(8)"],
+                          env=without_avx512(), capture_output=True, timeout=120, check=False)
+    assert done.returncode == -signal.SIGSEGV
+
+
+def test_an_avx2_only_cpu_gives_the_bits_of_this_one(outputs, tmp_path):
+    hidden = outputs_under("avx2", tmp_path, without_avx512())
+    here = outputs["avx512"]
+    assert hidden.keys() == here.keys()
+    for case, expected in here.items():
+        np.testing.assert_array_equal(hidden[case].view(np.uint32), expected.view(np.uint32),
+                                      err_msg=case)
+
+
+def test_bench_times_avx2_against_peers_on_an_avx2_only_cpu(capsys):
+    without_avx512()
+    code = main(["bench", "--json", "--isa", "avx2", "--engines", "mlpinfer,numpy,onnxruntime",
+                 "--batch-sizes", "1,40", "--threads", "1", "--repeats", "1",
+                 "--min-seconds", "0", "--images", "80"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    rows = {(r["engine"], r["cpu"], r["batch_size"]): r for r in report["results"]}
+    hidden = "AVX-512 hidden"
+    assert set(rows) == {(e, c, b) for b in (1, 40) for e, c in [
+        ("mlpinfer[avx2]", hidden), ("numpy", hidden), ("onnxruntime", hidden),
+        ("numpy", None), ("onnxruntime", None)]}
+    for batch in (1, 40):
+        ours = rows["mlpinfer[avx2]", hidden, batch]
+        peers = [rows[e, hidden, batch] for e in ("numpy", "onnxruntime")]
+        best = max(peers, key=lambda r: r["images_per_second"])
+        # compared with the engines timed on the same (emulated) CPU, not this one's
+        assert ours["fastest_other"] == best["engine"]
+        assert ours["vs_fastest_other"] == ours["images_per_second"] / best["images_per_second"]
+        assert ours["vs_numpy"] == (ours["images_per_second"]
+                                    / rows["numpy", hidden, batch]["images_per_second"])
+
+
+def test_bench_run_whole_on_an_avx2_only_cpu_compares_every_row_with_its_peers():
+    command = [sys.executable, "-m", "mlpinfer", "bench", "--json", "--isa", "all",
+               "--engines", "mlpinfer,numpy", "--batch-sizes", "1,40", "--threads", "1",
+               "--repeats", "1", "--min-seconds", "0", "--images", "80"]
+    done = subprocess.run(command, env=without_avx512(), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["avx512_hidden"]
+    assert {(r["engine"], r["cpu"]) for r in report["results"]} == {
+        ("mlpinfer[avx2]", None), ("mlpinfer[baseline]", None), ("numpy", None)}
+    assert all(r["vs_numpy"] > 0 for r in report["results"])
 
 
 def test_bench_refuses_a_family_this_cpu_does_not_run(capsys, supported):

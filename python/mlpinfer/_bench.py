@@ -14,7 +14,12 @@ subprocess with MLPINFER_MAX_ISA set (the family is chosen once per process), st
 between the other engines' measurements at the same thread count. That subprocess's
 OpenBLAS is told to use its kernel of the same instruction set (OPENBLAS_CORETYPE), whose
 2048^3 sgemm is a second ceiling: what the family would be measured against on a CPU that
-has nothing better (an AVX2-only CPU's OpenBLAS runs its Haswell kernel).
+has nothing better (an AVX2-only CPU's OpenBLAS runs its Haswell kernel). On a CPU with
+AVX-512, the avx2 family's subprocess also hides AVX-512 from every library in it (Linux,
+where the CPU traps CPUID for the kernel: cpp/tools/hide_avx512.cpp) and times the other
+engines there too: its ratios are to ONNX Runtime, PyTorch and NumPy as they run on an
+AVX2-only CPU, which is what issue 12's AVX2 floors are about. Those rows are marked
+"AVX-512 hidden" and compared only with each other.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ from typing import Any
 import numpy as np
 
 from . import _core, _shipped, datasets, reference
-from ._cpu import ISA_VARIABLE, cpu_info, describe_kernels
+from ._cpu import (
+    ISA_VARIABLE,
+    avx512_can_be_hidden,
+    avx512_hidden_here,
+    cpu_info,
+    describe_kernels,
+    hiding_library,
+)
 from ._network import Layer, Network
 from ._progress import Progress, stderr_is_terminal
 from .formats import load, save
@@ -50,6 +62,7 @@ _SGEMM_SIZE = 2048
 # OpenBLAS's kernel of each family's instruction set (a DYNAMIC_ARCH build's core names);
 # baseline is SSE2, and Nehalem is OpenBLAS's last x86 kernel without AVX.
 _SAME_ISA_BLAS_CORE = {"avx512": "SkylakeX", "avx2": "Haswell", "baseline": "Nehalem"}
+_AVX512_HIDDEN = "AVX-512 hidden"  # the CPU a hiding worker's rows were timed on
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -91,6 +104,7 @@ class Measurement:
     vs_numpy: float | None = None
     vs_fastest_other: float | None = None
     fastest_other: str | None = None
+    cpu: str | None = None  # _AVX512_HIDDEN, or None for the CPU as it is
 
 
 # --------------------------------------------------------------------------- engines
@@ -202,6 +216,7 @@ def _environment(network: Network) -> dict[str, Any]:
         "network": repr(network),
         "mlpinfer_blas": _core.blas_info(),
         "kernels": cpu_info(),
+        "avx512_hidden": avx512_hidden_here(),
         "blas_libraries": [
             {key: info.get(key) for key in ("internal_api", "version", "architecture",
                                              "num_threads", "threading_layer", "filepath")}
@@ -281,15 +296,23 @@ def run(args: argparse.Namespace) -> int:
             # same thread count as the engine under test, once per thread setting:
             # threadpool_limits costs hundreds of microseconds, far more than a call.
             limits = threadpool_limits(threads)
+            for family in [f for f in families or [] if _hides_avx512_for(f)]:
+                # Every engine, in one subprocess that sees an AVX2-only CPU.
+                measured, rates, not_timed = _time_in_worker(args, ",".join(engine_names),
+                                                             family, threads, hide_avx512=True)
+                results += measured
+                efficiency += rates
+                skipped.update(not_timed)
             for name in engine_names:
                 done += len(batch_sizes)  # counted up front: a skipped engine's runs are done
                 if name in skipped:
                     continue
                 if families and name.startswith("mlpinfer"):
                     for family in families:
-                        measured, rates = _time_in_worker(args, name, family, threads)
-                        results += measured
-                        efficiency += rates
+                        if not _hides_avx512_for(family):
+                            measured, rates, _ = _time_in_worker(args, name, family, threads)
+                            results += measured
+                            efficiency += rates
                     continue
                 forward = _engine(name, network, threads, Path(workdir))
                 if forward is None:
@@ -318,7 +341,9 @@ def run(args: argparse.Namespace) -> int:
     if worker:  # the parent adds its own ceiling and the contention runs
         for threads in thread_counts:
             _add_same_isa_ceiling(efficiency, threads)
-        print(json.dumps({"results": [asdict(m) for m in results], "efficiency": efficiency}))
+        print(json.dumps({"results": [asdict(m) for m in results], "efficiency": efficiency,
+                          "skipped_engines": skipped,
+                          "cpu": _AVX512_HIDDEN if avx512_hidden_here() else None}))
         return 0
     ceiling = {t: 2 * _SGEMM_SIZE**3 / _core.time_blas_sgemm(_SGEMM_SIZE, t, 3)
                for t in thread_counts}
@@ -355,10 +380,18 @@ def _families(spec: str) -> list[str] | None:
     return families
 
 
-def _time_in_worker(args: argparse.Namespace, engine: str, family: str,
-                    threads: int) -> tuple[list[Measurement], list[dict[str, Any]]]:
-    """``engine`` timed by a subprocess whose kernels are ``family``'s."""
-    command = [sys.executable, "-m", "mlpinfer", "bench", "--json", "--engines", engine,
+def _hides_avx512_for(family: str) -> bool:
+    """Whether ``family`` is timed on this CPU with AVX-512 hidden: the avx2 family, where
+    the CPU has AVX-512 and it can be hidden."""
+    return family == "avx2" and avx512_can_be_hidden()
+
+
+def _time_in_worker(args: argparse.Namespace, engines: str, family: str, threads: int,
+                    hide_avx512: bool = False,
+                    ) -> tuple[list[Measurement], list[dict[str, Any]], dict[str, str]]:
+    """``engines`` timed by a subprocess whose kernels are ``family``'s, on a CPU with
+    AVX-512 hidden if ``hide_avx512``: its measurements, FLOP rates and skipped engines."""
+    command = [sys.executable, "-m", "mlpinfer", "bench", "--json", "--engines", engines,
                "--threads", str(threads), "--batch-sizes", args.batch_sizes,
                "--repeats", str(args.repeats), "--min-seconds", str(args.min_seconds),
                "--images", str(args.images)]
@@ -368,18 +401,30 @@ def _time_in_worker(args: argparse.Namespace, engine: str, family: str,
     env = {**os.environ, ISA_VARIABLE: family, _WORKER_MARK: "1"}
     if family in _SAME_ISA_BLAS_CORE:
         env["OPENBLAS_CORETYPE"] = _SAME_ISA_BLAS_CORE[family]
+    if hide_avx512:
+        env["LD_PRELOAD"] = f"{hiding_library()} {env.get('LD_PRELOAD', '')}".strip()
+        # faulthandler would take the SIGSEGV of every hidden CPUID for a crash.
+        env.pop("PYTHONFAULTHANDLER", None)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"timing mlpinfer with the {family} kernels failed:\n{done.stderr}")
     report = json.loads(done.stdout)
+    if hide_avx512 and report["cpu"] != _AVX512_HIDDEN:
+        raise RuntimeError(f"the {family} worker was to run with AVX-512 hidden, and its CPUID "
+                           "still showed AVX-512")
+    # A worker's rows are on another CPU than this process's only if this process asked;
+    # if the whole run sees AVX-512 hidden (the library preloaded by hand), so do they all.
+    cpu = report["cpu"] if hide_avx512 else None
     measured = []
     for row in report["results"]:
-        row.update(engine=f"{row['engine']}[{family}]", vs_numpy=None, vs_fastest_other=None,
-                   fastest_other=None)
+        if row["engine"].startswith("mlpinfer"):
+            row["engine"] = f"{row['engine']}[{family}]"
+        row.update(vs_numpy=None, vs_fastest_other=None, fastest_other=None, cpu=cpu)
         measured.append(Measurement(**row))
     for row in report["efficiency"]:
         row["engine"] = f"{row['engine']}[{family}]"
-    return measured, report["efficiency"]
+    skipped = {f"{name} [{cpu}]" if cpu else name: why for name, why in report["skipped_engines"].items()}
+    return measured, report["efficiency"], skipped
 
 
 def _add_same_isa_ceiling(efficiency: list[dict[str, Any]], threads: int) -> None:
@@ -463,9 +508,10 @@ def _positive_list(text: str, option: str) -> list[int]:
 
 
 def _add_ratios(results: list[Measurement]) -> None:
-    by_key: dict[tuple[int, int], list[Measurement]] = {}
+    # Rows timed with AVX-512 hidden are compared only with each other.
+    by_key: dict[tuple[str | None, int, int], list[Measurement]] = {}
     for m in results:
-        by_key.setdefault((m.threads, m.batch_size), []).append(m)
+        by_key.setdefault((m.cpu, m.threads, m.batch_size), []).append(m)
     for group in by_key.values():
         numpy_rate = next((m.images_per_second for m in group if m.engine == "numpy"), None)
         for m in group:
@@ -476,6 +522,10 @@ def _add_ratios(results: list[Measurement]) -> None:
                 best = max(others, key=lambda o: o.images_per_second)
                 m.vs_fastest_other = m.images_per_second / best.images_per_second
                 m.fastest_other = best.engine
+
+
+def _label(m: Measurement) -> str:
+    return f"{m.engine} [{m.cpu}]" if m.cpu else m.engine
 
 
 def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
@@ -491,15 +541,22 @@ def _print_report(report: dict[str, Any], results: list[Measurement]) -> None:
     print("env         " + " ".join(f"{k}={v}" for k, v in report["environment"].items()))
     for engine, why in report["skipped_engines"].items():
         print(f"skipped     {engine}: {why}")
+    if report["avx512_hidden"]:
+        print("cpu         this whole run sees a CPU without AVX-512 and AMX "
+              "(hide-avx512.so preloaded)")
+    if any(m.cpu == _AVX512_HIDDEN for m in results):
+        print(f"cpu         rows marked [{_AVX512_HIDDEN}] ran in a process whose CPUID hid "
+              "AVX-512 and AMX, as on an AVX2-only CPU: every library there chose its AVX2 "
+              "kernels; they are compared only with each other")
     print()
-    header = (f"{'engine':<15}{'threads':>8}{'batch':>8}{'images/s':>14}{'us/call':>11}"
+    header = (f"{'engine':<32}{'threads':>8}{'batch':>8}{'images/s':>14}{'us/call':>11}"
               f"{'vs numpy':>10}{'vs best other':>22}")
     print(header)
     print("-" * len(header))
     for m in results:
         numpy_ratio = f"{m.vs_numpy:.2f}x" if m.vs_numpy else "-"
         other = f"{m.vs_fastest_other:.2f}x {m.fastest_other}" if m.vs_fastest_other else "-"
-        print(f"{m.engine:<15}{m.threads:>8}{m.batch_size:>8}{m.images_per_second:>14,.0f}"
+        print(f"{_label(m):<32}{m.threads:>8}{m.batch_size:>8}{m.images_per_second:>14,.0f}"
               f"{m.latency_us:>11.1f}{numpy_ratio:>10}{other:>22}")
     print()
     for row in report["beside_busy_numpy"]:
@@ -529,10 +586,10 @@ def _chart(path: Path, results: list[Measurement]) -> None:
     except ImportError:
         raise ValueError("--chart needs matplotlib: pip install matplotlib") from None
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for engine in dict.fromkeys(m.engine for m in results):
+    for engine in dict.fromkeys(_label(m) for m in results):
         for threads in dict.fromkeys(m.threads for m in results):
             points = [(m.batch_size, m.images_per_second) for m in results
-                      if m.engine == engine and m.threads == threads]
+                      if _label(m) == engine and m.threads == threads]
             if points:
                 xs, ys = zip(*points, strict=True)
                 axis.plot(xs, ys, marker="o", label=f"{engine} ({threads} threads)")

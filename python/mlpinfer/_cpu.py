@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+from pathlib import Path
 
 from ._errors import MaxIsaError
 from ._network import _core
@@ -43,6 +45,43 @@ def _choose_kernels() -> dict[str, object]:
         return _core.cpu_info()
     except ValueError as error:  # the core's one ValueError here: an unknown cap
         raise MaxIsaError(str(error)) from None
+
+
+def hiding_library() -> Path | None:
+    """The library that shows a process preloading it (``LD_PRELOAD``) a CPU without
+    AVX-512 and AMX, as an AVX2-only CPU (cpp/tools/hide_avx512.cpp), or None where this
+    build has none (it is built on Linux x86-64)."""
+    path = Path(str(_core.__file__)).with_name("hide-avx512.so")
+    return path if path.is_file() else None
+
+
+def avx512_can_be_hidden() -> bool:
+    """Whether a process preloading :func:`hiding_library` sees an AVX2-only CPU here:
+    this CPU has AVX-512, the build has the library, and Linux makes CPUID trap on this
+    CPU (the ``cpuid_fault`` flag)."""
+    if "avx512" not in _IN_USE["supported"] or hiding_library() is None:  # type: ignore[operator]
+        return False
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "cpuid_fault" in flags
+
+
+def avx512_hidden_here() -> bool:
+    """Whether this process preloaded :func:`hiding_library` and its CPUID now hides
+    AVX-512 (RTLD_NOLOAD: this never loads the library, which would start hiding in the
+    middle of a run)."""
+    library = hiding_library()
+    if library is None:
+        return False
+    try:
+        handle = ctypes.CDLL(str(library), mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+    except OSError:
+        return False
+    return bool(handle.mlpinfer_hidden_avx512())
 
 
 _MAX_ISA_AT_IMPORT = os.environ.get(ISA_VARIABLE) or None
