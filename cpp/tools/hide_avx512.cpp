@@ -24,8 +24,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include <cstdint>
-#include <initializer_list>
+#include <stdint.h>  // not <cstdint>: the library needs no C++ library at all
 
 namespace {
 
@@ -37,22 +36,20 @@ bool set_cpuid_faulting(bool on) {
   return syscall(SYS_arch_prctl, ARCH_SET_CPUID, on ? 0 : 1) == 0;
 }
 
-constexpr std::uint32_t bits(std::initializer_list<int> positions) {
-  std::uint32_t mask = 0;
-  for (int p : positions) mask |= 1u << p;
-  return mask;
-}
+// The mask of the given bit positions.
+template <int... Positions>
+constexpr uint32_t bits = ((1u << Positions) | ...);
 
 // Leaf 7 subleaf 0, from Intel's SDM vol. 2A, table 3-8, and AMD's APM vol. 3, E.3.6.
 // EBX: AVX512F, DQ, IFMA, PF, ER, CD, BW, VL.
-constexpr std::uint32_t kLeaf7Ebx = bits({16, 17, 21, 26, 27, 28, 30, 31});
+constexpr uint32_t kLeaf7Ebx = bits<16, 17, 21, 26, 27, 28, 30, 31>;
 // ECX: AVX512_VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ.
-constexpr std::uint32_t kLeaf7Ecx = bits({1, 6, 11, 12, 14});
+constexpr uint32_t kLeaf7Ecx = bits<1, 6, 11, 12, 14>;
 // EDX: AVX512_4VNNIW, 4FMAPS, VP2INTERSECT, AMX-BF16, AVX512_FP16, AMX-TILE, AMX-INT8.
-constexpr std::uint32_t kLeaf7Edx = bits({2, 3, 8, 22, 23, 24, 25});
+constexpr uint32_t kLeaf7Edx = bits<2, 3, 8, 22, 23, 24, 25>;
 // Leaf 7 subleaf 1 EAX: AVX512_BF16, AMX-FP16; EDX: AMX-COMPLEX, AVX10.
-constexpr std::uint32_t kLeaf7Sub1Eax = bits({5, 21});
-constexpr std::uint32_t kLeaf7Sub1Edx = bits({8, 19});
+constexpr uint32_t kLeaf7Sub1Eax = bits<5, 21>;
+constexpr uint32_t kLeaf7Sub1Edx = bits<8, 19>;
 
 void answer_cpuid(int signal, siginfo_t* info, void* context) {
   auto* registers = static_cast<ucontext_t*>(context)->uc_mcontext.gregs;
@@ -64,8 +61,8 @@ void answer_cpuid(int signal, siginfo_t* info, void* context) {
     sigaction(signal, &previous_segv_action, nullptr);
     return;
   }
-  const auto leaf = static_cast<std::uint32_t>(registers[REG_RAX]);
-  const auto subleaf = static_cast<std::uint32_t>(registers[REG_RCX]);
+  const auto leaf = static_cast<uint32_t>(registers[REG_RAX]);
+  const auto subleaf = static_cast<uint32_t>(registers[REG_RCX]);
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   set_cpuid_faulting(false);
   __cpuid_count(leaf, subleaf, eax, ebx, ecx, edx);
