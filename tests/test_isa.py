@@ -269,14 +269,19 @@ def without_avx512() -> dict[str, str]:
     return {**env, "LD_PRELOAD": str(hiding_library())}
 
 
+def run_without_avx512(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGUMENTS`` on an AVX2-only CPU; exits 0, or the test fails with its stderr."""
+    done = subprocess.run([sys.executable, *arguments], env=without_avx512(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_a_cpu_without_avx512_chooses_avx2_by_itself():
     code = ("import json, mlpinfer, numpy; from mlpinfer._cpu import avx512_hidden_here; "
             "from numpy._core._multiarray_umath import __cpu_features__ as f; "
             "print(json.dumps([mlpinfer.cpu_info(), avx512_hidden_here(), f['AVX512F'], f['AVX2']]))")
-    done = subprocess.run([sys.executable, "-c", code], env=without_avx512(),
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    info, hidden, numpy_avx512, numpy_avx2 = json.loads(done.stdout)
+    info, hidden, numpy_avx512, numpy_avx2 = json.loads(run_without_avx512("-c", code).stdout)
     assert info == {"isa": "avx2", "supported": ["avx2", "baseline"],
                     "fused_multiply_add": True, "max_isa": None}
     assert hidden
@@ -289,10 +294,7 @@ def test_a_cpu_without_avx512_is_seen_from_every_thread():
     code = ("import threading, json; seen = []; "
             "t = threading.Thread(target=lambda: seen.append(__import__('mlpinfer').cpu_info()['isa'])); "
             "t.start(); t.join(); print(json.dumps(seen))")
-    done = subprocess.run([sys.executable, "-c", code], env=without_avx512(),
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ["avx2"]
+    assert json.loads(run_without_avx512("-c", code).stdout) == ["avx2"]
 
 
 def test_a_real_crash_under_the_hiding_library_is_still_a_crash():
@@ -334,12 +336,10 @@ def test_bench_times_avx2_against_peers_on_an_avx2_only_cpu(capsys):
 
 
 def test_bench_run_whole_on_an_avx2_only_cpu_compares_every_row_with_its_peers():
-    command = [sys.executable, "-m", "mlpinfer", "bench", "--json", "--isa", "all",
-               "--engines", "mlpinfer,numpy", "--batch-sizes", "1,40", "--threads", "1",
-               "--repeats", "1", "--min-seconds", "0", "--images", "80"]
-    done = subprocess.run(command, env=without_avx512(), capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_without_avx512("-m", "mlpinfer", "bench", "--json", "--isa", "all",
+                              "--engines", "mlpinfer,numpy", "--batch-sizes", "1,40",
+                              "--threads", "1", "--repeats", "1", "--min-seconds", "0",
+                              "--images", "80")
     report = json.loads(done.stdout)
     assert report["avx512_hidden"]
     assert {(r["engine"], r["cpu"]) for r in report["results"]} == {
