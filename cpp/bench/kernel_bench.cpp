@@ -89,8 +89,10 @@ void bench_family(const KernelTable& kernels, int repeats) {
     line(("tile_gemm 784x50, 32 rows" + suffix).c_str(),
          best_ns([&] { kernels.tile_gemm(in, active, hidden, 1.0f, tile_in.data(), p1.data(), width,
                                          out.data(), kTileRows, prefetch); }, 200, repeats), 32);
-    // As Network runs layer 1: the tile's zero scan, then tile_gemm told that zeros may be
-    // skipped, which scans each lane group again where a tile is several (AVX2, baseline).
+    // As Network runs a layer after the first (or a transformed input): the tile's zero
+    // scan, then tile_gemm told that zeros may be skipped, which scans each lane group
+    // again where a tile is several (AVX2, baseline). The first layer's list comes from
+    // load_tile, without the first scan.
     line(("tile_gemm 784x50, 32 rows + zero scans" + suffix).c_str(),
          best_ns([&] {
            const ActiveInputs scanned{scratch.data(), kernels.tile_nonzero_inputs(
@@ -186,12 +188,27 @@ void bench_family(const KernelTable& kernels, int repeats) {
   const mlpinfer::InputView view_u8{pixels_u8.data(), mlpinfer::ElementType::uint8, kTileRows, in,
                                     static_cast<std::ptrdiff_t>(in), 1};
   std::vector<float> loaded(in * kTileRows);
+  std::vector<std::uint32_t> loaded_nonzero(in);
+  // load_tile also lists the tile's nonzero features (what tile_nonzero_inputs finds).
   line("load_tile float32 784, 32 rows (from cache)",
-       best_ns([&] { kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data()); }, 2000,
-               repeats), 32);
+       best_ns([&] { kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(),
+                                       loaded_nonzero.data()); }, 2000, repeats), 32);
   line("load_tile uint8 784, 32 rows (from cache)",
-       best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data()); }, 2000,
-               repeats), 32);
+       best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data(),
+                                       loaded_nonzero.data()); }, 2000, repeats), 32);
+  // From memory: tile after tile through 10,016 float32 rows (31 MB, more than the
+  // caches), as a large batch reads its input.
+  const std::size_t batch = 313 * kTileRows;
+  const std::vector<float> images = random_floats(in * batch, rng, 0.6);
+  const mlpinfer::InputView view_batch{images.data(), mlpinfer::ElementType::float32, batch, in,
+                                       static_cast<std::ptrdiff_t>(in * 4), 4};
+  line("load_tile float32 784, 32 rows (from memory)",
+       best_ns([&] {
+         for (std::size_t first = 0; first < batch; first += kTileRows) {
+           kernels.load_tile(view_batch, first, kTileRows, kTileRows, loaded.data(),
+                             loaded_nonzero.data());
+         }
+       }, 1, repeats), static_cast<double>(batch));
 }
 
 }  // namespace

@@ -320,26 +320,31 @@ class Network::Pass {
                 std::size_t next_count, Scratch& scratch) const {
     const kernels::KernelTable& kernels = *net_.kernels_;
     float* tile = at_least(scratch.tile, input_.cols * kTileRows);
+    std::uint32_t* nonzero = at_least(scratch.active_inputs, net_.widest_input_);
+    // The input's nonzero features come with the loaded tile (no second pass over it);
+    // a transformed tile, and every later layer's, is scanned.
+    std::size_t nonzero_count = 0;
     if (net_.transform_.present()) {
       transform_tile(input_, input_scale_, net_.transform_, first, count, lanes, tile);
+      if (net_.skip_zero_inputs_[0]) {
+        nonzero_count = kernels.tile_nonzero_inputs(tile, input_.cols, lanes, nonzero);
+      }
     } else {
-      kernels.load_tile(input_, first, count, lanes, tile);
+      nonzero_count = kernels.load_tile(input_, first, count, lanes, tile, nonzero);
     }
     kernels::RowPrefetch prefetch(input_, next_first, next_count);
     const float* activations = tile;
-    std::uint32_t* nonzero = at_least(scratch.active_inputs, net_.widest_input_);
     for (std::size_t i = 0; i < net_.layers_.size(); ++i) {
       const DenseLayer& layer = net_.layers_[i];
       float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
                                layer.outputs * kTileRows);
       const float alpha = i == 0 ? first_alpha_ : 1.0f;
+      if (i > 0 && net_.skip_zero_inputs_[i]) {
+        nonzero_count = kernels.tile_nonzero_inputs(activations, layer.inputs, lanes, nonzero);
+      }
       const kernels::ActiveInputs active =
-          net_.skip_zero_inputs_[i]
-              ? kernels::ActiveInputs{nonzero,
-                                      kernels.tile_nonzero_inputs(activations, layer.inputs,
-                                                                  lanes, nonzero),
-                                      true}
-              : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
+          net_.skip_zero_inputs_[i] ? kernels::ActiveInputs{nonzero, nonzero_count, true}
+                                    : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
       if (i + 1 == net_.layers_.size() && net_.double_output_) {
         kernels.tile_gemm_double(active, layer.outputs, alpha, activations, layer.weights.data(),
                                  result, lanes, prefetch);

@@ -33,7 +33,7 @@ std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda, st
 std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
                                 std::uint32_t* active);
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
-void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, std::size_t lanes,
-               float* tile);
+std::size_t load_tile(const InputView& src, std::size_t first_row, std::size_t rows,
+                      std::size_t lanes, float* tile, std::uint32_t* nonzero);
 
 }  // namespace mlpinfer::kernels::MLPINFER_FAMILY

@@ -65,9 +65,11 @@ struct KernelTable {
   // dst[r * cols + c] = element (r, c) of `src` converted to float.
   void (*gather_rows)(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
   // Rows first_row .. first_row + rows (rows <= lanes) of `src` as a float tile; lanes
-  // from `rows` to `lanes` are zero.
-  void (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
-                    std::size_t lanes, float* tile);
+  // from `rows` to `lanes` are zero. Writes the features with a nonzero lane to
+  // `nonzero` (`src.cols` entries), as tile_nonzero_inputs would find them on the
+  // tile, and returns how many: found while loading, it costs no second pass.
+  std::size_t (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
+                           std::size_t lanes, float* tile, std::uint32_t* nonzero);
 };
 
 // One function per family built for this architecture, each defined by family.cpp
