@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "input_transform.hpp"
 #include "kernels.hpp"
 #include "kernels/kernel_table.hpp"
 
@@ -196,6 +197,24 @@ void bench_family(const KernelTable& kernels, int repeats) {
   line("load_tile uint8 784, 32 rows (from cache)",
        best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data(),
                                        loaded_nonzero.data()); }, 2000, repeats), 32);
+  // An input transform on the tile (float32 input): the family's loader and vector
+  // transform, as Network runs it, against the scalar transform of input_transform.cpp
+  // (the same bits; the only path for float64 input).
+  std::vector<double> shift(in, 0.25);
+  std::vector<double> multiplier(in, 3.0);
+  line("load_tile + transform_tile float32 784, 32 rows (from cache)",
+       best_ns([&] {
+         kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(), loaded_nonzero.data());
+         kernels.transform_tile(loaded.data(), in, kTileRows, kTileRows, 1.0, shift.data(),
+                                multiplier.data());
+       }, 2000, repeats), 32);
+  if (&kernels == mlpinfer::kernels::find_kernels("baseline")) {
+    const mlpinfer::InputTransform transform{shift, multiplier};
+    std::printf("%-9s %-52s %9.1f ns/row\n", "scalar", "transform_tile float32 784, 32 rows (from cache)",
+                best_ns([&] { mlpinfer::transform_tile(view_f, 1.0f, transform, 0, kTileRows,
+                                                        kTileRows, loaded.data()); }, 2000,
+                        repeats) / 32);
+  }
   // From memory: tile after tile through 10,016 float32 rows (31 MB, more than the
   // caches), as a large batch reads its input.
   const std::size_t batch = 313 * kTileRows;

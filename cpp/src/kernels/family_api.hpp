@@ -35,5 +35,7 @@ std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
 std::size_t load_tile(const InputView& src, std::size_t first_row, std::size_t rows,
                       std::size_t lanes, float* tile, std::uint32_t* nonzero);
+void transform_tile(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
+                    double scale, const double* shift, const double* multiplier);
 
 }  // namespace mlpinfer::kernels::MLPINFER_FAMILY

@@ -70,6 +70,13 @@ struct KernelTable {
   // tile, and returns how many: found while loading, it costs no second pass.
   std::size_t (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
                            std::size_t lanes, float* tile, std::uint32_t* nonzero);
+  // Each feature f of a tile (`width` features, first `rows` lanes) through an input
+  // transform in place: (x * scale - shift[f]) * multiplier[f] in double, rounded to
+  // float once; lanes `rows` to `lanes` are left zero. For a tile that load_tile filled
+  // from float32 or uint8 input (each float the input element exactly), the bits of
+  // transform_tile in input_transform.hpp.
+  void (*transform_tile)(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
+                         double scale, const double* shift, const double* multiplier);
 };
 
 // One function per family built for this architecture, each defined by family.cpp
