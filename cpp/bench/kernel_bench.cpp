@@ -189,14 +189,34 @@ void bench_family(const KernelTable& kernels, int repeats) {
   const mlpinfer::InputView view_u8{pixels_u8.data(), mlpinfer::ElementType::uint8, kTileRows, in,
                                     static_cast<std::ptrdiff_t>(in), 1};
   std::vector<float> loaded(in * kTileRows);
-  std::vector<std::uint32_t> loaded_nonzero(in);
+  std::vector<std::uint32_t> loaded_nonzero((1 + mlpinfer::kernels::kMaxLaneGroups) * in);
+  ActiveInputs lane_groups[mlpinfer::kernels::kMaxLaneGroups];
   // load_tile also lists the tile's nonzero features (what tile_nonzero_inputs finds).
   line("load_tile float32 784, 32 rows (from cache)",
        best_ns([&] { kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(),
-                                       loaded_nonzero.data()); }, 2000, repeats), 32);
+                                       loaded_nonzero.data(), lane_groups); }, 2000, repeats), 32);
   line("load_tile uint8 784, 32 rows (from cache)",
        best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data(),
-                                       loaded_nonzero.data()); }, 2000, repeats), 32);
+                                       loaded_nonzero.data(), lane_groups); }, 2000, repeats), 32);
+  // Layer 1 as Network runs it, on digit-like rows: load_tile and its lists, then
+  // tile_gemm given the lane groups' lists, or scanning the groups itself (where a tile
+  // is several lane groups: AVX2, NEON, baseline).
+  const std::vector<float> digit_rows = random_floats(in * kTileRows, rng, 0.6);
+  const mlpinfer::InputView view_digits{digit_rows.data(), mlpinfer::ElementType::float32,
+                                        kTileRows, in, static_cast<std::ptrdiff_t>(in * 4), 4};
+  for (const bool groups_listed : {true, false}) {
+    line(groups_listed ? "load_tile + tile_gemm 784x50, 32 rows, digit-like"
+                       : "load_tile + tile_gemm 784x50, 32 rows, digit-like, groups scanned",
+         best_ns([&] {
+           const std::size_t count = kernels.load_tile(view_digits, 0, kTileRows, kTileRows,
+                                                       loaded.data(), loaded_nonzero.data(),
+                                                       lane_groups);
+           const ActiveInputs listed{loaded_nonzero.data(), count, true,
+                                     groups_listed ? lane_groups : nullptr};
+           kernels.tile_gemm(in, listed, hidden, 1.0f, loaded.data(), p1.data(), width,
+                             out.data(), kTileRows, prefetch);
+         }, 200, repeats), 32);
+  }
   // An input transform on the tile (float32 input): the family's loader and vector
   // transform, as Network runs it, against the scalar transform of input_transform.cpp
   // (the same bits; the only path for float64 input).
@@ -204,7 +224,8 @@ void bench_family(const KernelTable& kernels, int repeats) {
   std::vector<double> multiplier(in, 3.0);
   line("load_tile + transform_tile float32 784, 32 rows (from cache)",
        best_ns([&] {
-         kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(), loaded_nonzero.data());
+         kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(), loaded_nonzero.data(),
+                           lane_groups);
          kernels.transform_tile(loaded.data(), in, kTileRows, kTileRows, 1.0, shift.data(),
                                 multiplier.data());
        }, 2000, repeats), 32);
@@ -225,7 +246,7 @@ void bench_family(const KernelTable& kernels, int repeats) {
        best_ns([&] {
          for (std::size_t first = 0; first < batch; first += kTileRows) {
            kernels.load_tile(view_batch, first, kTileRows, kTileRows, loaded.data(),
-                             loaded_nonzero.data());
+                             loaded_nonzero.data(), lane_groups);
          }
        }, 1, repeats), static_cast<double>(batch));
 }

@@ -320,19 +320,25 @@ class Network::Pass {
                 std::size_t next_count, Scratch& scratch) const {
     const kernels::KernelTable& kernels = *net_.kernels_;
     float* tile = at_least(scratch.tile, input_.cols * kTileRows);
-    std::uint32_t* nonzero = at_least(scratch.active_inputs, net_.widest_input_);
-    // The input's nonzero features come with the loaded tile (no second pass over it);
-    // a transformed tile, and every later layer's, is scanned.
+    // The tile's list of nonzero inputs, then each lane group's (load_tile).
+    std::uint32_t* nonzero =
+        at_least(scratch.active_inputs, (1 + kernels::kMaxLaneGroups) * net_.widest_input_);
+    // The input's nonzero features come with the loaded tile, for the tile and for each
+    // lane group (no second pass over it); a transformed tile, and every later layer's,
+    // is scanned.
+    kernels::ActiveInputs lane_groups[kernels::kMaxLaneGroups];
+    const kernels::ActiveInputs* loaded_groups = nullptr;
     std::size_t nonzero_count = 0;
     if (!net_.transform_.present()) {
-      nonzero_count = kernels.load_tile(input_, first, count, lanes, tile, nonzero);
+      nonzero_count = kernels.load_tile(input_, first, count, lanes, tile, nonzero, lane_groups);
+      loaded_groups = lane_groups;
     } else {
       if (input_.type == ElementType::float64) {  // not exact as floats: transformed as read
         transform_tile(input_, input_scale_, net_.transform_, first, count, lanes, tile);
       } else {
         // float32 and uint8 elements are exact as floats: the family's loader, then its
         // vector transform (1.1-1.5x faster overall: see kernels/input_loaders.cpp).
-        kernels.load_tile(input_, first, count, lanes, tile, nonzero);
+        kernels.load_tile(input_, first, count, lanes, tile, nonzero, lane_groups);
         kernels.transform_tile(tile, input_.cols, count, lanes, input_scale_,
                                net_.transform_.shift.data(), net_.transform_.multiplier.data());
       }
@@ -351,8 +357,9 @@ class Network::Pass {
         nonzero_count = kernels.tile_nonzero_inputs(activations, layer.inputs, lanes, nonzero);
       }
       const kernels::ActiveInputs active =
-          net_.skip_zero_inputs_[i] ? kernels::ActiveInputs{nonzero, nonzero_count, true}
-                                    : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
+          net_.skip_zero_inputs_[i]
+              ? kernels::ActiveInputs{nonzero, nonzero_count, true, i == 0 ? loaded_groups : nullptr}
+              : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
       if (i + 1 == net_.layers_.size() && net_.double_output_) {
         kernels.tile_gemm_double(active, layer.outputs, alpha, activations, layer.weights.data(),
                                  result, lanes, prefetch);

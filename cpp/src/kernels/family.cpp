@@ -12,6 +12,7 @@ const KernelTable& table() {
       MLPINFER_STRINGIFY(MLPINFER_FAMILY),
       kFusedMultiplyAdd,
       kTilePanelWidth,
+      kGroupLanes,
       &bias_activation,
       &tile_bias_activation,
       &small_gemm,

@@ -41,26 +41,38 @@ void gather(const InputView& src, std::size_t first_row, std::size_t rows, float
   }
 }
 
+// The lists load_tile writes: the tile's nonzero features, and those of each of its
+// `groups` whole lane groups of kGroupLanes lanes (when there are several).
+struct NonzeroLists {
+  std::uint32_t* tile;
+  std::size_t tile_count;
+  std::size_t groups;
+  std::uint32_t* group[kMaxLaneGroups];
+  std::size_t group_count[kMaxLaneGroups];
+};
+
 // Features [first_feature, cols) one element at a time: what is left after the whole
-// kLanes-feature blocks, or every feature of a strided view. Appends the nonzero ones to
-// `nonzero` from position `count`; returns the new count.
+// kLanes-feature blocks, or every feature of a strided view.
 template <typename T>
-std::size_t load_tile_features(const InputView& src, std::size_t first_row, std::size_t rows,
-                               std::size_t lanes, std::size_t first_feature, float* tile,
-                               std::uint32_t* nonzero, std::size_t count) {
+void load_tile_features(const InputView& src, std::size_t first_row, std::size_t rows,
+                        std::size_t lanes, std::size_t first_feature, float* tile,
+                        NonzeroLists& lists) {
   for (std::size_t f = first_feature; f < src.cols; ++f) {
     const std::ptrdiff_t offset = static_cast<std::ptrdiff_t>(f) * src.col_stride_bytes;
-    bool any = false;
+    unsigned groups_nonzero = 0;  // bit g: nonzero in some lane of lane group g
     for (std::size_t r = 0; r < lanes; ++r) {
       const float value =
           r < rows ? load_as_float<T>(row_address(src, first_row + r) + offset) : 0.0f;
       tile[f * kTileRows + r] = value;
-      any |= value != 0.0f;  // NaN != 0: NaN counts
+      groups_nonzero |= static_cast<unsigned>(value != 0.0f) << (r / kGroupLanes);  // NaN counts
     }
-    nonzero[count] = static_cast<std::uint32_t>(f);
-    count += any;
+    lists.tile[lists.tile_count] = static_cast<std::uint32_t>(f);
+    lists.tile_count += groups_nonzero != 0;
+    for (std::size_t g = 0; g < lists.groups; ++g) {
+      lists.group[g][lists.group_count[g]] = static_cast<std::uint32_t>(f);
+      lists.group_count[g] += (groups_nonzero >> g) & 1u;
+    }
   }
-  return count;
 }
 
 // Each row is read kLanes elements at a time, 32 rows side by side: too many streams for
@@ -79,17 +91,22 @@ constexpr std::size_t kLoadAhead = sizeof(T) == 1 ? 128 : 256;
 // (AVX2); loading with the list 81-100 and 91-101. The whole network, MNIST, batch
 // 10,000, 2 threads: AVX-512 3.14-3.19 -> 3.19-3.51 M img/s, AVX2 2.14-2.16 -> 2.37-2.41.
 // The ORs come after the loads, not between them: GCC 12 then kept all 16 AVX-512 rows
-// in memory.
+// in memory. Where a tile is several lane groups (AVX2, NEON, baseline), each group's
+// list is written too, which tile_gemm would otherwise scan for (kernel_bench, layer 1
+// on digit-like rows, load_tile + tile_gemm, AVX2: 431-454 ns a row against 462-474
+// with the groups scanned; the baseline 1,230-1,300 against 1,275-1,297: its loader
+// costs more by as much as its scans cost less).
 template <typename T>
-std::size_t load_tile_as(const InputView& src, std::size_t first_row, std::size_t rows,
-                         std::size_t lanes, float* tile, std::uint32_t* nonzero) {
+void load_tile_as(const InputView& src, std::size_t first_row, std::size_t rows,
+                  std::size_t lanes, float* tile, NonzeroLists& lists) {
   constexpr std::size_t kStepBytes = kLanes * sizeof(T);
-  std::size_t count = 0;
+  constexpr std::size_t kGroups = kTileRows / kGroupLanes;
   std::size_t f = 0;
   for (; contiguous_rows<T>(src) && f + kLanes <= src.cols; f += kLanes) {
     const std::size_t offset = f * sizeof(T);
     const bool ahead = offset % 64 < kStepBytes && offset + kLoadAhead<T> < src.cols * sizeof(T);
-    IntVec seen = to_bits(splat(0.0f));
+    IntVec seen[kGroups];  // per lane group
+    for (IntVec& bits : seen) bits = to_bits(splat(0.0f));
     for (std::size_t group = 0; group < lanes; group += kLanes) {
       Vec block[kLanes];
       for (std::size_t r = 0; r < kLanes; ++r) {
@@ -101,13 +118,22 @@ std::size_t load_tile_as(const InputView& src, std::size_t first_row, std::size_
           block[r] = splat(0.0f);
         }
       }
-      for (const Vec& row : block) seen |= to_bits(row);
+      IntVec bits = to_bits(block[0]);
+      for (std::size_t r = 1; r < kLanes; ++r) bits |= to_bits(block[r]);
+      seen[group / kGroupLanes] |= bits;
       transpose_store(block, tile + f * kTileRows + group, kTileRows);
     }
-    count += append_lanes(nonzero_lane_mask(from_bits(seen)), static_cast<std::uint32_t>(f),
-                          nonzero + count);
+    const auto first = static_cast<std::uint32_t>(f);
+    IntVec any = seen[0];
+    for (std::size_t g = 1; g < kGroups; ++g) any |= seen[g];
+    lists.tile_count +=
+        append_lanes(nonzero_lane_mask(from_bits(any)), first, lists.tile + lists.tile_count);
+    for (std::size_t g = 0; g < lists.groups; ++g) {
+      lists.group_count[g] += append_lanes(nonzero_lane_mask(from_bits(seen[g])), first,
+                                           lists.group[g] + lists.group_count[g]);
+    }
   }
-  return load_tile_features<T>(src, first_row, rows, lanes, f, tile, nonzero, count);
+  load_tile_features<T>(src, first_row, rows, lanes, f, tile, lists);
 }
 
 }  // namespace
@@ -121,16 +147,24 @@ void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, 
 }
 
 std::size_t load_tile(const InputView& src, std::size_t first_row, std::size_t rows,
-                      std::size_t lanes, float* tile, std::uint32_t* nonzero) {
+                      std::size_t lanes, float* tile, std::uint32_t* nonzero,
+                      ActiveInputs* lane_groups) {
+  // A lone group's list is the tile's: it is written once.
+  const std::size_t whole_groups = lanes / kGroupLanes;
+  NonzeroLists lists{nonzero, 0, whole_groups > 1 ? whole_groups : 0, {}, {}};
+  for (std::size_t g = 0; g < lists.groups; ++g) lists.group[g] = nonzero + (1 + g) * src.cols;
   switch (src.type) {
-    case ElementType::float32:
-      return load_tile_as<float>(src, first_row, rows, lanes, tile, nonzero);
-    case ElementType::float64:
-      return load_tile_as<double>(src, first_row, rows, lanes, tile, nonzero);
+    case ElementType::float32: load_tile_as<float>(src, first_row, rows, lanes, tile, lists); break;
+    case ElementType::float64: load_tile_as<double>(src, first_row, rows, lanes, tile, lists); break;
     case ElementType::uint8:
-      return load_tile_as<std::uint8_t>(src, first_row, rows, lanes, tile, nonzero);
+      load_tile_as<std::uint8_t>(src, first_row, rows, lanes, tile, lists);
+      break;
   }
-  return 0;
+  for (std::size_t g = 0; g < whole_groups; ++g) {
+    lane_groups[g] = lists.groups == 0 ? ActiveInputs{lists.tile, lists.tile_count, true}
+                                       : ActiveInputs{lists.group[g], lists.group_count[g], true};
+  }
+  return lists.tile_count;
 }
 
 // Each lane's float widened to double, transformed with the double operations of
