@@ -249,6 +249,34 @@ void bench_family(const KernelTable& kernels, int repeats) {
                              loaded_nonzero.data(), lane_groups);
          }
        }, 1, repeats), static_cast<double>(batch));
+  // Layers 1 and 2 on each tile of the same batch, the next tile's rows prefetched meanwhile
+  // (RowPrefetch, as Network runs a block), against the same tile again and again.
+  std::vector<float> second(100 * kTileRows);
+  const auto layers12 = [&](const mlpinfer::InputView& view, std::size_t first,
+                          RowPrefetch& next) {
+    const std::size_t count = kernels.load_tile(view, first, kTileRows, kTileRows, loaded.data(),
+                                                loaded_nonzero.data(), lane_groups);
+    const ActiveInputs listed{loaded_nonzero.data(), count, true, lane_groups};
+    kernels.tile_gemm(in, listed, hidden, 1.0f, loaded.data(), p1.data(), width, out.data(),
+                      kTileRows, next);
+    kernels.tile_gemm(hidden, all_hidden, 100, 1.0f, out.data(), p2.data(), width,
+                      second.data(), kTileRows, next);
+  };
+  line("load_tile + tile_gemm 784x50 + 50x100, 32 rows, digit-like (from memory)",
+       best_ns([&] {
+         for (std::size_t first = 0; first < batch; first += kTileRows) {
+           const std::size_t after = first + kTileRows;
+           RowPrefetch next(view_batch, after, after < batch ? kTileRows : 0);
+           layers12(view_batch, first, next);
+         }
+       }, 1, repeats), static_cast<double>(batch));
+  line("load_tile + tile_gemm 784x50 + 50x100, 32 rows, digit-like (from cache)",
+       best_ns([&] {
+         for (std::size_t first = 0; first < batch; first += kTileRows) {
+           RowPrefetch next(view_batch, 0, kTileRows);
+           layers12(view_batch, 0, next);
+         }
+       }, 1, repeats), static_cast<double>(batch));
 }
 
 }  // namespace
