@@ -168,6 +168,21 @@ void check_epilogue(const DenseLayer& layer, std::size_t i, std::size_t count) {
   }
 }
 
+// Whether a layer's outputs are often exactly zero, so that the next layer gains by
+// skipping them: ReLU and hard sigmoid clip to 0; sigmoid, tanh, softplus and the
+// others reach 0 only by underflow or at x = 0 exactly, and a LayerNorm after the
+// activation moves the zeros. Visiting a zero or skipping it gives the same bits (see
+// kernels::InputSelection): this chooses only whether a scan runs. The textbook network
+// (sigmoid hidden layers), MNIST, batch 10,000, one thread, CPU time per row, three
+// interleaved rounds on this Xeon (Sapphire Rapids class, load average 3.5): AVX-512
+// 552-567 -> 543-554 ns, AVX2 789-812 -> 775-789 without the hidden layers' scans.
+bool zeros_likely(const DenseLayer& layer) {
+  const Activation kind = layer.activation.kind;
+  const bool clips = kind == Activation::relu || kind == Activation::hard_sigmoid ||
+                     (kind == Activation::leaky_relu && layer.activation.alpha == 0.0f);
+  return clips && !(layer.norm.present() && layer.norm.after_activation);
+}
+
 kernels::Epilogue epilogue_of(const DenseLayer& layer) {
   return {layer.bias.data(), layer.activation, &layer.norm};
 }
@@ -237,8 +252,10 @@ Network::Network(std::vector<DenseLayer> layers, InputTransform transform)
     check_epilogue(layer, i, layers_.size());
     if (i + 1 != layers_.size()) widest_hidden_ = std::max(widest_hidden_, layer.outputs);
     widest_input_ = std::max(widest_input_, layer.inputs);
-    skip_zero_inputs_.push_back(std::all_of(layer.weights.begin(), layer.weights.end(),
-                                            [](float w) { return std::isfinite(w); }));
+    skip_zero_inputs_.push_back(
+        std::all_of(layer.weights.begin(), layer.weights.end(),
+                    [](float w) { return std::isfinite(w); }) &&
+        (i == 0 || zeros_likely(layers_[i - 1])));
   }
   all_inputs_.resize(widest_input_);
   std::iota(all_inputs_.begin(), all_inputs_.end(), std::uint32_t{0});
