@@ -54,8 +54,8 @@ struct ActiveInputs {
   const std::uint32_t* index;
   std::size_t count;
   bool zeros_skippable = false;
-  // For a tile: if not null, the inputs of each of its lane groups (of the family's
-  // KernelTable::tile_group_lanes lanes) that are nonzero in some lane of the group, as
+  // For a tile: if not null, the inputs of each of its lane groups (the lanes the
+  // family's tile_gemm computes at once) that are nonzero in some lane of the group, as
   // load_tile lists them; else a tile kernel that computes groups apart scans them.
   const ActiveInputs* lane_groups = nullptr;
 };

@@ -12,7 +12,6 @@ const KernelTable& table() {
       MLPINFER_STRINGIFY(MLPINFER_FAMILY),
       kFusedMultiplyAdd,
       kTilePanelWidth,
-      kGroupLanes,
       &bias_activation,
       &tile_bias_activation,
       &small_gemm,

@@ -23,9 +23,6 @@ struct KernelTable {
   // The widest tile panel (output columns) whose accumulators stay in this family's
   // registers: pack_panels and tile_gemm must be given this width.
   std::size_t tile_panel_width;
-  // The lanes of a tile that tile_gemm computes at once, each such group with its own
-  // list of nonzero inputs (ActiveInputs::lane_groups).
-  std::size_t tile_group_lanes;
 
   // Each row of tile (rows x width, row-major) through the epilogue: + bias, the
   // activation and the LayerNorm. Contract: softmax, log_softmax and LayerNorm work on
@@ -70,9 +67,10 @@ struct KernelTable {
   // Rows first_row .. first_row + rows (rows <= lanes) of `src` as a float tile; lanes
   // from `rows` to `lanes` are zero. Writes the features with a nonzero lane to
   // nonzero[0..src.cols), as tile_nonzero_inputs would find them on the tile, and
-  // returns how many; and sets lane_groups[g], for each of the lanes / tile_group_lanes
-  // lane groups, to the features nonzero in some lane of group g (in
-  // nonzero[(1 + g) * src.cols ..)). Found while loading: no second pass over the tile.
+  // returns how many; and sets lane_groups[g], for each whole lane group g that
+  // tile_gemm computes at once (at most kMaxLaneGroups), to the features nonzero in some
+  // lane of the group (in nonzero[(1 + g) * src.cols ..), or the tile's list for a lone
+  // group). Found while loading: no second pass over the tile.
   std::size_t (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
                            std::size_t lanes, float* tile, std::uint32_t* nonzero,
                            ActiveInputs* lane_groups);
