@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "input_transform.hpp"
 #include "kernels.hpp"
 #include "kernels/kernel_table.hpp"
 
@@ -89,8 +90,10 @@ void bench_family(const KernelTable& kernels, int repeats) {
     line(("tile_gemm 784x50, 32 rows" + suffix).c_str(),
          best_ns([&] { kernels.tile_gemm(in, active, hidden, 1.0f, tile_in.data(), p1.data(), width,
                                          out.data(), kTileRows, prefetch); }, 200, repeats), 32);
-    // As Network runs layer 1: the tile's zero scan, then tile_gemm told that zeros may be
-    // skipped, which scans each lane group again where a tile is several (AVX2, baseline).
+    // As Network runs a layer after the first (or a transformed input): the tile's zero
+    // scan, then tile_gemm told that zeros may be skipped, which scans each lane group
+    // again where a tile is several (AVX2, baseline). The first layer's list comes from
+    // load_tile, without the first scan.
     line(("tile_gemm 784x50, 32 rows + zero scans" + suffix).c_str(),
          best_ns([&] {
            const ActiveInputs scanned{scratch.data(), kernels.tile_nonzero_inputs(
@@ -186,12 +189,94 @@ void bench_family(const KernelTable& kernels, int repeats) {
   const mlpinfer::InputView view_u8{pixels_u8.data(), mlpinfer::ElementType::uint8, kTileRows, in,
                                     static_cast<std::ptrdiff_t>(in), 1};
   std::vector<float> loaded(in * kTileRows);
+  std::vector<std::uint32_t> loaded_nonzero((1 + mlpinfer::kernels::kMaxLaneGroups) * in);
+  ActiveInputs lane_groups[mlpinfer::kernels::kMaxLaneGroups];
+  // load_tile also lists the tile's nonzero features (what tile_nonzero_inputs finds).
   line("load_tile float32 784, 32 rows (from cache)",
-       best_ns([&] { kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data()); }, 2000,
-               repeats), 32);
+       best_ns([&] { kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(),
+                                       loaded_nonzero.data(), lane_groups); }, 2000, repeats), 32);
   line("load_tile uint8 784, 32 rows (from cache)",
-       best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data()); }, 2000,
-               repeats), 32);
+       best_ns([&] { kernels.load_tile(view_u8, 0, kTileRows, kTileRows, loaded.data(),
+                                       loaded_nonzero.data(), lane_groups); }, 2000, repeats), 32);
+  // Layer 1 as Network runs it, on digit-like rows: load_tile and its lists, then
+  // tile_gemm given the lane groups' lists, or scanning the groups itself (where a tile
+  // is several lane groups: AVX2, NEON, baseline).
+  const std::vector<float> digit_rows = random_floats(in * kTileRows, rng, 0.6);
+  const mlpinfer::InputView view_digits{digit_rows.data(), mlpinfer::ElementType::float32,
+                                        kTileRows, in, static_cast<std::ptrdiff_t>(in * 4), 4};
+  for (const bool groups_listed : {true, false}) {
+    line(groups_listed ? "load_tile + tile_gemm 784x50, 32 rows, digit-like"
+                       : "load_tile + tile_gemm 784x50, 32 rows, digit-like, groups scanned",
+         best_ns([&] {
+           const std::size_t count = kernels.load_tile(view_digits, 0, kTileRows, kTileRows,
+                                                       loaded.data(), loaded_nonzero.data(),
+                                                       lane_groups);
+           const ActiveInputs listed{loaded_nonzero.data(), count, true,
+                                     groups_listed ? lane_groups : nullptr};
+           kernels.tile_gemm(in, listed, hidden, 1.0f, loaded.data(), p1.data(), width,
+                             out.data(), kTileRows, prefetch);
+         }, 200, repeats), 32);
+  }
+  // An input transform on the tile (float32 input): the family's loader and vector
+  // transform, as Network runs it, against the scalar transform of input_transform.cpp
+  // (the same bits; the only path for float64 input).
+  std::vector<double> shift(in, 0.25);
+  std::vector<double> multiplier(in, 3.0);
+  line("load_tile + transform_tile float32 784, 32 rows (from cache)",
+       best_ns([&] {
+         kernels.load_tile(view_f, 0, kTileRows, kTileRows, loaded.data(), loaded_nonzero.data(),
+                           lane_groups);
+         kernels.transform_tile(loaded.data(), in, kTileRows, kTileRows, 1.0, shift.data(),
+                                multiplier.data());
+       }, 2000, repeats), 32);
+  if (&kernels == mlpinfer::kernels::find_kernels("baseline")) {
+    const mlpinfer::InputTransform transform{shift, multiplier};
+    std::printf("%-9s %-52s %9.1f ns/row\n", "scalar", "transform_tile float32 784, 32 rows (from cache)",
+                best_ns([&] { mlpinfer::transform_tile(view_f, 1.0f, transform, 0, kTileRows,
+                                                        kTileRows, loaded.data()); }, 2000,
+                        repeats) / 32);
+  }
+  // From memory: tile after tile through 10,016 float32 rows (31 MB, more than the
+  // caches), as a large batch reads its input.
+  const std::size_t batch = 313 * kTileRows;
+  const std::vector<float> images = random_floats(in * batch, rng, 0.6);
+  const mlpinfer::InputView view_batch{images.data(), mlpinfer::ElementType::float32, batch, in,
+                                       static_cast<std::ptrdiff_t>(in * 4), 4};
+  line("load_tile float32 784, 32 rows (from memory)",
+       best_ns([&] {
+         for (std::size_t first = 0; first < batch; first += kTileRows) {
+           kernels.load_tile(view_batch, first, kTileRows, kTileRows, loaded.data(),
+                             loaded_nonzero.data(), lane_groups);
+         }
+       }, 1, repeats), static_cast<double>(batch));
+  // Layers 1 and 2 on each tile of the same batch, the next tile's rows prefetched meanwhile
+  // (RowPrefetch, as Network runs a block), against the same tile again and again.
+  std::vector<float> second(100 * kTileRows);
+  const auto layers12 = [&](const mlpinfer::InputView& view, std::size_t first,
+                          RowPrefetch& next) {
+    const std::size_t count = kernels.load_tile(view, first, kTileRows, kTileRows, loaded.data(),
+                                                loaded_nonzero.data(), lane_groups);
+    const ActiveInputs listed{loaded_nonzero.data(), count, true, lane_groups};
+    kernels.tile_gemm(in, listed, hidden, 1.0f, loaded.data(), p1.data(), width, out.data(),
+                      kTileRows, next);
+    kernels.tile_gemm(hidden, all_hidden, 100, 1.0f, out.data(), p2.data(), width,
+                      second.data(), kTileRows, next);
+  };
+  line("load_tile + tile_gemm 784x50 + 50x100, 32 rows, digit-like (from memory)",
+       best_ns([&] {
+         for (std::size_t first = 0; first < batch; first += kTileRows) {
+           const std::size_t after = first + kTileRows;
+           RowPrefetch next(view_batch, after, after < batch ? kTileRows : 0);
+           layers12(view_batch, first, next);
+         }
+       }, 1, repeats), static_cast<double>(batch));
+  line("load_tile + tile_gemm 784x50 + 50x100, 32 rows, digit-like (from cache)",
+       best_ns([&] {
+         for (std::size_t first = 0; first < batch; first += kTileRows) {
+           RowPrefetch next(view_batch, 0, kTileRows);
+           layers12(view_batch, 0, next);
+         }
+       }, 1, repeats), static_cast<double>(batch));
 }
 
 }  // namespace

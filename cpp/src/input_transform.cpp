@@ -41,10 +41,11 @@ void rows_as(const InputView& src, double scale, const InputTransform& transform
   }
 }
 
-// Feature by feature, each written as one run of the tile's lanes: row by row (strided
-// stores, a cache line per element) took 20.2 ms for the 10,000 MNIST test images on the
-// textbook network (one thread, Sapphire Rapids Xeon, loaded), this 13.2; without a
-// transform, 6.8 (float32) to 8.9 (float64 input).
+// Feature by feature, each written as one run of the tile's lanes (the network's path
+// for float64 tiles, see input_transform.hpp): row by row (strided stores, a cache line
+// per element) took 20.2 ms for the 10,000 MNIST test images on the textbook network
+// (one thread, Sapphire Rapids Xeon, loaded), this 13.2; without a transform, 6.8
+// (float32) to 8.9 (float64 input).
 template <typename T>
 void tile_as(const InputView& src, double scale, const InputTransform& transform,
              std::size_t first_row, std::size_t rows, std::size_t lanes, float* tile) {

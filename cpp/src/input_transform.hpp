@@ -2,7 +2,9 @@
 // row kernels (row-major) and the tile kernels (feature-major). Scalar double
 // arithmetic, the same on every CPU and kernel family: the transform is a first-layer
 // input's only rounding, so results stay bit-identical across ISAs, tiles and threads.
-// The family loaders (kernels/input_loaders.cpp) serve networks without a transform.
+// Tiles of float32 and uint8 input, whose elements are exact as floats, take the
+// family's loader and vector transform instead (KernelTable::transform_tile, the same
+// bits); float64 tiles and all rows come here.
 #pragma once
 
 #include <cstddef>

@@ -54,6 +54,10 @@ struct ActiveInputs {
   const std::uint32_t* index;
   std::size_t count;
   bool zeros_skippable = false;
+  // For a tile: if not null, the inputs of each of its lane groups (the lanes the
+  // family's tile_gemm computes at once) that are nonzero in some lane of the group, as
+  // load_tile lists them; else a tile kernel that computes groups apart scans them.
+  const ActiveInputs* lane_groups = nullptr;
 };
 
 // --- Tiles: kTileRows rows with the batch in vector lanes --------------------------
@@ -64,6 +68,8 @@ struct ActiveInputs {
 // The functions below work on the first `lanes` lanes, 16 (a half tile) or kTileRows,
 // and leave the others as they are.
 constexpr std::size_t kTileRows = 32;
+// The most lane groups in a tile, in any family (the baseline's groups of 8 lanes).
+constexpr std::size_t kMaxLaneGroups = 4;
 
 // A layer's output columns cut into `count` panels of nearly equal width, none wider
 // than max_width; panel p starts at first_column(p).

@@ -266,6 +266,53 @@ void test_uint8_rows_read_in_place() {
   check(from_pixels == from_floats, "uint8 pixels and the same values as floats differ");
 }
 
+// The tiles' lists of nonzero inputs (found by load_tile, for the tile and for each lane
+// group) against rows run one at a time, which scan their own: bit for bit. Each input
+// feature is nonzero in one row only (a different lane group from feature to feature),
+// some inputs are -0.0, the width is no multiple of any vector, and the same values come
+// as float32 (contiguous and strided), float64 and uint8; hidden layers after ReLU are
+// scanned, after sigmoid not.
+void test_tile_zero_lists_match_single_rows() {
+  std::mt19937 rng(11);
+  const std::size_t rows = 70;  // two tiles and a half tile's worth
+  const std::size_t width = 37;
+  for (const Activation hidden : {Activation::relu, Activation::sigmoid}) {
+    const mlpinfer::Network network(random_layers({width, 23, 19, 5}, hidden,
+                                                  Activation::softmax, rng));
+    std::vector<std::uint8_t> pixels(rows * width, 0);
+    for (std::size_t f = 0; f < width; ++f) {
+      pixels[((f * 7) % rows) * width + f] = static_cast<std::uint8_t>(1 + rng() % 255);
+    }
+    std::vector<float> x(pixels.begin(), pixels.end());
+    for (std::size_t k = 3; k < x.size(); k += 11) {
+      if (x[k] == 0.0f) x[k] = -0.0f;
+    }
+    std::vector<double> x64(x.begin(), x.end());
+    std::vector<float> strided(2 * x.size(), 5.0f);
+    for (std::size_t k = 0; k < x.size(); ++k) strided[2 * k] = x[k];
+    const auto stride = static_cast<std::ptrdiff_t>(width);
+    const mlpinfer::InputView views[] = {
+        {x.data(), mlpinfer::ElementType::float32, rows, width, stride * 4, 4},
+        {strided.data(), mlpinfer::ElementType::float32, rows, width, stride * 8, 8},
+        {x64.data(), mlpinfer::ElementType::float64, rows, width, stride * 8, 8},
+        {pixels.data(), mlpinfer::ElementType::uint8, rows, width, stride, 1}};
+    for (const mlpinfer::InputView& view : views) {
+      std::vector<float> whole(rows * 5), single(rows * 5);
+      network.forward(view, 1.0f / 255, whole.data(), 1);
+      for (std::size_t r = 0; r < rows; ++r) {
+        mlpinfer::InputView row = view;
+        row.data = static_cast<const unsigned char*>(view.data) +
+                   static_cast<std::ptrdiff_t>(r) * view.row_stride_bytes;
+        row.rows = 1;
+        network.forward(row, 1.0f / 255, single.data() + r * 5, 1);
+      }
+      check(std::memcmp(whole.data(), single.data(), whole.size() * sizeof(float)) == 0,
+            std::string("tiles and single rows differ (") + mlpinfer::activation_name(hidden) +
+                " hidden layers, element stride " + std::to_string(view.col_stride_bytes) + ")");
+    }
+  }
+}
+
 // A NaN input among zeros must reach the sums, in the row kernel and in a tile.
 void test_nan_among_zeros_is_not_skipped() {
   std::mt19937 rng(5);
@@ -397,6 +444,7 @@ int main(int argc, char** argv) {
   test_contract_errors();
   test_zero_input_times_infinite_weight_is_nan();
   test_nan_among_zeros_is_not_skipped();
+  test_tile_zero_lists_match_single_rows();
   std::printf("%s\n", failures == 0 ? "all core tests passed" : "core tests FAILED");
   return failures == 0 ? 0 : 1;
 }

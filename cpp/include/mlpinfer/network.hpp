@@ -113,8 +113,10 @@ class Network {
   std::vector<std::vector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
   std::size_t widest_input_ = 0;
-  // Per layer: whether products may skip zero inputs (kernels::InputSelection), which
-  // needs every weight finite; and 0, 1, 2, ... for the layers that visit them all.
+  // Per layer: whether products skip zero inputs (kernels::InputSelection), which needs
+  // every weight finite and pays where zeros are common (the input, and the outputs of
+  // a clipping activation: zeros_likely in network.cpp); and 0, 1, 2, ... for the
+  // layers that visit them all.
   std::vector<bool> skip_zero_inputs_;
   std::vector<std::uint32_t> all_inputs_;
   // Each layer's W packed for the tile kernel (see kernels::pack_panels; empty for a

@@ -22,6 +22,7 @@ const KernelTable& table() {
       &tile_nonzero_inputs,
       &gather_rows,
       &load_tile,
+      &transform_tile,
   };
   return kernels;
 }

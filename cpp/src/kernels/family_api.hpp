@@ -13,6 +13,13 @@
 
 namespace mlpinfer::kernels::MLPINFER_FAMILY {
 
+// The lanes of a tile that tile_gemm computes at once (kTileVectors vectors); a half
+// tile on AVX-512 is one vector.
+constexpr std::size_t kGroupLanes = kTileVectors * kLanes;
+static_assert(kTileRows % kGroupLanes == 0 && kTileRows / kGroupLanes <= kMaxLaneGroups &&
+                  (kTileRows / 2) % kLanes == 0,
+              "tiles and half tiles must be whole vectors and at most kMaxLaneGroups groups");
+
 void bias_activation(float* tile, std::size_t rows, std::size_t width, const Epilogue& epilogue);
 void tile_bias_activation(float* tile, std::size_t width, std::size_t lanes,
                           const Epilogue& epilogue);
@@ -33,7 +40,10 @@ std::size_t nonzero_inputs(const float* a, std::size_t rows, std::size_t lda, st
 std::size_t tile_nonzero_inputs(const float* tile, std::size_t inputs, std::size_t lanes,
                                 std::uint32_t* active);
 void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
-void load_tile(const InputView& src, std::size_t first_row, std::size_t rows, std::size_t lanes,
-               float* tile);
+std::size_t load_tile(const InputView& src, std::size_t first_row, std::size_t rows,
+                      std::size_t lanes, float* tile, std::uint32_t* nonzero,
+                      ActiveInputs* lane_groups);
+void transform_tile(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
+                    double scale, const double* shift, const double* multiplier);
 
 }  // namespace mlpinfer::kernels::MLPINFER_FAMILY

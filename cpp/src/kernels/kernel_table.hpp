@@ -65,9 +65,22 @@ struct KernelTable {
   // dst[r * cols + c] = element (r, c) of `src` converted to float.
   void (*gather_rows)(const InputView& src, std::size_t first_row, std::size_t rows, float* dst);
   // Rows first_row .. first_row + rows (rows <= lanes) of `src` as a float tile; lanes
-  // from `rows` to `lanes` are zero.
-  void (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
-                    std::size_t lanes, float* tile);
+  // from `rows` to `lanes` are zero. Writes the features with a nonzero lane to
+  // nonzero[0..src.cols), as tile_nonzero_inputs would find them on the tile, and
+  // returns how many; and sets lane_groups[g], for each whole lane group g that
+  // tile_gemm computes at once (at most kMaxLaneGroups), to the features nonzero in some
+  // lane of the group (in nonzero[(1 + g) * src.cols ..), or the tile's list for a lone
+  // group). Found while loading: no second pass over the tile.
+  std::size_t (*load_tile)(const InputView& src, std::size_t first_row, std::size_t rows,
+                           std::size_t lanes, float* tile, std::uint32_t* nonzero,
+                           ActiveInputs* lane_groups);
+  // Each feature f of a tile (`width` features, first `rows` lanes) through an input
+  // transform in place: (x * scale - shift[f]) * multiplier[f] in double, rounded to
+  // float once; lanes `rows` to `lanes` are left zero. For a tile that load_tile filled
+  // from float32 or uint8 input (each float the input element exactly), the bits of
+  // transform_tile in input_transform.hpp.
+  void (*transform_tile)(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
+                         double scale, const double* shift, const double* multiplier);
 };
 
 // One function per family built for this architecture, each defined by family.cpp

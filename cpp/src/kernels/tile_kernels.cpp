@@ -112,15 +112,11 @@ void tile_panel_double_of(std::size_t width, const ActiveInputs& active, std::si
   tile_panel_double<Width, Vectors>(active, n, alpha, in, w, out, prefetch);
 }
 
-// Lane groups of kTileVectors vectors; a half tile on AVX-512 is one vector.
-constexpr std::size_t kGroupLanes = kTileVectors * kLanes;
 // Inputs per block of tile_gemm: 128 of them are 16 KB of a tile (128 bytes a feature),
 // which stay in the 48 KB L1 of this Intel Xeon (Sapphire Rapids class) beside a panel's
 // weights for the block (3 KB at 6 columns), where a whole lane group (784 inputs of
 // 64 bytes, 50 KB) did not.
 constexpr std::size_t kBlockInputs = 128;
-static_assert(kTileRows % kGroupLanes == 0 && (kTileRows / 2) % kLanes == 0,
-              "tiles and half tiles must be whole vectors");
 
 // For each of the `Groups` lane groups g, the inputs of `active` that are nonzero in
 // some lane of [g * kGroupLanes, (g + 1) * kGroupLanes), written from kept + g * active.count;
@@ -167,7 +163,9 @@ void tile_gemm(std::size_t inputs, const ActiveInputs& active, std::size_t outpu
   constexpr std::size_t kGroups = kTileRows / kGroupLanes;
   ActiveInputs group_active[kGroups];
   const std::size_t groups = lanes / kGroupLanes;
-  if (groups > 1 && active.zeros_skippable) {
+  if (groups > 1 && active.lane_groups != nullptr) {
+    for (std::size_t g = 0; g < groups; ++g) group_active[g] = active.lane_groups[g];
+  } else if (groups > 1 && active.zeros_skippable) {
     thread_local std::vector<std::uint32_t> kept;
     if (kept.size() < groups * active.count) kept.resize(groups * active.count);
     lane_group_inputs<kGroups>(groups, active, in, kept.data(), group_active);
