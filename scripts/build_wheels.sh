@@ -14,7 +14,7 @@
 # older. aarch64 also needs the arm64 Python headers, from Debian's
 # libpython3.X-dev:arm64 (apt-get download; arm64 apt lists, which
 # scripts/cross_aarch64.sh --install sets up): Debian 12 has them for Python 3.11 only.
-# scripts/cross_aarch64_wheel.sh tests that wheel under qemu-aarch64.
+# scripts/cross_aarch64_python.sh --wheel tests that wheel under qemu-aarch64.
 # cibuildwheel (pyproject.toml) builds the other platforms in the manylinux/musllinux
 # containers, on macOS and on Windows.
 set -euo pipefail
@@ -184,10 +184,10 @@ if [ "$arch" = x86_64 ]; then
     "$work"/raw/mlpinfer-*.whl
 else
   # auditwheel repair takes only this machine's architecture (its --plat choices), so the
-  # build named the wheel manylinux_2_28_aarch64 itself (wheel.tags above).
-  # Repair would only retag it (it changes no file of the x86_64 wheel: OpenBLAS is
-  # already inside); auditwheel show below checks the tag, and a library outside the
-  # manylinux policy would make it fail.
+  # build named the wheel manylinux_2_28_aarch64 itself (wheel.tags above). Repair would
+  # only retag it: `repair --plat auto` on this wheel changed nothing but WHEEL's tag
+  # (manylinux_2_27_aarch64) and RECORD, as OpenBLAS is already inside. auditwheel show
+  # below checks the tag, and counts a library outside the manylinux policy against it.
   cp "$work"/raw/mlpinfer-*.whl "$out/"
 fi
 wheel="$(ls "$out"/mlpinfer-*-cp"${version/./}"-*"manylinux_2_28_$arch"*.whl)"
