@@ -314,8 +314,8 @@ def _multilabel_file(flag, output="sigmoid"):
 @pytest.mark.parametrize(("flag", "output", "match"), [
     ("yes", "sigmoid", "'multilabel' must be true or false"),
     (1, "sigmoid", "'multilabel' must be true or false"),
-    (True, "softmax", "two or more sigmoid outputs, one per label; this network's output is 2 "
-                      "softmax"),
+    (True, "softmax", ("two or more sigmoid outputs, one per label; this network's output "
+                       "is 2 softmax")),
 ])
 def test_native_multilabel_corruptions(sandbox, flag, output, match):
     assert_refused(sandbox, _multilabel_file(flag, output), match, name="net.npz")
