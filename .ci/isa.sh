@@ -18,7 +18,7 @@ done
 # mlpinfer chooses avx2 by itself: what a Zen 3 CI machine would run. Skipped where AVX-512
 # cannot be hidden (an AVX2-only CPU runs the README's test command as it is). pytest's
 # faulthandler would take each trapped CPUID for a crash, hence -p no:faulthandler. On the
-# 2-core Sapphire Rapids Xeon: 1.8 min without the framework tests, load average 1.
+# 2-core Sapphire Rapids Xeon: 126 s in CI (2,165 tests, the framework tests included).
 library=$(python -c "from mlpinfer._cpu import avx512_can_be_hidden, hiding_library
 print(hiding_library() if avx512_can_be_hidden() else '')")
 if [ -n "$library" ]; then
