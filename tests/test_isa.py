@@ -347,6 +347,33 @@ def test_bench_run_whole_on_an_avx2_only_cpu_compares_every_row_with_its_peers()
     assert all(r["vs_numpy"] > 0 for r in report["results"])
 
 
+@pytest.mark.parametrize(("worker", "message"), [
+    (subprocess.CompletedProcess([], 1, "", "Traceback (most recent call last):\n  ...\n"
+                                 "MemoryError: out of memory\n"),
+     "timing mlpinfer with the baseline kernels failed: MemoryError: out of memory"),
+    (subprocess.CompletedProcess([], -9, "", ""),
+     "timing mlpinfer with the baseline kernels failed: exit status -9"),
+])
+def test_bench_reports_a_failed_worker_in_one_line(capsys, monkeypatch, worker, message):
+    monkeypatch.setattr("mlpinfer._bench.subprocess.run", lambda *args, **kwargs: worker)
+    code = main(["bench", "--isa", "baseline", "--engines", "mlpinfer", "--batch-sizes", "1",
+                 "--threads", "1", "--repeats", "1", "--min-seconds", "0", "--images", "8"])
+    assert code == 2
+    assert capsys.readouterr().err == f"mlpinfer: error: {message}\n"
+
+
+def test_bench_refuses_a_worker_that_did_not_hide_avx512(capsys, monkeypatch):
+    without_avx512()  # only where the avx2 family is timed with AVX-512 hidden
+    shown = json.dumps({"results": [], "efficiency": [], "skipped_engines": {}, "cpu": None})
+    monkeypatch.setattr("mlpinfer._bench.subprocess.run",
+                        lambda *args, **kwargs: subprocess.CompletedProcess([], 0, shown, ""))
+    code = main(["bench", "--isa", "avx2", "--engines", "mlpinfer", "--batch-sizes", "1",
+                 "--threads", "1", "--repeats", "1", "--min-seconds", "0", "--images", "8"])
+    assert code == 2
+    assert capsys.readouterr().err == ("mlpinfer: error: the avx2 worker was to run with "
+                                       "AVX-512 hidden, and its CPUID still showed AVX-512\n")
+
+
 def test_bench_refuses_a_family_this_cpu_does_not_run(capsys, supported):
     assert main(["bench", "--isa", "avx2,vax"]) == 2
     err = capsys.readouterr().err

@@ -406,12 +406,15 @@ def _time_in_worker(args: argparse.Namespace, engines: str, family: str, threads
         # faulthandler would take the SIGSEGV of every hidden CPUID for a crash.
         env.pop("PYTHONFAULTHANDLER", None)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # ChildProcessError, an OSError: the command reports it in one line, as any failure
+    # of the system under the benchmark; the worker's own last line says what went wrong.
     if done.returncode != 0:
-        raise RuntimeError(f"timing mlpinfer with the {family} kernels failed:\n{done.stderr}")
+        said = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise ChildProcessError(f"timing mlpinfer with the {family} kernels failed: {said[0]}")
     report = json.loads(done.stdout)
     if hide_avx512 and report["cpu"] != _AVX512_HIDDEN:
-        raise RuntimeError(f"the {family} worker was to run with AVX-512 hidden, and its CPUID "
-                           "still showed AVX-512")
+        raise ChildProcessError(f"the {family} worker was to run with AVX-512 hidden, and its "
+                                "CPUID still showed AVX-512")
     # A worker's rows are on another CPU than this process's only if this process asked;
     # if the whole run sees AVX-512 hidden (the library preloaded by hand), so do they all.
     cpu = report["cpu"] if hide_avx512 else None
