@@ -71,6 +71,8 @@ struct Scratch {
   std::vector<float> ping;
   std::vector<float> pong;
   std::vector<std::uint32_t> active_inputs;
+  std::vector<std::uint64_t> masks;  // a tile's rows' nonzero inputs (sparse_first_layer)
+  std::vector<float> sums;           // their first layer's sums, row-major
 };
 
 template <typename T>
@@ -332,62 +334,126 @@ class Network::Pass {
 
  private:
   // Every layer on one tile. `lanes`: kTileRows, or 16 for a half tile of at most 16
-  // rows; the `next_count` rows from `next_first` are prefetched meanwhile.
+  // rows; the `next_count` rows from `next_first` are prefetched meanwhile. The first
+  // layer runs row by row where that visits fewer inputs (sparse_first_layer), else
+  // on the loaded tile.
   void run_tile(std::size_t first, std::size_t count, std::size_t lanes, std::size_t next_first,
                 std::size_t next_count, Scratch& scratch) const {
     const kernels::KernelTable& kernels = *net_.kernels_;
-    float* tile = at_least(scratch.tile, input_.cols * kTileRows);
-    // The tile's list of nonzero inputs, then each lane group's (load_tile).
-    std::uint32_t* nonzero =
-        at_least(scratch.active_inputs, (1 + kernels::kMaxLaneGroups) * net_.widest_input_);
+    kernels::RowPrefetch prefetch(input_, next_first, next_count);
+    float* first_result = at_least(scratch.ping, net_.layers_.front().outputs * kTileRows);
+    const bool rows_done = sparse_first_layer(first, count, lanes, first_result, prefetch, scratch);
     // The input's nonzero features come with the loaded tile, for the tile and for each
     // lane group (no second pass over it); a transformed tile, and every later layer's,
     // is scanned.
+    std::uint32_t* nonzero =
+        at_least(scratch.active_inputs, (1 + kernels::kMaxLaneGroups) * net_.widest_input_);
     kernels::ActiveInputs lane_groups[kernels::kMaxLaneGroups];
-    const kernels::ActiveInputs* loaded_groups = nullptr;
-    std::size_t nonzero_count = 0;
-    if (!net_.transform_.present()) {
-      nonzero_count = kernels.load_tile(input_, first, count, lanes, tile, nonzero, lane_groups);
-      loaded_groups = lane_groups;
-    } else {
-      if (input_.type == ElementType::float64) {  // not exact as floats: transformed as read
-        transform_tile(input_, input_scale_, net_.transform_, first, count, lanes, tile);
-      } else {
-        // float32 and uint8 elements are exact as floats: the family's loader, then its
-        // vector transform (1.1-1.5x faster overall: see kernels/input_loaders.cpp).
-        kernels.load_tile(input_, first, count, lanes, tile, nonzero, lane_groups);
-        kernels.transform_tile(tile, input_.cols, count, lanes, input_scale_,
-                               net_.transform_.shift.data(), net_.transform_.multiplier.data());
-      }
-      if (net_.skip_zero_inputs_[0]) {
-        nonzero_count = kernels.tile_nonzero_inputs(tile, input_.cols, lanes, nonzero);
-      }
-    }
-    kernels::RowPrefetch prefetch(input_, next_first, next_count);
-    const float* activations = tile;
+    const InputTile loaded = rows_done ? InputTile{}
+                                       : load_input_tile(first, count, lanes, nonzero,
+                                                         lane_groups, scratch);
+    const float* activations = loaded.tile;
+    std::size_t nonzero_count = loaded.nonzero_count;
     for (std::size_t i = 0; i < net_.layers_.size(); ++i) {
       const DenseLayer& layer = net_.layers_[i];
-      float* result = at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
-                               layer.outputs * kTileRows);
-      const float alpha = i == 0 ? first_alpha_ : 1.0f;
-      if (i > 0 && net_.skip_zero_inputs_[i]) {
-        nonzero_count = kernels.tile_nonzero_inputs(activations, layer.inputs, lanes, nonzero);
-      }
-      const kernels::ActiveInputs active =
-          net_.skip_zero_inputs_[i]
-              ? kernels::ActiveInputs{nonzero, nonzero_count, true, i == 0 ? loaded_groups : nullptr}
-              : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
-      if (i + 1 == net_.layers_.size() && net_.double_output_) {
-        kernels.tile_gemm_double(active, layer.outputs, alpha, activations, layer.weights.data(),
-                                 result, lanes, prefetch);
-      } else {
-        kernels.tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
-                          net_.tile_panels_[i].data(), net_.panel_width_, result, lanes, prefetch);
+      float* result = i == 0 ? first_result
+                             : at_least(i % 2 == 0 ? scratch.ping : scratch.pong,
+                                        layer.outputs * kTileRows);
+      if (i > 0 || !rows_done) {
+        const float alpha = i == 0 ? first_alpha_ : 1.0f;
+        if (i > 0 && net_.skip_zero_inputs_[i]) {
+          nonzero_count = kernels.tile_nonzero_inputs(activations, layer.inputs, lanes, nonzero);
+        }
+        const kernels::ActiveInputs active =
+            net_.skip_zero_inputs_[i]
+                ? kernels::ActiveInputs{nonzero, nonzero_count, true,
+                                        i == 0 ? loaded.lane_groups : nullptr}
+                : kernels::ActiveInputs{net_.all_inputs_.data(), layer.inputs};
+        if (i + 1 == net_.layers_.size() && net_.double_output_) {
+          kernels.tile_gemm_double(active, layer.outputs, alpha, activations,
+                                   layer.weights.data(), result, lanes, prefetch);
+        } else {
+          kernels.tile_gemm(layer.inputs, active, layer.outputs, alpha, activations,
+                            net_.tile_panels_[i].data(), net_.panel_width_, result, lanes,
+                            prefetch);
+        }
       }
       kernels.tile_bias_activation(result, layer.outputs, lanes, epilogue_of(layer));
       activations = result;
     }
     kernels::store_tile(activations, out_width_, count, output_ + first * out_width_);
+  }
+
+  // A tile loaded from the input rows: its nonzero features, and each lane group's
+  // (lane_groups, or nullptr where tile_gemm is left to scan the groups).
+  struct InputTile {
+    const float* tile = nullptr;
+    std::size_t nonzero_count = 0;
+    const kernels::ActiveInputs* lane_groups = nullptr;
+  };
+
+  // The input rows of a tile as a tile (transformed, if the network says so), with the
+  // lists of nonzero features the first layer visits: in `nonzero` the tile's, and in
+  // `lane_groups` each lane group's, found while loading; a transformed tile is scanned.
+  InputTile load_input_tile(std::size_t first, std::size_t count, std::size_t lanes,
+                            std::uint32_t* nonzero, kernels::ActiveInputs* lane_groups,
+                            Scratch& scratch) const {
+    const kernels::KernelTable& kernels = *net_.kernels_;
+    float* tile = at_least(scratch.tile, input_.cols * kTileRows);
+    if (!net_.transform_.present()) {
+      return {tile, kernels.load_tile(input_, first, count, lanes, tile, nonzero, lane_groups),
+              lane_groups};
+    }
+    if (input_.type == ElementType::float64) {  // not exact as floats: transformed as read
+      transform_tile(input_, input_scale_, net_.transform_, first, count, lanes, tile);
+    } else {
+      // float32 and uint8 elements are exact as floats: the family's loader, then its
+      // vector transform (1.1-1.5x faster overall: see kernels/input_loaders.cpp).
+      kernels.load_tile(input_, first, count, lanes, tile, nonzero, lane_groups);
+      kernels.transform_tile(tile, input_.cols, count, lanes, input_scale_,
+                             net_.transform_.shift.data(), net_.transform_.multiplier.data());
+    }
+    const std::size_t nonzero_count =
+        net_.skip_zero_inputs_[0] ? kernels.tile_nonzero_inputs(tile, input_.cols, lanes, nonzero)
+                                  : 0;
+    return {tile, nonzero_count, nullptr};
+  }
+
+  // The first layer's product on a tile's rows, row by row, each visiting only its own
+  // nonzero inputs (kernels::sparse_rows_gemm), into `result`, if that costs less than
+  // the tile: on digits, where a lane group's rows share few of their nonzero pixels.
+  // Returns false, having computed nothing, where it does not, or where the first layer
+  // cannot skip zeros or reads a transformed input or accumulates in double. The same
+  // bits either way.
+  bool sparse_first_layer(std::size_t first, std::size_t count, std::size_t lanes,
+                          float* result, kernels::RowPrefetch& prefetch,
+                          Scratch& scratch) const {
+    const DenseLayer& layer = net_.layers_.front();
+    if (!net_.skip_zero_inputs_[0] || net_.transform_.present() ||
+        (net_.layers_.size() == 1 && net_.double_output_)) {
+      return false;
+    }
+    const kernels::KernelTable& kernels = *net_.kernels_;
+    const float* rows = nullptr;
+    std::size_t lda = input_.cols;
+    if (direct_) {
+      rows = static_cast<const float*>(input_.data) +
+             static_cast<std::ptrdiff_t>(first) * row_stride_floats_;
+      lda = direct_lda_;
+    } else {
+      float* converted = at_least(scratch.input, kTileRows * input_.cols);
+      kernels.gather_rows(input_, first, count, converted);
+      rows = converted;
+    }
+    std::uint64_t* masks = at_least(scratch.masks, kTileRows * kernels::mask_words(input_.cols));
+    const kernels::SparseRowsCost cost =
+        kernels.row_nonzero_masks(rows, count, lda, input_.cols, layer.outputs, masks);
+    if (cost.rows >= cost.tile) return false;
+    const std::size_t ldb = kernels::padded_columns(layer.outputs);
+    kernels.sparse_rows_gemm(rows, lda, count, masks, input_.cols, layer.outputs, first_alpha_,
+                             net_.padded_weights_.front().data(), ldb, result, lanes,
+                             at_least(scratch.sums, kTileRows * ldb), prefetch);
+    return true;
   }
 
   // Whether layer `layer` of a `count`-row product runs in the row kernels (else the BLAS).

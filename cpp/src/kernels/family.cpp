@@ -23,6 +23,8 @@ const KernelTable& table() {
       &gather_rows,
       &load_tile,
       &transform_tile,
+      &row_nonzero_masks,
+      &sparse_rows_gemm,
   };
   return kernels;
 }

@@ -1,6 +1,6 @@
 // What every kernel family implements, declared in the namespace of the family this
 // translation unit is compiled for (see simd.hpp). The shared sources (epilogues.cpp,
-// row_kernels.cpp, tile_kernels.cpp, zero_scans.cpp, input_loaders.cpp) define these
+// row_kernels.cpp, tile_kernels.cpp, sparse_rows.cpp, zero_scans.cpp, input_loaders.cpp) define these
 // once per family; family.cpp puts them in the family's KernelTable. Contracts: as the
 // functions of the same names in ../kernels.hpp.
 #pragma once
@@ -43,6 +43,12 @@ void gather_rows(const InputView& src, std::size_t first_row, std::size_t rows, 
 std::size_t load_tile(const InputView& src, std::size_t first_row, std::size_t rows,
                       std::size_t lanes, float* tile, std::uint32_t* nonzero,
                       ActiveInputs* lane_groups);
+SparseRowsCost row_nonzero_masks(const float* a, std::size_t rows, std::size_t lda,
+                                 std::size_t inputs, std::size_t outputs, std::uint64_t* masks);
+void sparse_rows_gemm(const float* a, std::size_t lda, std::size_t rows,
+                      const std::uint64_t* masks, std::size_t inputs, std::size_t outputs,
+                      float alpha, const float* b, std::size_t ldb, float* out,
+                      std::size_t lanes, float* sums, RowPrefetch& prefetch);
 void transform_tile(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
                     double scale, const double* shift, const double* multiplier);
 

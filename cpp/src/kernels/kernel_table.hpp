@@ -81,6 +81,21 @@ struct KernelTable {
   // transform_tile in input_transform.hpp.
   void (*transform_tile)(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
                          double scale, const double* shift, const double* multiplier);
+  // The bits of each of `rows` rows of `a` (row-major, leading dimension lda) that are
+  // nonzero, mask_words(inputs) words a row, for sparse_rows_gemm; and what a first
+  // layer of `outputs` columns costs on either path.
+  SparseRowsCost (*row_nonzero_masks)(const float* a, std::size_t rows, std::size_t lda,
+                                      std::size_t inputs, std::size_t outputs,
+                                      std::uint64_t* masks);
+  // tile_gemm's product for `rows` rows of `a` (row-major, leading dimension lda) with
+  // the columns in vector lanes, each row visiting only the inputs its masks have: out
+  // (outputs x kTileRows) gets lane r = alpha * row r x W, with W padded as for
+  // small_gemm (ldb = padded_columns(outputs)); lanes `rows` to `lanes` are zero. The
+  // bits of tile_gemm for every lane. `sums`: lanes x padded_columns(outputs) floats.
+  void (*sparse_rows_gemm)(const float* a, std::size_t lda, std::size_t rows,
+                           const std::uint64_t* masks, std::size_t inputs, std::size_t outputs,
+                           float alpha, const float* b, std::size_t ldb, float* out,
+                           std::size_t lanes, float* sums, RowPrefetch& prefetch);
 };
 
 // One function per family built for this architecture, each defined by family.cpp

@@ -25,6 +25,11 @@ constexpr std::size_t kTileDoublePanelWidth = 6;
 // chain per vector, so it needs many vectors to hide the FMA latency; 4 rows x 4 vectors
 // of accumulators and 4 weight vectors use 20 of the 32 zmm registers.
 constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
+// sparse_rows_gemm's vector FMA against tile_gemm's (see simd_avx2.hpp): random rows
+// reach the tile's speed at 35% nonzero with 0.42 of its FMAs, digits with extra pixels
+// at 20% with 0.45; the MNIST digits themselves run as fast either way. A row of 50
+// outputs is 4 FMA chains, too few to hide their latency, where the tile has 24.
+constexpr double kSparseRowFmaCost = 2.3;
 
 typedef float Vec __attribute__((vector_size(64)));
 typedef std::int32_t IntVec __attribute__((vector_size(64)));

@@ -40,6 +40,9 @@ constexpr std::size_t kTileDoublePanelWidth = 2;
 // chain per vector, 8 cover 2 pipes x latency 4; 2 rows x 8 and 4 rows x 5 keep the
 // accumulators (16, 20), the weight vectors (8, 5) and the broadcast inputs in registers.
 constexpr std::size_t row_vectors(std::size_t rows) { return rows == 4 ? 5 : 8; }
+// sparse_rows_gemm's vector FMA against tile_gemm's (see simd_avx2.hpp): not measured
+// on ARM hardware; AVX2's, whose row panels are as many FMA chains.
+constexpr double kSparseRowFmaCost = 1.5;
 
 typedef float Vec __attribute__((vector_size(16)));
 typedef std::int32_t IntVec __attribute__((vector_size(16)));
