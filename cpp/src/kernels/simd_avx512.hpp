@@ -26,10 +26,11 @@ constexpr std::size_t kTileDoublePanelWidth = 6;
 // of accumulators and 4 weight vectors use 20 of the 32 zmm registers.
 constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
 // sparse_rows_gemm's vector FMA against tile_gemm's (see simd_avx2.hpp): random rows
-// reach the tile's speed at 35% nonzero with 0.42 of its FMAs, digits with extra pixels
-// at 20% with 0.45; the MNIST digits themselves run as fast either way. A row of 50
-// outputs is 4 FMA chains, too few to hide their latency, where the tile has 24.
-constexpr double kSparseRowFmaCost = 2.3;
+// reach the tile's speed at 35% nonzero with 0.42 of its FMAs (2.4); MNIST digits, with
+// 0.44 of the FMAs, take 1.29x the tile's time row by row (a row of 50 outputs is 4 FMA
+// chains, too few to hide their latency, where the tile has 24), and 3.0 keeps them on
+// tiles.
+constexpr double kSparseRowFmaCost = 3.0;
 
 typedef float Vec __attribute__((vector_size(64)));
 typedef std::int32_t IntVec __attribute__((vector_size(64)));
