@@ -5,8 +5,8 @@ process, at import), which runs this file as a script and saves its outputs. Eve
 family (avx512, avx2, and neon on ARM) must give the same bits; the baseline (no FMA)
 must be within the reference tolerance. The inputs: the textbook network on the 10,000
 MNIST test images, and random networks at widths 1, 50, 513 and batches 0, 1, 7, 10,000,
-with every activation, LayerNorm before and after the activation, and an input transform
-on float64 features near 2000.
+with every activation, LayerNorm before and after the activation, rows 96% zeros (the
+first layer row by row), and an input transform on float64 features near 2000.
 """
 
 from __future__ import annotations
@@ -74,6 +74,17 @@ def random_cases():
             x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
             x[rng.random(x.shape) < 1 / 3] = 0.0
             yield f"width {width}, {hidden} ({norm} LayerNorm) -> {output}", mlpinfer.Network(layers), x
+        # Rows 96% zeros, each in its own places: the first layer runs row by row
+        # (sparse_rows_gemm) wherever a row has fewer nonzero inputs than a lane group.
+        rng = np.random.default_rng([width, len(OUTPUTS) + len(NEWER) + 1])
+        params = {}
+        for j, (n_in, n_out) in enumerate(itertools.pairwise([width, 50, 100, 10]), start=1):
+            params[f"W{j}"] = rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)
+            params[f"b{j}"] = rng.standard_normal(n_out) * 0.5
+        x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
+        x[rng.random(x.shape) < 0.96] = 0.0
+        yield (f"width {width}, sparse rows, sigmoid -> softmax",
+               mlpinfer.Network.from_params(params, hidden="sigmoid", output="softmax"), x)
         rng = np.random.default_rng([width, len(OUTPUTS) + len(NEWER)])
         multiplier = 1 / rng.uniform(5, 20, width)
         transform = mlpinfer.InputTransform(2000 + 50 * rng.standard_normal(width), multiplier)

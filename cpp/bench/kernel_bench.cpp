@@ -217,6 +217,37 @@ void bench_family(const KernelTable& kernels, int repeats) {
                              out.data(), kTileRows, prefetch);
          }, 200, repeats), 32);
   }
+  // Layer 1 on rows whose nonzero inputs lie in places of their own (19% of each row, as
+  // many as an MNIST digit has, but scattered, so that a lane group shares fewer): the
+  // tile against row by row (sparse_rows_gemm, the masks included), as Network chooses
+  // between them per tile.
+  std::vector<float> scattered = random_floats(in * kTileRows, rng, 0.0);
+  {
+    std::uniform_real_distribution<double> coin(0.0, 1.0);
+    for (float& v : scattered) v = coin(rng) < 0.19 ? v : 0.0f;
+  }
+  const mlpinfer::InputView view_scattered{scattered.data(), mlpinfer::ElementType::float32,
+                                           kTileRows, in, static_cast<std::ptrdiff_t>(in * 4), 4};
+  line("load_tile + tile_gemm 784x50, 32 rows, 19% scattered",
+       best_ns([&] {
+         const std::size_t count = kernels.load_tile(view_scattered, 0, kTileRows, kTileRows,
+                                                     loaded.data(), loaded_nonzero.data(),
+                                                     lane_groups);
+         kernels.tile_gemm(in, {loaded_nonzero.data(), count, true, lane_groups}, hidden, 1.0f,
+                           loaded.data(), p1.data(), width, out.data(), kTileRows, prefetch);
+       }, 200, repeats), 32);
+  std::vector<std::uint64_t> masks(kTileRows * mlpinfer::kernels::mask_words(in));
+  std::vector<float> sums(kTileRows * ldb);
+  line("row_nonzero_masks 784, 32 rows",
+       best_ns([&] { kernels.row_nonzero_masks(scattered.data(), kTileRows, in, in, hidden,
+                                               masks.data()); }, 2000, repeats), 32);
+  line("masks + sparse_rows_gemm 784x50, 32 rows, 19% scattered",
+       best_ns([&] {
+         kernels.row_nonzero_masks(scattered.data(), kTileRows, in, in, hidden, masks.data());
+         kernels.sparse_rows_gemm(scattered.data(), in, kTileRows, masks.data(), in, hidden,
+                                  1.0f, padded.data(), ldb, out.data(), kTileRows, sums.data(),
+                                  prefetch);
+       }, 200, repeats), 32);
   // An input transform on the tile (float32 input): the family's loader and vector
   // transform, as Network runs it, against the scalar transform of input_transform.cpp
   // (the same bits; the only path for float64 input).

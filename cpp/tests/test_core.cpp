@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels.hpp"
+#include "kernels/kernel_table.hpp"
 #include "mlpinfer/network.hpp"
 #include "output_digest.hpp"
 
@@ -313,6 +315,152 @@ void test_tile_zero_lists_match_single_rows() {
   }
 }
 
+// Sparse rows with the values that break careless arithmetic: -0.0, subnormals, values
+// near the float range's ends, infinities and a NaN, about `density` of them nonzero.
+std::vector<float> hostile_sparse_rows(std::size_t rows, std::size_t width, double density,
+                                       std::mt19937& rng) {
+  const float pool[] = {0.5f, -1.25f, 3.0e-39f, -7.0e-42f, 1.0e30f, -2.0e-30f, 0.003921569f,
+                        -0.0f, 1.0f, 250.0f};
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  std::vector<float> x(rows * width, 0.0f);
+  for (float& v : x) {
+    if (coin(rng) < density) v = pool[rng() % std::size(pool)];
+  }
+  if (rows > 2 && width > 2) {
+    x[1 * width + width / 2] = INFINITY;
+    x[2 * width + width - 1] = NAN;
+  }
+  return x;
+}
+
+// The first layer row by row (sparse_rows_gemm) against the tile (load_tile, tile_gemm),
+// bit for bit on every lane, in the family in use, at widths around the 64-input mask
+// words and the vector widths, on hostile sparse rows; and the masks against a scalar
+// scan. Also that such rows cost less row by row, which the network test below needs.
+void test_sparse_rows_match_tile_gemm() {
+  namespace k = mlpinfer::kernels;
+  const k::KernelTable& kernels = k::active_kernels();
+  std::mt19937 rng(23);
+  const mlpinfer::InputView no_rows{};
+  for (const std::size_t inputs : {1, 5, 63, 64, 65, 200, 784}) {
+    for (const std::size_t outputs : {1, 7, 50, 100}) {
+      for (const std::size_t rows : {1, 7, 16, 21, 32}) {
+        const std::size_t lanes = rows <= 16 ? 16 : k::kTileRows;
+        const std::vector<float> x = hostile_sparse_rows(rows, inputs, 0.1, rng);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::vector<float> w(inputs * outputs);
+        for (float& v : w) v = normal(rng);
+        const std::string where = kernels.isa + std::string(", ") + std::to_string(inputs) +
+                                  "x" + std::to_string(outputs) + ", " + std::to_string(rows) +
+                                  " rows";
+        const float alpha = 1.0f / 255;
+        // The tile, as Network runs it.
+        const mlpinfer::InputView view{x.data(), mlpinfer::ElementType::float32, rows, inputs,
+                                       static_cast<std::ptrdiff_t>(inputs * 4), 4};
+        std::vector<float> tile(inputs * k::kTileRows);
+        std::vector<std::uint32_t> lists((1 + k::kMaxLaneGroups) * inputs + 64);
+        k::ActiveInputs groups[k::kMaxLaneGroups];
+        const std::size_t count =
+            kernels.load_tile(view, 0, rows, lanes, tile.data(), lists.data(), groups);
+        const std::vector<float> panels =
+            k::pack_panels(w, inputs, outputs, kernels.tile_panel_width);
+        std::vector<float> by_tile(outputs * k::kTileRows, 7.0f);
+        k::RowPrefetch prefetch(no_rows, 0, 0);
+        kernels.tile_gemm(inputs, {lists.data(), count, true, groups}, outputs, alpha,
+                          tile.data(), panels.data(), kernels.tile_panel_width, by_tile.data(),
+                          lanes, prefetch);
+        // Row by row.
+        const std::size_t words = k::mask_words(inputs);
+        std::vector<std::uint64_t> masks(rows * words);
+        kernels.row_nonzero_masks(x.data(), rows, inputs, inputs, outputs, masks.data());
+        bool masks_right = true;
+        for (std::size_t r = 0; r < rows; ++r) {
+          for (std::size_t i = 0; i < inputs; ++i) {
+            const bool set = (masks[r * words + i / 64] >> (i % 64)) & 1u;
+            masks_right &= set == (x[r * inputs + i] != 0.0f);
+          }
+        }
+        check(masks_right, where + ": a mask bit differs from its input's being nonzero");
+        const std::vector<float> padded = k::pad_columns(w, inputs, outputs);
+        std::vector<float> by_rows(outputs * k::kTileRows, 7.0f);
+        std::vector<float> sums(k::kTileRows * k::padded_columns(outputs));
+        kernels.sparse_rows_gemm(x.data(), inputs, rows, masks.data(), inputs, outputs, alpha,
+                                 padded.data(), k::padded_columns(outputs), by_rows.data(),
+                                 lanes, sums.data(), prefetch);
+        bool same = true;
+        for (std::size_t c = 0; c < outputs; ++c) {
+          same &= std::memcmp(by_rows.data() + c * k::kTileRows, by_tile.data() + c * k::kTileRows,
+                              lanes * sizeof(float)) == 0;
+        }
+        check(same, where + ": row by row and the tile differ");
+      }
+    }
+  }
+  // Digit-like rows (each about 5% nonzero, in different places) cost less row by row.
+  const std::vector<float> sparse = hostile_sparse_rows(32, 784, 0.05, rng);
+  std::vector<std::uint64_t> masks(32 * k::mask_words(784));
+  const k::SparseRowsCost cost =
+      kernels.row_nonzero_masks(sparse.data(), 32, 784, 784, 50, masks.data());
+  check(cost.rows < cost.tile, std::string(kernels.isa) + ": 5% nonzero rows cost " +
+                                   std::to_string(cost.rows) + " row by row, " +
+                                   std::to_string(cost.tile) + " as a tile");
+  const std::vector<float> dense(32 * 784, 1.0f);
+  const k::SparseRowsCost dense_cost =
+      kernels.row_nonzero_masks(dense.data(), 32, 784, 784, 50, masks.data());
+  check(dense_cost.rows > dense_cost.tile, std::string(kernels.isa) + ": rows without zeros cost " +
+                                               std::to_string(dense_cost.rows) + " row by row, " +
+                                               std::to_string(dense_cost.tile) + " as a tile");
+}
+
+// A network whose first layer runs row by row (5% nonzero rows, which the test above
+// finds cheaper so) against the same rows one at a time (the row kernel), bit for bit,
+// from float32 (contiguous and strided), float64 and uint8 input; with ReLU hidden
+// layers (scanned for zeros) and sigmoid ones.
+void test_sparse_first_layer_matches_single_rows() {
+  std::mt19937 rng(29);
+  const std::size_t rows = 85;  // two tiles, a half tile and rows for the row kernel
+  const std::size_t width = 784;
+  const std::vector<float> hostile = hostile_sparse_rows(rows, width, 0.05, rng);
+  std::vector<std::uint8_t> pixels(rows * width);
+  for (std::size_t k = 0; k < pixels.size(); ++k) {
+    pixels[k] = hostile[k] == 0.0f ? 0 : static_cast<std::uint8_t>(1 + rng() % 255);
+  }
+  const std::vector<float> from_pixels(pixels.begin(), pixels.end());
+  for (const Activation hidden : {Activation::relu, Activation::sigmoid}) {
+    const mlpinfer::Network network(
+        random_layers({width, 50, 100, 10}, hidden, Activation::softmax, rng));
+    for (const std::vector<float>* x : {&hostile, &from_pixels}) {
+      std::vector<double> x64(x->begin(), x->end());
+      std::vector<float> strided(2 * x->size(), 5.0f);
+      for (std::size_t k = 0; k < x->size(); ++k) strided[2 * k] = (*x)[k];
+      const auto stride = static_cast<std::ptrdiff_t>(width);
+      std::vector<mlpinfer::InputView> views = {
+          {x->data(), mlpinfer::ElementType::float32, rows, width, stride * 4, 4},
+          {strided.data(), mlpinfer::ElementType::float32, rows, width, stride * 8, 8},
+          {x64.data(), mlpinfer::ElementType::float64, rows, width, stride * 8, 8}};
+      if (x == &from_pixels) {
+        views.push_back({pixels.data(), mlpinfer::ElementType::uint8, rows, width, stride, 1});
+      }
+      for (const mlpinfer::InputView& view : views) {
+        std::vector<float> whole(rows * 10), single(rows * 10);
+        network.forward(view, 1.0f / 255, whole.data(), 2);
+        for (std::size_t r = 0; r < rows; ++r) {
+          mlpinfer::InputView row = view;
+          row.data = static_cast<const unsigned char*>(view.data) +
+                     static_cast<std::ptrdiff_t>(r) * view.row_stride_bytes;
+          row.rows = 1;
+          network.forward(row, 1.0f / 255, single.data() + r * 10, 1);
+        }
+        check(std::memcmp(whole.data(), single.data(), whole.size() * sizeof(float)) == 0,
+              std::string("sparse rows: a batch and single rows differ (") +
+                  mlpinfer::activation_name(hidden) + " hidden layers, " +
+                  (x == &hostile ? "hostile values" : "pixels") + ", element stride " +
+                  std::to_string(view.col_stride_bytes) + ")");
+      }
+    }
+  }
+}
+
 // A NaN input among zeros must reach the sums, in the row kernel and in a tile.
 void test_nan_among_zeros_is_not_skipped() {
   std::mt19937 rng(5);
@@ -445,6 +593,8 @@ int main(int argc, char** argv) {
   test_zero_input_times_infinite_weight_is_nan();
   test_nan_among_zeros_is_not_skipped();
   test_tile_zero_lists_match_single_rows();
+  test_sparse_rows_match_tile_gemm();
+  test_sparse_first_layer_matches_single_rows();
   std::printf("%s\n", failures == 0 ? "all core tests passed" : "core tests FAILED");
   return failures == 0 ? 0 : 1;
 }
