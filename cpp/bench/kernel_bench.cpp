@@ -244,7 +244,7 @@ void bench_family(const KernelTable& kernels, int repeats) {
   line("masks + sparse_rows_gemm 784x50, 32 rows, 19% scattered",
        best_ns([&] {
          kernels.row_nonzero_masks(scattered.data(), kTileRows, in, in, hidden, masks.data());
-         kernels.sparse_rows_gemm(scattered.data(), in, kTileRows, masks.data(), in, hidden,
+         kernels.sparse_rows_gemm(scattered.data(), in, kTileRows, masks.data(), true, in, hidden,
                                   1.0f, padded.data(), ldb, out.data(), kTileRows, sums.data(),
                                   prefetch);
        }, 200, repeats), 32);

@@ -64,6 +64,9 @@ std::atomic<unsigned>& default_thread_setting() {
   return threads;
 }
 
+// How a block's tiles run their first layer (see Network::Pass::run_block).
+enum class FirstLayer { undecided, rows, tile };
+
 // Per-thread buffers, grown on demand and kept: repeated calls allocate nothing.
 struct Scratch {
   std::vector<float> input;
@@ -316,27 +319,26 @@ class Network::Pass {
       tiled_rows += std::min(kTileRows, count - tiled_rows);
     }
     std::size_t done = tiled_rows;
-    // Whether the block's next tile should try its first layer row by row: a block's
-    // rows are alike (a batch of digits), so after one tile found that the tile path
-    // costs less, the block's other tiles take it without making the masks that
-    // decide (on AVX-512, where MNIST digits cost less as tiles, making them for every
-    // tile cost 6-8% of the whole network: 3.03-3.18 -> 3.26-3.37 ms, 10,000 digits,
-    // 2 threads, this Xeon).
-    bool try_rows = true;
+    // How the block's tiles run their first layer: the first tile decides from its
+    // rows' masks, and the block's other tiles follow, as a block's rows are alike (a
+    // batch of digits). Making the masks for every tile cost 6-8% of the whole network
+    // on AVX-512, where MNIST digits cost less as tiles (10,000 digits, 2 threads, this
+    // Xeon: 3.03-3.18 -> 3.26-3.37 ms); row by row, the masks come on the way.
+    FirstLayer first_layer = FirstLayer::undecided;
     // A half tile runs first, while the first tile's rows are prefetched: from memory, a
     // call's first tile waits for its input (float32, one thread, 32 rows: 13.5 us cold,
     // 10.2 from cache), and a half tile has half as much to wait for.
     if (net_.tiled_ && count - done >= kMinHalfTileRows) {
       const std::size_t part = std::min(kHalfTileRows, count - done);
-      run_tile(first + done, part, kHalfTileRows, first, std::min(kTileRows, tiled_rows), try_rows,
-               scratch);
+      run_tile(first + done, part, kHalfTileRows, first, std::min(kTileRows, tiled_rows),
+               first_layer, scratch);
       done += part;
     }
     for (std::size_t start = 0; start < tiled_rows; start += kTileRows) {
       const std::size_t part = std::min(kTileRows, tiled_rows - start);
       const std::size_t after = first + start + part;
-      run_tile(first + start, part, kTileRows, after, std::min(kTileRows, rows - after), try_rows,
-               scratch);
+      run_tile(first + start, part, kTileRows, after, std::min(kTileRows, rows - after),
+               first_layer, scratch);
     }
     if (done < count) run_rows(first + done, count - done, scratch);
   }
@@ -344,16 +346,18 @@ class Network::Pass {
  private:
   // Every layer on one tile. `lanes`: kTileRows, or 16 for a half tile of at most 16
   // rows; the `next_count` rows from `next_first` are prefetched meanwhile. The first
-  // layer runs row by row where that costs less (sparse_first_layer, tried while
-  // `try_rows`), else on the loaded tile.
+  // layer runs row by row where that costs less (sparse_first_layer, as the block's
+  // `first_layer` says or decides), else on the loaded tile.
   void run_tile(std::size_t first, std::size_t count, std::size_t lanes, std::size_t next_first,
-                std::size_t next_count, bool& try_rows, Scratch& scratch) const {
+                std::size_t next_count, FirstLayer& first_layer, Scratch& scratch) const {
     const kernels::KernelTable& kernels = *net_.kernels_;
     kernels::RowPrefetch prefetch(input_, next_first, next_count);
     float* first_result = at_least(scratch.ping, net_.layers_.front().outputs * kTileRows);
-    const bool rows_done =
-        try_rows && sparse_first_layer(first, count, lanes, first_result, prefetch, scratch);
-    try_rows = rows_done;
+    if (first_layer != FirstLayer::tile) {
+      first_layer = sparse_first_layer(first, count, lanes, first_layer, first_result, prefetch,
+                                       scratch);
+    }
+    const bool rows_done = first_layer == FirstLayer::rows;
     // The input's nonzero features come with the loaded tile, for the tile and for each
     // lane group (no second pass over it); a transformed tile, and every later layer's,
     // is scanned.
@@ -431,18 +435,19 @@ class Network::Pass {
   }
 
   // The first layer's product on a tile's rows, row by row, each visiting only its own
-  // nonzero inputs (kernels::sparse_rows_gemm), into `result`, if that costs less than
-  // the tile: on digits, where a lane group's rows share few of their nonzero pixels.
-  // Returns false, having computed nothing, where it does not, or where the first layer
-  // cannot skip zeros or reads a transformed input or accumulates in double. The same
-  // bits either way.
-  bool sparse_first_layer(std::size_t first, std::size_t count, std::size_t lanes,
-                          float* result, kernels::RowPrefetch& prefetch,
-                          Scratch& scratch) const {
+  // nonzero inputs (kernels::sparse_rows_gemm), into `result`, if `choice` says so or,
+  // undecided, if the rows' masks say that costs less than the tile: on digits, where a
+  // lane group's rows share few of their nonzero pixels. Returns FirstLayer::rows if it
+  // ran; FirstLayer::tile, having computed nothing, where it costs more or where the first
+  // layer cannot skip zeros, reads a transformed input or accumulates in double. The
+  // same bits either way.
+  FirstLayer sparse_first_layer(std::size_t first, std::size_t count, std::size_t lanes,
+                                FirstLayer choice, float* result, kernels::RowPrefetch& prefetch,
+                                Scratch& scratch) const {
     const DenseLayer& layer = net_.layers_.front();
     if (!net_.skip_zero_inputs_[0] || net_.transform_.present() ||
         (net_.layers_.size() == 1 && net_.double_output_)) {
-      return false;
+      return FirstLayer::tile;
     }
     const kernels::KernelTable& kernels = *net_.kernels_;
     const float* rows = nullptr;
@@ -457,14 +462,17 @@ class Network::Pass {
       rows = converted;
     }
     std::uint64_t* masks = at_least(scratch.masks, kTileRows * kernels::mask_words(input_.cols));
-    const kernels::SparseRowsCost cost =
-        kernels.row_nonzero_masks(rows, count, lda, input_.cols, layer.outputs, masks);
-    if (cost.rows >= cost.tile) return false;
+    const bool undecided = choice == FirstLayer::undecided;
+    if (undecided) {
+      const kernels::SparseRowsCost cost =
+          kernels.row_nonzero_masks(rows, count, lda, input_.cols, layer.outputs, masks);
+      if (cost.rows >= cost.tile) return FirstLayer::tile;
+    }
     const std::size_t ldb = kernels::padded_columns(layer.outputs);
-    kernels.sparse_rows_gemm(rows, lda, count, masks, input_.cols, layer.outputs, first_alpha_,
-                             net_.padded_weights_.front().data(), ldb, result, lanes,
-                             at_least(scratch.sums, kTileRows * ldb), prefetch);
-    return true;
+    kernels.sparse_rows_gemm(rows, lda, count, masks, undecided, input_.cols, layer.outputs,
+                             first_alpha_, net_.padded_weights_.front().data(), ldb, result,
+                             lanes, at_least(scratch.sums, kTileRows * ldb), prefetch);
+    return FirstLayer::rows;
   }
 
   // Whether layer `layer` of a `count`-row product runs in the row kernels (else the BLAS).

@@ -9,6 +9,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels.hpp"
@@ -384,13 +385,22 @@ void test_sparse_rows_match_tile_gemm() {
         const std::vector<float> padded = k::pad_columns(w, inputs, outputs);
         std::vector<float> by_rows(outputs * k::kTileRows, 7.0f);
         std::vector<float> sums(k::kTileRows * k::padded_columns(outputs));
-        kernels.sparse_rows_gemm(x.data(), inputs, rows, masks.data(), inputs, outputs, alpha,
+        kernels.sparse_rows_gemm(x.data(), inputs, rows, masks.data(), true, inputs, outputs, alpha,
                                  padded.data(), k::padded_columns(outputs), by_rows.data(),
                                  lanes, sums.data(), prefetch);
+        // And with the masks found on the way, in a buffer left with other bits.
+        std::vector<std::uint64_t> found(rows * words, 0x5555555555555555u);
+        std::vector<float> by_rows_found(outputs * k::kTileRows, 7.0f);
+        kernels.sparse_rows_gemm(x.data(), inputs, rows, found.data(), false, inputs, outputs,
+                                 alpha, padded.data(), k::padded_columns(outputs),
+                                 by_rows_found.data(), lanes, sums.data(), prefetch);
+        check(found == masks, where + ": the masks found on the way differ from the scan's");
         bool same = true;
         for (std::size_t c = 0; c < outputs; ++c) {
-          same &= std::memcmp(by_rows.data() + c * k::kTileRows, by_tile.data() + c * k::kTileRows,
-                              lanes * sizeof(float)) == 0;
+          for (const std::vector<float>* rows_out : {&by_rows, &by_rows_found}) {
+            same &= std::memcmp(rows_out->data() + c * k::kTileRows,
+                                by_tile.data() + c * k::kTileRows, lanes * sizeof(float)) == 0;
+          }
         }
         check(same, where + ": row by row and the tile differ");
       }
@@ -410,6 +420,17 @@ void test_sparse_rows_match_tile_gemm() {
   check(dense_cost.rows > dense_cost.tile, std::string(kernels.isa) + ": rows without zeros cost " +
                                                std::to_string(dense_cost.rows) + " row by row, " +
                                                std::to_string(dense_cost.tile) + " as a tile");
+}
+
+// Each view on 1 thread (one block: its first tile makes the masks, the others find
+// them on the way) and on 2.
+std::vector<std::pair<mlpinfer::InputView, unsigned>> cases(
+    const std::vector<mlpinfer::InputView>& views) {
+  std::vector<std::pair<mlpinfer::InputView, unsigned>> all;
+  for (const mlpinfer::InputView& view : views) {
+    for (const unsigned threads : {1u, 2u}) all.emplace_back(view, threads);
+  }
+  return all;
 }
 
 // A network whose first layer runs row by row (5% nonzero rows, which the test above
@@ -441,9 +462,9 @@ void test_sparse_first_layer_matches_single_rows() {
       if (x == &from_pixels) {
         views.push_back({pixels.data(), mlpinfer::ElementType::uint8, rows, width, stride, 1});
       }
-      for (const mlpinfer::InputView& view : views) {
+      for (const auto& [view, threads] : cases(views)) {
         std::vector<float> whole(rows * 10), single(rows * 10);
-        network.forward(view, 1.0f / 255, whole.data(), 2);
+        network.forward(view, 1.0f / 255, whole.data(), threads);
         for (std::size_t r = 0; r < rows; ++r) {
           mlpinfer::InputView row = view;
           row.data = static_cast<const unsigned char*>(view.data) +
@@ -455,7 +476,8 @@ void test_sparse_first_layer_matches_single_rows() {
               std::string("sparse rows: a batch and single rows differ (") +
                   mlpinfer::activation_name(hidden) + " hidden layers, " +
                   (x == &hostile ? "hostile values" : "pixels") + ", element stride " +
-                  std::to_string(view.col_stride_bytes) + ")");
+                  std::to_string(view.col_stride_bytes) + ", " + std::to_string(threads) +
+                  " threads)");
       }
     }
   }

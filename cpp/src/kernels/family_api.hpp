@@ -45,10 +45,10 @@ std::size_t load_tile(const InputView& src, std::size_t first_row, std::size_t r
                       ActiveInputs* lane_groups);
 SparseRowsCost row_nonzero_masks(const float* a, std::size_t rows, std::size_t lda,
                                  std::size_t inputs, std::size_t outputs, std::uint64_t* masks);
-void sparse_rows_gemm(const float* a, std::size_t lda, std::size_t rows,
-                      const std::uint64_t* masks, std::size_t inputs, std::size_t outputs,
-                      float alpha, const float* b, std::size_t ldb, float* out,
-                      std::size_t lanes, float* sums, RowPrefetch& prefetch);
+void sparse_rows_gemm(const float* a, std::size_t lda, std::size_t rows, std::uint64_t* masks,
+                      bool masks_made, std::size_t inputs, std::size_t outputs, float alpha,
+                      const float* b, std::size_t ldb, float* out, std::size_t lanes,
+                      float* sums, RowPrefetch& prefetch);
 void transform_tile(float* tile, std::size_t width, std::size_t rows, std::size_t lanes,
                     double scale, const double* shift, const double* multiplier);
 

@@ -88,14 +88,16 @@ struct KernelTable {
                                       std::size_t inputs, std::size_t outputs,
                                       std::uint64_t* masks);
   // tile_gemm's product for `rows` rows of `a` (row-major, leading dimension lda) with
-  // the columns in vector lanes, each row visiting only the inputs its masks have: out
-  // (outputs x kTileRows) gets lane r = alpha * row r x W, with W padded as for
-  // small_gemm (ldb = padded_columns(outputs)); lanes `rows` to `lanes` are zero. The
-  // bits of tile_gemm for every lane. `sums`: lanes x padded_columns(outputs) floats.
+  // the columns in vector lanes, each row visiting only its nonzero inputs: out (outputs
+  // x kTileRows) gets lane r = alpha * row r x W, with W padded as for small_gemm (ldb =
+  // padded_columns(outputs)); lanes `rows` to `lanes` are zero. The bits of tile_gemm
+  // for every lane. `masks`: the rows' masks as row_nonzero_masks writes them, or, if
+  // not `masks_made`, room for them (rows x mask_words(inputs)), filled on the way.
+  // `sums`: lanes x padded_columns(outputs) floats.
   void (*sparse_rows_gemm)(const float* a, std::size_t lda, std::size_t rows,
-                           const std::uint64_t* masks, std::size_t inputs, std::size_t outputs,
-                           float alpha, const float* b, std::size_t ldb, float* out,
-                           std::size_t lanes, float* sums, RowPrefetch& prefetch);
+                           std::uint64_t* masks, bool masks_made, std::size_t inputs,
+                           std::size_t outputs, float alpha, const float* b, std::size_t ldb,
+                           float* out, std::size_t lanes, float* sums, RowPrefetch& prefetch);
 };
 
 // One function per family built for this architecture, each defined by family.cpp
