@@ -232,3 +232,14 @@ def test_predict_is_outputs_and_the_label_trap_is_explained():
     assert DIGITS.predict(X).shape == (1000, 10)
     assert "classify" in mlpinfer.Network.predict.__doc__
     assert "(net.predict(x) == y).mean()" in mlpinfer.Network.predict.__doc__
+
+
+def test_the_package_namespace_is_its_api():
+    """What `dir(mlpinfer)` and tab completion show: the names of __all__ and the
+    package's own modules, not the standard library's (os and sys were there)."""
+    import types
+
+    public = {name for name in dir(mlpinfer) if not name.startswith("_")}
+    modules = {name for name in public if isinstance(getattr(mlpinfer, name), types.ModuleType)}
+    assert all(getattr(mlpinfer, name).__name__.startswith("mlpinfer.") for name in modules), modules
+    assert public - modules == set(mlpinfer.__all__) - {"__version__"}

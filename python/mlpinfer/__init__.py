@@ -1,7 +1,7 @@
 """mlpinfer: fast, exact CPU inference for multilayer perceptrons."""
 
-import os
-import sys
+import os as _os  # private names: `dir(mlpinfer)` lists the API, not the standard library
+import sys as _sys
 
 from ._errors import DataError, MaxIsaError, MlpinferError, WeightsError
 
@@ -11,10 +11,10 @@ def _started_as_command() -> bool:
     it: its console script (sys.argv[0], named as pip names it on each platform), or
     ``python -m mlpinfer`` (while Python locates the module, sys.argv[0] is "-m" and the
     module's name, alone or joined to "-m", comes just before the command's arguments)."""
-    if sys.argv[:1] == ["-m"] and len(sys.orig_argv) > len(sys.argv):
-        named = sys.orig_argv[-len(sys.argv)]
+    if _sys.argv[:1] == ["-m"] and len(_sys.orig_argv) > len(_sys.argv):
+        named = _sys.orig_argv[-len(_sys.argv)]
         return named == __name__ or (named.startswith("-") and named.endswith("m" + __name__))
-    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    script = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
     return script in (__name__, f"{__name__}.exe", f"{__name__}-script.py")
 
 
@@ -24,7 +24,7 @@ except MaxIsaError as error:
     if not _started_as_command():
         raise
     # The command reports it as it reports a bad argument: one line, status 2.
-    print(f"mlpinfer: error: {error}", file=sys.stderr)
+    print(f"mlpinfer: error: {error}", file=_sys.stderr)
     raise SystemExit(2) from None
 
 from . import importers  # noqa: F401 - registers the Keras, PyTorch and ONNX formats
@@ -39,6 +39,7 @@ __all__ = [
     "InputTransform",
     "Layer",
     "LayerNorm",
+    "MaxIsaError",
     "MlpinferError",
     "Network",
     "WeightsError",
