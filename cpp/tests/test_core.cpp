@@ -269,6 +269,22 @@ void test_uint8_rows_read_in_place() {
   check(from_pixels == from_floats, "uint8 pixels and the same values as floats differ");
 }
 
+// Whether `network` gives each row of `view`, in one batch on `threads` threads, the bits
+// it gives that row alone (the row kernel), with input_scale 1/255.
+bool batch_equals_single_rows(const mlpinfer::Network& network, const mlpinfer::InputView& view,
+                              std::size_t outputs, unsigned threads) {
+  std::vector<float> whole(view.rows * outputs), single(view.rows * outputs);
+  network.forward(view, 1.0f / 255, whole.data(), threads);
+  for (std::size_t r = 0; r < view.rows; ++r) {
+    mlpinfer::InputView row = view;
+    row.data = static_cast<const unsigned char*>(view.data) +
+               static_cast<std::ptrdiff_t>(r) * view.row_stride_bytes;
+    row.rows = 1;
+    network.forward(row, 1.0f / 255, single.data() + r * outputs, 1);
+  }
+  return std::memcmp(whole.data(), single.data(), whole.size() * sizeof(float)) == 0;
+}
+
 // The tiles' lists of nonzero inputs (found by load_tile, for the tile and for each lane
 // group) against rows run one at a time, which scan their own: bit for bit. Each input
 // feature is nonzero in one row only (a different lane group from feature to feature),
@@ -300,16 +316,7 @@ void test_tile_zero_lists_match_single_rows() {
         {x64.data(), mlpinfer::ElementType::float64, rows, width, stride * 8, 8},
         {pixels.data(), mlpinfer::ElementType::uint8, rows, width, stride, 1}};
     for (const mlpinfer::InputView& view : views) {
-      std::vector<float> whole(rows * 5), single(rows * 5);
-      network.forward(view, 1.0f / 255, whole.data(), 1);
-      for (std::size_t r = 0; r < rows; ++r) {
-        mlpinfer::InputView row = view;
-        row.data = static_cast<const unsigned char*>(view.data) +
-                   static_cast<std::ptrdiff_t>(r) * view.row_stride_bytes;
-        row.rows = 1;
-        network.forward(row, 1.0f / 255, single.data() + r * 5, 1);
-      }
-      check(std::memcmp(whole.data(), single.data(), whole.size() * sizeof(float)) == 0,
+      check(batch_equals_single_rows(network, view, 5, 1),
             std::string("tiles and single rows differ (") + mlpinfer::activation_name(hidden) +
                 " hidden layers, element stride " + std::to_string(view.col_stride_bytes) + ")");
     }
@@ -463,16 +470,7 @@ void test_sparse_first_layer_matches_single_rows() {
         views.push_back({pixels.data(), mlpinfer::ElementType::uint8, rows, width, stride, 1});
       }
       for (const auto& [view, threads] : cases(views)) {
-        std::vector<float> whole(rows * 10), single(rows * 10);
-        network.forward(view, 1.0f / 255, whole.data(), threads);
-        for (std::size_t r = 0; r < rows; ++r) {
-          mlpinfer::InputView row = view;
-          row.data = static_cast<const unsigned char*>(view.data) +
-                     static_cast<std::ptrdiff_t>(r) * view.row_stride_bytes;
-          row.rows = 1;
-          network.forward(row, 1.0f / 255, single.data() + r * 10, 1);
-        }
-        check(std::memcmp(whole.data(), single.data(), whole.size() * sizeof(float)) == 0,
+        check(batch_equals_single_rows(network, view, 10, threads),
               std::string("sparse rows: a batch and single rows differ (") +
                   mlpinfer::activation_name(hidden) + " hidden layers, " +
                   (x == &hostile ? "hostile values" : "pixels") + ", element stride " +
