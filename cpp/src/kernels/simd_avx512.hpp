@@ -26,11 +26,13 @@ constexpr std::size_t kTileDoublePanelWidth = 6;
 // of accumulators and 4 weight vectors use 20 of the 32 zmm registers.
 constexpr std::size_t row_vectors(std::size_t rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
 // sparse_rows_gemm's vector FMA against tile_gemm's (see simd_avx2.hpp): random rows
-// reach the tile's speed at 35% nonzero with 0.42 of its FMAs (2.4); MNIST digits, with
-// 0.44 of the FMAs, take 1.29x the tile's time row by row (a row of 50 outputs is 4 FMA
-// chains, too few to hide their latency, where the tile has 24), and 3.0 keeps them on
-// tiles.
-constexpr double kSparseRowFmaCost = 3.0;
+// reach the tile's speed at 35% nonzero with 0.42 of its FMAs (2.4); MNIST digits take
+// 1.29x the tile's time row by row with 0.44 of its FMAs at 50 outputs (a row of 50
+// outputs is 4 FMA chains, too few to hide their latency, where the tile has 24), and
+// 1.22x with 0.33 at 512 (from memory, one thread, this Xeon). 4.0 keeps digits on tiles
+// at every width measured (50, 100, 256, 512): the whole network 784-512-10 on the
+// MNIST digits, 2 threads, took 39.4 ms on tiles and 45.6 ms with 3.0.
+constexpr double kSparseRowFmaCost = 4.0;
 
 typedef float Vec __attribute__((vector_size(64)));
 typedef std::int32_t IntVec __attribute__((vector_size(64)));
