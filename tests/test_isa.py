@@ -74,8 +74,9 @@ def random_cases():
             x = rng.uniform(-2, 2, (max(BATCHES), width)).astype(np.float32)
             x[rng.random(x.shape) < 1 / 3] = 0.0
             yield f"width {width}, {hidden} ({norm} LayerNorm) -> {output}", mlpinfer.Network(layers), x
-        # Rows 96% zeros, each in its own places: the first layer runs row by row
-        # (sparse_rows_gemm) wherever a row has fewer nonzero inputs than a lane group.
+        # Rows 96% zeros, each in its own places: every family's cost model sends the
+        # first layer row by row (sparse_rows_gemm; test_core checks the choice on such
+        # rows), and the tiles of the other cases keep it.
         rng = np.random.default_rng([width, len(OUTPUTS) + len(NEWER) + 1])
         params = {}
         for j, (n_in, n_out) in enumerate(itertools.pairwise([width, 50, 100, 10]), start=1):

@@ -462,6 +462,8 @@ class Network::Pass {
              static_cast<std::ptrdiff_t>(first) * row_stride_floats_;
       lda = direct_lda_;
     } else {
+      // Converted before the choice: where the tile path wins, load_tile reads these rows
+      // again, once per block (the block's later tiles do not try).
       float* converted = at_least(scratch.input, kTileRows * input_.cols);
       kernels.gather_rows(input_, first, count, converted);
       rows = converted;

@@ -1,8 +1,8 @@
 // What every kernel family implements, declared in the namespace of the family this
 // translation unit is compiled for (see simd.hpp). The shared sources (epilogues.cpp,
-// row_kernels.cpp, tile_kernels.cpp, sparse_rows.cpp, zero_scans.cpp, input_loaders.cpp) define these
-// once per family; family.cpp puts them in the family's KernelTable. Contracts: as the
-// functions of the same names in ../kernels.hpp.
+// row_kernels.cpp, tile_kernels.cpp, sparse_rows.cpp, zero_scans.cpp, input_loaders.cpp)
+// define these once per family; family.cpp puts them in the family's KernelTable.
+// Contracts: as the functions of the same names in ../kernels.hpp.
 #pragma once
 
 #include <cstddef>

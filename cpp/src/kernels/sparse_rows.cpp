@@ -64,8 +64,9 @@ void row_word_of(std::size_t vectors, std::uint64_t bits, const float* x, const 
 
 // The next row's inputs of a word, asked for during this row's: the tile's rows are in
 // L2 since their masks were made, and a digit has about 12 nonzero inputs in a word, too
-// few to hide the L2 latency of its 4 lines. AVX2, MNIST, 784x50, a tile from cache,
-// this Xeon (Sapphire Rapids class): 281 ns a row without, 271 with.
+// few to hide the L2 latency of its 4 lines. AVX2, the MNIST test digits, 784x50, a tile
+// from cache, this Xeon (Sapphire Rapids class): 281 ns a row without, 271 with (the
+// kernels of kernel_bench's "scattered" lines, on the digits).
 void prefetch_word(const float* row, std::size_t count) {
   for (std::size_t line = 0; line < count; line += 64 / sizeof(float)) {
     __builtin_prefetch(row + line, 0, 3);
@@ -140,11 +141,13 @@ SparseRowsCost row_nonzero_masks(const float* a, std::size_t rows, std::size_t l
     }
   }
   // A row's input costs a vector FMA per kLanes columns, each kSparseRowFmaCost of the
-  // tile's; tile_gemm visits, per lane group, the inputs nonzero in one of its rows,
-  // with kTileVectors FMAs per column.
+  // tile's; tile_gemm visits, per lane group (one vector of a half tile on AVX-512), the
+  // inputs nonzero in one of its rows, with a vector FMA per column and vector of lanes.
+  const std::size_t lanes = rows <= kTileRows / 2 ? kTileRows / 2 : kTileRows;
+  const std::size_t group = std::min(kGroupLanes, lanes);
   const auto row_fmas = static_cast<double>(row_inputs * ((outputs + kLanes - 1) / kLanes));
-  const auto tile_fmas =
-      static_cast<double>(group_inputs(masks, rows, words, kGroupLanes) * outputs * kTileVectors);
+  const auto tile_fmas = static_cast<double>(group_inputs(masks, rows, words, group) * outputs *
+                                             (group / kLanes));
   return {kSparseRowFmaCost * row_fmas, tile_fmas};
 }
 
@@ -156,7 +159,8 @@ void sparse_rows_gemm(const float* a, std::size_t lda, std::size_t rows, std::ui
   const std::size_t words = mask_words(inputs);
   const std::size_t vectors = (outputs + kLanes - 1) / kLanes;
   const std::size_t ldh = vectors * kLanes;
-  std::fill(sums + rows * ldh, sums + lanes * ldh, 0.0f);  // lanes without a row are zero
+  // Lanes without a row: tile_gemm's (0 + 0.0f) * alpha, -0.0 for a negative alpha.
+  std::fill(sums + rows * ldh, sums + lanes * ldh, 0.0f * alpha);
   // Panel by panel, word by word, row by row: a word's rows of the panel's weights (64 x
   // kPanelVectors vectors, 16 KB on AVX2) stay in L1 while every row reads them.
   for (std::size_t first = 0; first < vectors; first += kPanelVectors) {
