@@ -131,11 +131,8 @@ SparseRowsCost row_nonzero_masks(const float* a, std::size_t rows, std::size_t l
   for (std::size_t r = 0; r < rows; ++r) {
     for (std::size_t word = 0; word < words; ++word) {
       const std::size_t first = word * kWordInputs;
-      // Whole words with a constant count, so that the shifts are constants.
       const std::uint64_t bits =
-          first + kWordInputs <= inputs
-              ? nonzero_bits(a + r * lda + first, kWordInputs)
-              : nonzero_bits(a + r * lda + first, inputs - first);
+          nonzero_bits(a + r * lda + first, std::min(kWordInputs, inputs - first));
       masks[r * words + word] = bits;
       row_inputs += static_cast<std::size_t>(__builtin_popcountll(bits));
     }
