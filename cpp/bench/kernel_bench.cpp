@@ -66,8 +66,8 @@ void bench_family(const KernelTable& kernels, int repeats) {
   const std::vector<float> w1 = random_floats(in * hidden, rng, 0.0);
   const std::vector<float> w2 = random_floats(hidden * 100, rng, 0.0);
   const std::vector<float> w3 = random_floats(100 * 10, rng, 0.0);
-  const std::vector<float> p1 = mlpinfer::kernels::pack_panels(w1, in, hidden, width);
-  const std::vector<float> p2 = mlpinfer::kernels::pack_panels(w2, hidden, 100, width);
+  const auto p1 = mlpinfer::kernels::pack_panels(w1, in, hidden, width);
+  const auto p2 = mlpinfer::kernels::pack_panels(w2, hidden, 100, width);
   std::vector<float> b1(100, 0.1f);
   std::vector<float> out(kTileRows * 100);
   const mlpinfer::InputView none{};
@@ -141,7 +141,7 @@ void bench_family(const KernelTable& kernels, int repeats) {
                5000, repeats), 32);
   // Rows: the row kernel on padded W.
   const std::size_t ldb = mlpinfer::kernels::padded_columns(hidden);
-  const std::vector<float> padded = mlpinfer::kernels::pad_columns(w1, in, hidden);
+  const auto padded = mlpinfer::kernels::pad_columns(w1, in, hidden);
   const std::vector<float> rows = random_floats(in * 4, rng, 0.0);
   const InputSelection every{false, all.data(), scratch.data()};
   for (std::size_t m : {1, 4}) {
@@ -160,13 +160,13 @@ void bench_family(const KernelTable& kernels, int repeats) {
        best_ns([&] { kernels.small_gemm(1, hidden, in, 1.0f, digit.data(), in, padded.data(), ldb,
                                         out.data(), hidden, skipping); }, 2000, repeats), 1);
   const std::size_t ldb2 = mlpinfer::kernels::padded_columns(100);
-  const std::vector<float> padded2 = mlpinfer::kernels::pad_columns(w2, hidden, 100);
+  const auto padded2 = mlpinfer::kernels::pad_columns(w2, hidden, 100);
   const std::vector<float> h1 = random_floats(100, rng, 0.0);
   line("small_gemm 50x100, 1 row",
        best_ns([&] { kernels.small_gemm(1, 100, hidden, 1.0f, h1.data(), hidden, padded2.data(),
                                         ldb2, out.data(), 100, every); }, 5000, repeats), 1);
   const std::size_t ldb3 = mlpinfer::kernels::padded_columns(10);
-  const std::vector<float> padded3 = mlpinfer::kernels::pad_columns(w3, 100, 10);
+  const auto padded3 = mlpinfer::kernels::pad_columns(w3, 100, 10);
   line("small_gemm_double 100x10, 1 row",
        best_ns([&] { kernels.small_gemm_double(1, 10, 100, 1.0f, h1.data(), 100, padded3.data(),
                                                ldb3, out.data(), every); }, 5000, repeats), 1);

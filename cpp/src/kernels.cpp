@@ -17,9 +17,9 @@ std::size_t PanelLayout::width(std::size_t panel) const {
   return base_width + (panel < wider ? 1 : 0);
 }
 
-std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
+CacheAlignedVector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
                                std::size_t outputs, std::size_t max_width) {
-  std::vector<float> packed(inputs * outputs);
+  CacheAlignedVector<float> packed(inputs * outputs);
   const PanelLayout layout(outputs, max_width);
   for (std::size_t p = 0; p < layout.count; ++p) {
     const std::size_t first = layout.first_column(p);
@@ -32,10 +32,10 @@ std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t in
   return packed;
 }
 
-std::vector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
+CacheAlignedVector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
                                std::size_t outputs) {
   const std::size_t stride = padded_columns(outputs);
-  std::vector<float> padded(inputs * stride, 0.0f);
+  CacheAlignedVector<float> padded(inputs * stride, 0.0f);
   for (std::size_t r = 0; r < inputs; ++r) {
     std::copy_n(weights.begin() + static_cast<std::ptrdiff_t>(r * outputs), outputs,
                 padded.begin() + static_cast<std::ptrdiff_t>(r * stride));

@@ -20,7 +20,7 @@ constexpr std::size_t padded_columns(std::size_t n) {
 
 // W (inputs x outputs, row-major) with each row padded with zeros to
 // padded_columns(outputs): the B the row kernels read.
-std::vector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
+CacheAlignedVector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
                                std::size_t outputs);
 
 // What follows a layer's product, on each row: + bias, then the activation, with the
@@ -97,7 +97,7 @@ struct PanelLayout {
 
 // W (inputs x outputs, row-major) regrouped panel by panel: panel p occupies
 // inputs x width(p) floats, row-major, from offset first_column(p) * inputs.
-std::vector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
+CacheAlignedVector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
                                std::size_t outputs, std::size_t max_width);
 
 // The next tile's rows, asked for one cache line per step of the current tile's k loop:

@@ -74,17 +74,17 @@ enum class FirstLayer { undecided, rows, tile };
 
 // Per-thread buffers, grown on demand and kept: repeated calls allocate nothing.
 struct Scratch {
-  std::vector<float> input;
-  std::vector<float> tile;
-  std::vector<float> ping;
-  std::vector<float> pong;
+  CacheAlignedVector<float> input;
+  CacheAlignedVector<float> tile;
+  CacheAlignedVector<float> ping;
+  CacheAlignedVector<float> pong;
   std::vector<std::uint32_t> active_inputs;
   std::vector<std::uint64_t> masks;  // a tile's rows' nonzero inputs (sparse_first_layer)
-  std::vector<float> sums;           // their first layer's sums, row-major
+  CacheAlignedVector<float> sums;    // their first layer's sums, row-major
 };
 
-template <typename T>
-T* at_least(std::vector<T>& buffer, std::size_t size) {
+template <typename T, typename Allocator>
+T* at_least(std::vector<T, Allocator>& buffer, std::size_t size) {
   if (buffer.size() < size) buffer.resize(size);
   return buffer.data();
 }
@@ -280,7 +280,7 @@ Network::Network(std::vector<DenseLayer> layers, InputTransform transform)
     panel_width_ = kernels_->tile_panel_width;
     for (const DenseLayer& layer : layers_) {
       const bool read_unpacked = &layer == &layers_.back() && double_output_;
-      tile_panels_.push_back(read_unpacked ? std::vector<float>{}
+      tile_panels_.push_back(read_unpacked ? CacheAlignedVector<float>{}
                                            : kernels::pack_panels(layer.weights, layer.inputs,
                                                                   layer.outputs, panel_width_));
     }

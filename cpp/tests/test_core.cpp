@@ -371,7 +371,7 @@ void test_sparse_rows_match_tile_gemm() {
         k::ActiveInputs groups[k::kMaxLaneGroups];
         const std::size_t count =
             kernels.load_tile(view, 0, rows, lanes, tile.data(), lists.data(), groups);
-        const std::vector<float> panels =
+        const auto panels =
             k::pack_panels(w, inputs, outputs, kernels.tile_panel_width);
         std::vector<float> by_tile(outputs * k::kTileRows, 7.0f);
         k::RowPrefetch prefetch(no_rows, 0, 0);
@@ -390,7 +390,7 @@ void test_sparse_rows_match_tile_gemm() {
           }
         }
         check(masks_right, where + ": a mask bit differs from its input's being nonzero");
-        const std::vector<float> padded = k::pad_columns(w, inputs, outputs);
+        const auto padded = k::pad_columns(w, inputs, outputs);
         std::vector<float> by_rows(outputs * k::kTileRows, 7.0f);
         std::vector<float> sums(k::kTileRows * k::padded_columns(outputs));
         kernels.sparse_rows_gemm(x.data(), inputs, rows, masks.data(), true, inputs, outputs, alpha,
@@ -607,6 +607,29 @@ void test_contract_errors() {
 
 }  // namespace
 
+// The kernels' weights and buffers start on a cache line at every size, as they grow,
+// and keep their values: a vector load from them never straddles two lines.
+void test_weights_and_buffers_start_on_a_cache_line() {
+  const auto on_line = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; };
+  mlpinfer::CacheAlignedVector<float> grown;
+  for (std::size_t size = 1; size <= 3000; size += size / 3 + 1) {
+    grown.resize(size, static_cast<float>(size));
+    check(on_line(grown.data()), "a buffer of " + std::to_string(size) + " floats on a line");
+    check(grown.front() == 1.0f && grown.back() == static_cast<float>(size),
+          "a grown buffer keeps its values");
+    mlpinfer::CacheAlignedVector<std::uint64_t> words(size);
+    check(on_line(words.data()), "a buffer of " + std::to_string(size) + " words on a line");
+  }
+  const mlpinfer::kernels::KernelTable& kernels = mlpinfer::kernels::active_kernels();
+  for (const std::size_t outputs : {1, 7, 50, 513}) {
+    const std::vector<float> w(3 * outputs, 0.5f);
+    const auto padded = mlpinfer::kernels::pad_columns(w, 3, outputs);
+    const auto panels = mlpinfer::kernels::pack_panels(w, 3, outputs, kernels.tile_panel_width);
+    check(on_line(padded.data()) && on_line(panels.data()),
+          "weights for " + std::to_string(outputs) + " outputs on a line");
+  }
+}
+
 // Usage: test_core [ISA]. With an ISA (ctest gives one per kernel family, with
 // MLPINFER_MAX_ISA set to it), the tests run only if that family is the one in use, and
 // exit 77 (skipped) when this CPU cannot run it.
@@ -629,6 +652,7 @@ int main(int argc, char** argv) {
   test_tile_zero_lists_match_single_rows();
   test_sparse_rows_match_tile_gemm();
   test_sparse_first_layer_matches_single_rows();
+  test_weights_and_buffers_start_on_a_cache_line();
   std::printf("%s\n", failures == 0 ? "all core tests passed" : "core tests FAILED");
   return failures == 0 ? 0 : 1;
 }

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "mlpinfer/cache_aligned.hpp"
+
 namespace mlpinfer {
 
 namespace kernels {
@@ -110,7 +112,7 @@ class Network {
   // Each layer's W with its rows padded to a multiple of 16 columns (zeros), made once
   // at construction for the row kernels (small_gemm, and small_gemm_double for an
   // identity output layer).
-  std::vector<std::vector<float>> padded_weights_;
+  std::vector<CacheAlignedVector<float>> padded_weights_;
   std::size_t widest_hidden_ = 0;
   std::size_t widest_input_ = 0;
   // Per layer: whether products skip zero inputs (kernels::InputSelection), which needs
@@ -125,7 +127,7 @@ class Network {
   // layers go to the BLAS.
   bool tiled_ = false;
   std::size_t panel_width_ = 0;
-  std::vector<std::vector<float>> tile_panels_;
+  std::vector<CacheAlignedVector<float>> tile_panels_;
   // An identity output layer accumulates in double (kernels::small_gemm_double): its
   // outputs are unbounded logits, where float32 sums over hundreds of inputs drift by
   // several ulps (9e-6 at 18 for a 256-input layer), and the layer is a small share of
