@@ -18,7 +18,7 @@ std::size_t PanelLayout::width(std::size_t panel) const {
 }
 
 CacheAlignedVector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
-                               std::size_t outputs, std::size_t max_width) {
+                                      std::size_t outputs, std::size_t max_width) {
   CacheAlignedVector<float> packed(inputs * outputs);
   const PanelLayout layout(outputs, max_width);
   for (std::size_t p = 0; p < layout.count; ++p) {
@@ -33,7 +33,7 @@ CacheAlignedVector<float> pack_panels(const std::vector<float>& weights, std::si
 }
 
 CacheAlignedVector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
-                               std::size_t outputs) {
+                                      std::size_t outputs) {
   const std::size_t stride = padded_columns(outputs);
   CacheAlignedVector<float> padded(inputs * stride, 0.0f);
   for (std::size_t r = 0; r < inputs; ++r) {

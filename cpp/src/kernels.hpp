@@ -21,7 +21,7 @@ constexpr std::size_t padded_columns(std::size_t n) {
 // W (inputs x outputs, row-major) with each row padded with zeros to
 // padded_columns(outputs): the B the row kernels read.
 CacheAlignedVector<float> pad_columns(const std::vector<float>& weights, std::size_t inputs,
-                               std::size_t outputs);
+                                      std::size_t outputs);
 
 // What follows a layer's product, on each row: + bias, then the activation, with the
 // LayerNorm (if any) before it or after it as the layer says. Every path runs the same
@@ -98,7 +98,7 @@ struct PanelLayout {
 // W (inputs x outputs, row-major) regrouped panel by panel: panel p occupies
 // inputs x width(p) floats, row-major, from offset first_column(p) * inputs.
 CacheAlignedVector<float> pack_panels(const std::vector<float>& weights, std::size_t inputs,
-                               std::size_t outputs, std::size_t max_width);
+                                      std::size_t outputs, std::size_t max_width);
 
 // The next tile's rows, asked for one cache line per step of the current tile's k loop:
 // reading a float32 tile straight from memory cost 630 ns a row against 440 from cache,
