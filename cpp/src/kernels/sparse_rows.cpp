@@ -37,8 +37,11 @@ void row_word(std::uint64_t bits, const float* x, const float* w, std::size_t ld
   // registers and branches cost the loop more than the lines it asks for later (a digit
   // has 151 inputs, 4,800 a tile, for 1,568 lines of float32 rows). The textbook network
   // on the 10,000 digits, predict, interleaved processes, this Xeon (Sapphire Rapids
-  // class), avx2 2 threads: 3.47 -> 3.37 ms (float32), 4.18 -> 4.07 (float64), uint8
-  // unchanged (3.52-3.54); one thread 6.45 -> 6.30; the baseline 7.86 -> 7.69.
+  // class), avx2 2 threads: 3.59 -> 3.52 ms (float32), 4.31 -> 4.17 (float64), uint8
+  // unchanged (3.52-3.54); one thread 6.81 -> 6.57; the baseline 7.86 -> 7.69. AVX-512
+  // on scattered rows (19% nonzero, 784x50, from memory, one thread): 454-464 -> 402-410
+  // ns a row. Spelled as a loop: through a lambda GCC 12 kept AVX-512's accumulators on
+  // the stack.
   while (bits != 0) {
     prefetch.next_line();
     for (int input = 0; input < 2 && bits != 0; ++input) {
