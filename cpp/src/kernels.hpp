@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "mlpinfer/cache_aligned.hpp"
 #include "mlpinfer/network.hpp"
 
 namespace mlpinfer::kernels {

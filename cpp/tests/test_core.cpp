@@ -605,8 +605,6 @@ void test_contract_errors() {
                     "multiplier 1.000000");
 }
 
-}  // namespace
-
 // The kernels' weights and buffers start on a cache line at every size, as they grow,
 // and keep their values: a vector load from them never straddles two lines.
 void test_weights_and_buffers_start_on_a_cache_line() {
@@ -620,6 +618,8 @@ void test_weights_and_buffers_start_on_a_cache_line() {
     mlpinfer::CacheAlignedVector<std::uint64_t> words(size);
     check(on_line(words.data()), "a buffer of " + std::to_string(size) + " words on a line");
   }
+  const mlpinfer::CacheAlignedVector<float> copied = grown;
+  check(on_line(copied.data()) && copied == grown, "a copied buffer on a line, equal");
   const mlpinfer::kernels::KernelTable& kernels = mlpinfer::kernels::active_kernels();
   for (const std::size_t outputs : {1, 7, 50, 513}) {
     const std::vector<float> w(3 * outputs, 0.5f);
@@ -629,6 +629,8 @@ void test_weights_and_buffers_start_on_a_cache_line() {
           "weights for " + std::to_string(outputs) + " outputs on a line");
   }
 }
+
+}  // namespace
 
 // Usage: test_core [ISA]. With an ISA (ctest gives one per kernel family, with
 // MLPINFER_MAX_ISA set to it), the tests run only if that family is the one in use, and
