@@ -52,11 +52,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Say loudly what was not tested for want of the real data or a framework."""
     sections = [
         (_skips(terminalreporter, *MISSING_DATA),
-         f"NOT TESTED: the real data was not found ({SHARED_DATA} beside the project, or "
-         "Debian's dataset-fashion-mnist)"),
+         (f"NOT TESTED: the real data was not found ({SHARED_DATA} beside the project, or "
+          "Debian's dataset-fashion-mnist)")),
         (_skips(terminalreporter, MISSING_FRAMEWORK),
-         'NOT TESTED: a framework is not installed (PyTorch and Keras come with '
-         '"test-frameworks"; see README "Set-up")'),
+         ('NOT TESTED: a framework is not installed (PyTorch and Keras come with '
+          '"test-frameworks"; see README "Set-up")')),
     ]
     for skipped, title in sections:
         if skipped:

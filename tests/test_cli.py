@@ -42,7 +42,9 @@ def test_evaluate_with_no_arguments_runs_offline_on_the_sample(capsys):
     expected = np.mean(reference_labels(mlpinfer.load("digits"), images) == labels)
     assert code == 0
     assert f"accuracy  {expected:.4f}" in out
-    assert "confusion matrix" in out and "per-class accuracy" in out and "images/s" in out
+    assert "confusion matrix" in out
+    assert "per-class accuracy" in out
+    assert "images/s" in out
 
 
 def test_evaluate_json_is_consistent(capsys):
@@ -69,7 +71,8 @@ def test_evaluate_draws_the_errors(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     target = tmp_path / "errors.png"
     code, out, _ = run(capsys, "evaluate", "--errors", str(target))
-    assert code == 0 and "errors.png" in out
+    assert code == 0
+    assert "errors.png" in out
     assert target.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in tmp_path.iterdir()] == ["errors.png"]
 
@@ -78,7 +81,8 @@ def test_evaluate_errors_without_matplotlib_says_what_to_install(capsys, tmp_pat
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, _, err = run(capsys, "evaluate", "--errors", str(tmp_path / "e.png"))
     assert code == 2
-    assert "needs matplotlib" in err and "Traceback" not in err
+    assert "needs matplotlib" in err
+    assert "Traceback" not in err
 
 
 def test_predict_npy_idx_and_png(capsys, tmp_path):
@@ -214,13 +218,15 @@ def test_user_errors_are_one_line_without_traceback(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err
-    assert err.startswith("mlpinfer: error: ") and "Traceback" not in err
+    assert err.startswith("mlpinfer: error: ")
+    assert "Traceback" not in err
 
 
 def test_predict_refuses_a_wrong_image_size(capsys, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((2, 27, 27), np.uint8))
     code, _, err = run(capsys, "predict", str(tmp_path / "bad.npy"))
-    assert code == 2 and "expected images of 784 values each" in err
+    assert code == 2
+    assert "expected images of 784 values each" in err
 
 
 def test_bench_runs_and_reports_every_engine_it_has(capsys):
@@ -235,13 +241,15 @@ def test_bench_runs_and_reports_every_engine_it_has(capsys):
     assert report["skipped_engines"] == {}
     assert "OPENBLAS_CORETYPE" in report["environment"]
     for row in report["results"]:
-        assert row["images_per_second"] > 0 and row["vs_numpy"] > 0
+        assert row["images_per_second"] > 0
+        assert row["vs_numpy"] > 0
     [contention] = report["beside_busy_numpy"]
     assert contention["images_per_second_beside_numpy"] > 0
     assert 0.5 < report["zero_fraction"] < 1  # digits are mostly background
     assert {row["input"] for row in report["efficiency"]} == {"dense", "images"}
     for efficiency in report["efficiency"]:
-        assert efficiency["batch_size"] == 64 and efficiency["fraction_of_sgemm"] > 0
+        assert efficiency["batch_size"] == 64
+        assert efficiency["fraction_of_sgemm"] > 0
 
 
 def test_bench_times_a_network_that_scales_its_own_input(capsys, tmp_path):
@@ -264,7 +272,8 @@ def test_bench_draws_its_chart(capsys, tmp_path):
     code, out, _ = run(capsys, "bench", "--batch-sizes", "1,16", "--threads", "1", "--repeats",
                        "1", "--min-seconds", "0", "--images", "64", "--engines",
                        "mlpinfer,numpy", "--chart", str(tmp_path / "chart.png"))
-    assert code == 0 and "images/s" in out
+    assert code == 0
+    assert "images/s" in out
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -272,7 +281,9 @@ def test_bench_draws_its_chart(capsys, tmp_path):
                                     ["--images", "0"]])
 def test_bench_refuses_bad_numbers_in_one_line(capsys, option):
     code, _, err = run(capsys, "bench", *option)
-    assert code == 2 and "positive integers" in err and "Traceback" not in err
+    assert code == 2
+    assert "positive integers" in err
+    assert "Traceback" not in err
 
 
 def test_python_dash_m_entry_point():
@@ -328,7 +339,8 @@ def test_an_unknown_isa_cap_still_fails_another_programs_import(tmp_path):
 def test_convert_then_evaluate_the_converted_file(capsys, tmp_path):
     weights = shared_file("sample_weight.pkl")
     code, out, _ = run(capsys, "convert", str(weights), str(tmp_path / "textbook.npz"))
-    assert code == 0 and "Network(784 -> 50 sigmoid -> 100 sigmoid -> 10 softmax)" in out
+    assert code == 0
+    assert "Network(784 -> 50 sigmoid -> 100 sigmoid -> 10 softmax)" in out
     original = mlpinfer.load(weights)
     converted = mlpinfer.load(tmp_path / "textbook.npz")
     for mine, theirs in zip(original.layers, converted.layers, strict=True):
@@ -338,7 +350,9 @@ def test_convert_then_evaluate_the_converted_file(capsys, tmp_path):
 def test_convert_to_an_unknown_suffix_is_a_user_error(capsys, tmp_path):
     weights = shared_file("sample_weight.pkl")
     code, _, err = run(capsys, "convert", str(weights), str(tmp_path / "net.h5"))
-    assert code == 2 and "cannot tell the format to write" in err and "Traceback" not in err
+    assert code == 2
+    assert "cannot tell the format to write" in err
+    assert "Traceback" not in err
 
 
 # ----------------------------------------------------------------- a user's first hour
@@ -361,7 +375,8 @@ def test_help_shows_defaults_and_polarity(capsys, command, shown):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for text in shown:
         assert " ".join(text.split()) in out
-    assert "(default: None)" not in out and "(default: False)" not in out
+    assert "(default: None)" not in out
+    assert "(default: False)" not in out
 
 
 def test_invert_reads_black_on_white_drawings(capsys, tmp_path):
@@ -376,7 +391,8 @@ def test_invert_reads_black_on_white_drawings(capsys, tmp_path):
     assert [r["label"] for r in json.loads(out)] != list(expected)  # why --invert exists
     np.save(tmp_path / "floats.npy", chosen / 255.0)
     code, _, err = run(capsys, "predict", "--invert", str(tmp_path / "floats.npy"))
-    assert code == 2 and "--invert needs uint8 pixels" in err
+    assert code == 2
+    assert "--invert needs uint8 pixels" in err
 
 
 def idx_file(path, array):
@@ -407,7 +423,8 @@ def test_error_grid_title_says_how_many_of_how_many(capsys, tmp_path):
     assert misclassified > 100
     code, out, _ = run(capsys, "evaluate", "--data", str(data), "--errors",
                        str(tmp_path / "grid.svg"))
-    assert code == 0 and f"100 misclassified images drawn to {tmp_path / 'grid.svg'}" in out
+    assert code == 0
+    assert f"100 misclassified images drawn to {tmp_path / 'grid.svg'}" in out
     assert f"first 100 of {misclassified} misclassified images" in svg_text(tmp_path / "grid.svg")
     code, out, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "few.svg"))
     few = int(np.sum(reference_labels(mlpinfer.load("digits"), images) != labels))
@@ -417,12 +434,16 @@ def test_error_grid_title_says_how_many_of_how_many(capsys, tmp_path):
 def test_error_grid_format_comes_from_the_suffix(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "grid.jpg"))
-    assert code == 0 and (tmp_path / "grid.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert code == 0
+    assert (tmp_path / "grid.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     code, _, _ = run(capsys, "evaluate", "--errors", str(tmp_path / "grid.pdf"))
-    assert code == 0 and (tmp_path / "grid.pdf").read_bytes().startswith(b"%PDF")
+    assert code == 0
+    assert (tmp_path / "grid.pdf").read_bytes().startswith(b"%PDF")
     for name in ("grid.xyz", "grid"):
         code, _, err = run(capsys, "evaluate", "--errors", str(tmp_path / name))
-        assert code == 2 and "the suffix names the image format" in err and ".png" in err
+        assert code == 2
+        assert "the suffix names the image format" in err
+        assert ".png" in err
         assert not (tmp_path / name).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.jpg", "grid.pdf"]
 
@@ -442,16 +463,20 @@ def test_error_grid_never_follows_a_planted_symlink(capsys, tmp_path):
     (tmp_path / "out.png").unlink()
     (tmp_path / "out.png").symlink_to(victim)
     assert run(capsys, "evaluate", "--errors", str(tmp_path / "out.png"))[0] == 0
-    assert victim.read_text() == "precious" and not (tmp_path / "out.png").is_symlink()
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "out.png").is_symlink()
 
 
 def test_a_write_into_a_missing_folder_names_the_users_path(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     target = tmp_path / "no" / "such" / "grid.png"
     code, _, err = run(capsys, "evaluate", "--errors", str(target))
-    assert code == 2 and str(target) in err and "no such folder" in err
+    assert code == 2
+    assert str(target) in err
+    assert "no such folder" in err
     code, _, err = run(capsys, "convert", "xor", str(target.with_suffix(".npz")))
-    assert code == 2 and str(target.with_suffix(".npz")) in err
+    assert code == 2
+    assert str(target.with_suffix(".npz")) in err
     assert not (tmp_path / "no").exists()
 
 
@@ -460,10 +485,12 @@ def test_convert_refuses_to_overwrite_its_input(capsys, tmp_path):
     before = (tmp_path / "a.npz").read_bytes()
     for destination in (tmp_path / "a.npz", tmp_path / "." / "a.npz"):
         code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(destination))
-        assert code == 2 and "the destination is the source" in err
+        assert code == 2
+        assert "the destination is the source" in err
     (tmp_path / "b.npz").hardlink_to(tmp_path / "a.npz")
     code, _, err = run(capsys, "convert", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"))
-    assert code == 2 and "the destination is the source" in err
+    assert code == 2
+    assert "the destination is the source" in err
     assert (tmp_path / "a.npz").read_bytes() == before
 
 
@@ -519,8 +546,11 @@ def test_predict_reports_each_bad_file_and_keeps_the_good_ones(capsys, tmp_path)
     assert [r["input"] for r in results] == [f"{tmp_path / 'good.npy'}[0]",
                                              f"{tmp_path / 'good.npy'}[1]", str(tmp_path / "good.png")]
     lines = err.splitlines()
-    assert len(lines) == 3 and all(line.startswith("mlpinfer: error: ") for line in lines)
-    assert "bad.jpg" in lines[0] and "small.npy" in lines[1] and "missing.png" in lines[2]
+    assert len(lines) == 3
+    assert all(line.startswith("mlpinfer: error: ") for line in lines)
+    assert "bad.jpg" in lines[0]
+    assert "small.npy" in lines[1]
+    assert "missing.png" in lines[2]
 
 
 def test_predict_refuses_a_npy_that_declares_more_than_it_holds(capsys, tmp_path):
@@ -532,10 +562,12 @@ def test_predict_refuses_a_npy_that_declares_more_than_it_holds(capsys, tmp_path
     code, _, err = run(capsys, "predict", str(path))
     assert code == 2
     assert "declares shape (1000000000000,) of float32 (4,000,000,000,000 bytes)" in err
-    assert "holds 1,000 bytes" in err and "Traceback" not in err
+    assert "holds 1,000 bytes" in err
+    assert "Traceback" not in err
     np.save(tmp_path / "objects.npy", np.array([{}, None], dtype=object), allow_pickle=True)
     code, _, err = run(capsys, "predict", str(tmp_path / "objects.npy"))
-    assert code == 2 and "expected numbers" in err
+    assert code == 2
+    assert "expected numbers" in err
 
 
 def test_predict_reads_fortran_ordered_npy(capsys, tmp_path):
@@ -565,7 +597,8 @@ def test_bench_draws_progress_on_stderr_only(capsys, monkeypatch):
                          "--engines", "mlpinfer,numpy")
     assert code == 0
     json.loads(out)  # stdout stays parsable
-    assert "bench [" in err and "100% 4/4 runs" in err
+    assert "bench [" in err
+    assert "100% 4/4 runs" in err
 
 
 def test_predict_keeps_float_results_when_uint8_ones_need_a_pixel_scale(capsys, tmp_path):
@@ -579,18 +612,23 @@ def test_predict_keeps_float_results_when_uint8_ones_need_a_pixel_scale(capsys, 
     assert code == 2
     assert [r["input"] for r in json.loads(out)] == [str(tmp_path / "floats.npy")]
     assert err.count("\n") == 1
-    assert f"{tmp_path / 'pixels.npy'}: uint8 pixels" in err and "--pixel-scale 1/255" in err
+    assert f"{tmp_path / 'pixels.npy'}: uint8 pixels" in err
+    assert "--pixel-scale 1/255" in err
     code, out, _ = run(capsys, "predict", "--json", "--weights", str(tmp_path / "net.onnx"),
                        "--pixel-scale", "1/255", str(tmp_path / "pixels.npy"))
-    assert code == 0 and len(json.loads(out)) == 1
+    assert code == 0
+    assert len(json.loads(out)) == 1
 
 
 def test_evaluate_names_the_pixel_scale_option_for_a_network_without_one(capsys, tmp_path):
     unscaled = mlpinfer.Network(mlpinfer.load("digits").layers, pixel_scale=None)
     mlpinfer.save(unscaled, tmp_path / "unscaled.npz")
     code, out, err = run(capsys, "evaluate", "--weights", str(tmp_path / "unscaled.npz"))
-    assert code == 2 and out == ""
-    assert "uint8 pixels" in err and "--pixel-scale 1/255" in err and "with_pixel_scale" not in err
+    assert code == 2
+    assert out == ""
+    assert "uint8 pixels" in err
+    assert "--pixel-scale 1/255" in err
+    assert "with_pixel_scale" not in err
     code, _, _ = run(capsys, "evaluate", "--weights", str(tmp_path / "unscaled.npz"),
                      "--pixel-scale", "1/255")
     assert code == 0
@@ -607,4 +645,5 @@ def test_a_reader_that_leaves_early_ends_the_output_quietly():
                               check=False)
     finally:
         os.close(write_end)
-    assert done.returncode == 141 and done.stderr == ""
+    assert done.returncode == 141
+    assert done.stderr == ""

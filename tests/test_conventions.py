@@ -172,7 +172,8 @@ def test_call_and_verbose_predict_give_the_same_bits(capsys):
     np.testing.assert_array_equal(DIGITS(X), expected)
     np.testing.assert_array_equal(DIGITS.predict(X, verbose=1), expected)
     err = capsys.readouterr().err
-    assert "predict [" in err and "100% 1000/1000 rows" in err
+    assert "predict [" in err
+    assert "100% 1000/1000 rows" in err
     np.testing.assert_array_equal(DIGITS.predict(X, verbose=0), expected)
     assert capsys.readouterr().err == ""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -329,7 +331,7 @@ def test_property_any_network_any_input_matches_reference(case):
     widths, activations, batch, dtype, layout, seed = case
     rng = np.random.default_rng(seed)
     params = {}
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
+    for i, (n_in, n_out) in enumerate(pairwise(widths), start=1):
         params[f"W{i}"] = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
         params[f"b{i}"] = rng.standard_normal(n_out).astype(np.float32)
     network = mlpinfer.Network.from_params(params, activations=activations)

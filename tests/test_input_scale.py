@@ -68,7 +68,8 @@ def test_the_textbook_network_and_shipped_ones_scale_uint8_by_1_255(sample_weigh
                                                                      mnist_test):
     images, labels = mnist_test
     textbook = mlpinfer.load(sample_weight_path)
-    assert textbook.pixel_scale == 1 / 255 and textbook.input_scale is None
+    assert textbook.pixel_scale == 1 / 255
+    assert textbook.input_scale is None
     assert textbook.accuracy(images, labels) == 0.9352
     for name in ("digits", "fashion", "xor"):
         assert mlpinfer.load(name).pixel_scale == 1 / 255
@@ -82,7 +83,8 @@ def test_a_w_b_pickle_follows_the_textbook_unless_told(tmp_path):
     textbook = mlpinfer.load(path)
     assert_close_to_reference(textbook.predict(pixels), reference_outputs(textbook, pixels, 1 / 255))
     raw = mlpinfer.load(path, pixel_scale=1.0)
-    assert raw.pixel_scale == 1.0 and "pixel_scale=1.0" in repr(raw)
+    assert raw.pixel_scale == 1.0
+    assert "pixel_scale=1.0" in repr(raw)
     assert_close_to_reference(raw.predict(pixels), reference_outputs(raw, pixels, 1.0))
     # Floats are the network's numbers whatever the pixel scale.
     floats = pixels.astype(np.float32)

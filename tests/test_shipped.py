@@ -29,7 +29,8 @@ def test_every_shipped_network_is_installed_and_loads():
 @pytest.mark.parametrize("gate", list(TRUTH_TABLES))
 def test_logic_gates_classify_their_truth_tables(gate):
     network = mlpinfer.load(gate)
-    assert network.activations[-1] == "sigmoid" and network.n_outputs == 1
+    assert network.activations[-1] == "sigmoid"
+    assert network.n_outputs == 1
     np.testing.assert_array_equal(network.classify(GATE_INPUTS), TRUTH_TABLES[gate])
     outputs = network.predict(GATE_INPUTS)[:, 0]
     assert np.all((outputs < 0.1) | (outputs > 0.9)), f"{gate} outputs lack margin: {outputs}"
@@ -41,7 +42,8 @@ def test_xor_needs_its_hidden_layer():
 
 def test_embedded_sample_is_100_digits_per_class():
     images, labels = load_digits_sample()
-    assert images.shape == (1000, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (1000, 28, 28)
+    assert images.dtype == np.uint8
     np.testing.assert_array_equal(np.bincount(labels, minlength=10), [100] * 10)
 
 

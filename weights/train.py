@@ -23,6 +23,7 @@ import importlib.resources
 import io
 import pickle
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +152,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def glorot_init(layer_sizes: tuple[int, ...], rng: np.random.Generator) -> list[np.ndarray]:
     """[W1, b1, W2, b2, ...]; Glorot-uniform weights keep sigmoid inputs out of saturation at the start."""
     params = []
-    for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+    for fan_in, fan_out in pairwise(layer_sizes):
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         params += [rng.uniform(-limit, limit, (fan_in, fan_out)), np.zeros(fan_out)]
     return params
@@ -197,7 +198,7 @@ class Adam:
     def step(self, grads: list[np.ndarray], learning_rate: float) -> None:
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         self.steps += 1
-        for index, (param, grad) in enumerate(zip(self.params, grads)):
+        for index, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
             # L2 on weights only: decaying biases adds nothing against overfitting.
             if param.ndim == 2:
                 grad = grad + self.weight_decay * param
@@ -295,7 +296,8 @@ def train_gates(args: argparse.Namespace) -> None:
         # is separable, so the step count sets the margin.
         for _ in range(args.gate_steps):
             activations = forward(params, TRUTH_TABLE_INPUTS, "sigmoid")
-            for param, grad in zip(params, gradients(params, activations, targets[:, None])):
+            grads = gradients(params, activations, targets[:, None])
+            for param, grad in zip(params, grads, strict=True):
                 param -= args.gate_learning_rate * grad
         weights = to_weight_dict(params)
         outputs = float32_gate_outputs(weights)

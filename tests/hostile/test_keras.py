@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+import support
 from framework_files import (
     corruptions,
     dense,
@@ -22,7 +23,6 @@ from framework_files import (
     keras_zip,
     zip_bytes,
 )
-import support
 from support import assert_refused, refused_in_fresh_process
 
 import mlpinfer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import support
 from framework_files import (
     ORDERED_DICT,
     Call,
@@ -23,7 +24,6 @@ from framework_files import (
     torch_zip,
     zip_bytes,
 )
-import support
 from support import assert_refused, refused_in_fresh_process
 
 import mlpinfer
