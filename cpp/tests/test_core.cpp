@@ -430,16 +430,6 @@ void test_sparse_rows_match_tile_gemm() {
                                                std::to_string(dense_cost.tile) + " as a tile");
 }
 
-// Each view on 1 thread and on 2.
-std::vector<std::pair<mlpinfer::InputView, unsigned>> on_one_and_two_threads(
-    const std::vector<mlpinfer::InputView>& views) {
-  std::vector<std::pair<mlpinfer::InputView, unsigned>> all;
-  for (const mlpinfer::InputView& view : views) {
-    for (const unsigned threads : {1u, 2u}) all.emplace_back(view, threads);
-  }
-  return all;
-}
-
 // A network whose first layer runs row by row (5% nonzero rows: checked below to cost
 // less so, at this network's shape, in the family in use) against the same rows one at
 // a time (the row kernel), bit for bit, from float32 (contiguous and strided), float64
@@ -481,14 +471,16 @@ void test_sparse_first_layer_matches_single_rows() {
         if (x == &from_pixels) {
           views.push_back({pixels.data(), mlpinfer::ElementType::uint8, rows, width, stride, 1});
         }
-        for (const auto& [view, threads] : on_one_and_two_threads(views)) {
-          check(batch_equals_single_rows(network, view, 10, threads),
-                std::string("sparse rows: a batch and single rows differ (") +
-                    mlpinfer::activation_name(hidden) + " hidden layers, " +
-                    (x == &hostile ? "hostile values" : "pixels") + ", " +
-                    std::to_string(rows) + " rows, element stride " +
-                    std::to_string(view.col_stride_bytes) + ", " + std::to_string(threads) +
-                    " threads)");
+        for (const mlpinfer::InputView& view : views) {
+          for (const unsigned threads : {1u, 2u}) {
+            check(batch_equals_single_rows(network, view, 10, threads),
+                  std::string("sparse rows: a batch and single rows differ (") +
+                      mlpinfer::activation_name(hidden) + " hidden layers, " +
+                      (x == &hostile ? "hostile values" : "pixels") + ", " +
+                      std::to_string(rows) + " rows, element stride " +
+                      std::to_string(view.col_stride_bytes) + ", " + std::to_string(threads) +
+                      " threads)");
+          }
         }
       }
     }
